@@ -1,0 +1,80 @@
+"""Configuration from one place: environment variables prefixed MINWON_, read once per process."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_LOCALES = ("ko-KR", "en-US")
+DEFAULT_LOCALE = "ko-KR"
+
+
+def _flag(value: str | None, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str
+    demo: bool = True
+    secret_key: bytes = b""
+    admin_api_key: str = ""
+    session_ttl_s: int = 900
+    max_text_chars: int = 1000
+    max_json_bytes: int = 64 * 1024
+    rate_limit_per_minute: int = 120
+    log_level: str = "INFO"
+    # Components that are slow to load can be switched off for tools that do not need them.
+    load_models: bool = True
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        env = os.environ if env is None else env
+        data_dir = Path(env.get("MINWON_DATA_DIR") or "./var").resolve()
+        database_url = env.get("MINWON_DATABASE_URL") or f"sqlite:///{data_dir / 'minwon.sqlite3'}"
+        settings = cls(
+            data_dir=data_dir,
+            database_url=database_url,
+            demo=_flag(env.get("MINWON_DEMO"), True),
+            admin_api_key=env.get("MINWON_ADMIN_API_KEY", ""),
+            session_ttl_s=int(env.get("MINWON_SESSION_TTL_S", "900")),
+            rate_limit_per_minute=int(env.get("MINWON_RATE_LIMIT_PER_MINUTE", "120")),
+            log_level=env.get("MINWON_LOG_LEVEL", "INFO"),
+            extra={k: v for k, v in env.items() if k.startswith("MINWON_")},
+        )
+        secret = env.get("MINWON_SECRET_KEY", "")
+        settings = replace(settings, secret_key=secret.encode() if secret else b"")
+        return replace(settings, **overrides) if overrides else settings
+
+    def get(self, name: str, default: str = "") -> str:
+        """A MINWON_* setting that has no field of its own (per-platform tokens, model paths)."""
+        return self.extra.get(name, default)
+
+    def ensure_data_dir(self) -> Settings:
+        """Create the data directory and, when MINWON_SECRET_KEY is unset, a generated key file in it."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        settings = self
+        if not self.secret_key:
+            key_file = self.data_dir / "secret.key"
+            if not key_file.exists():
+                log.warning("MINWON_SECRET_KEY is unset: generated a key in the data directory")
+                key_file.write_text(secrets.token_hex(32))
+                key_file.chmod(0o600)
+            settings = replace(settings, secret_key=key_file.read_text().strip().encode())
+        if not self.admin_api_key:
+            key_file = self.data_dir / "admin_api.key"
+            if not key_file.exists():
+                key_file.write_text(secrets.token_urlsafe(24))
+                key_file.chmod(0o600)
+            settings = replace(settings, admin_api_key=key_file.read_text().strip())
+        return settings

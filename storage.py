@@ -1,0 +1,121 @@
+"""The one module that owns the database engine, transactions and the schema version.
+
+Tables are declared by the module that owns them (accounts, consent ledger, wallet bridge …) on the
+shared ``metadata``; ``SCHEMA_MODULES`` lists those modules so that an upgrade sees every table.
+
+Schema upgrades: a fresh database gets every table from ``metadata.create_all``; later changes to an
+existing table are appended to ``MIGRATIONS`` (one function per version, run in order inside one
+transaction each). This keeps SQLite and PostgreSQL on one code path without Alembic's extra
+environment, and the version lives in the ``schema_version`` table.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Column, Connection, Integer, MetaData, Table, create_engine, event, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import NullPool
+
+log = logging.getLogger(__name__)
+
+metadata = MetaData()
+
+schema_version = Table("schema_version", metadata, Column("version", Integer, nullable=False))
+
+SCHEMA_MODULES = (
+    "skills.accounts",
+    "skills.sessions",
+)
+
+# MIGRATIONS[i] upgrades an existing database from version i+1 to i+2; version 1 is create_all.
+MIGRATIONS: list[Callable[[Connection], None]] = []
+SCHEMA_VERSION = 1 + len(MIGRATIONS)
+
+
+class StorageUnavailable(RuntimeError):
+    """The database is locked or unreachable for the moment; the caller answers 503 and may retry."""
+
+
+class Database:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine: Engine = self._create_engine(url)
+
+    @staticmethod
+    def _create_engine(url: str) -> Engine:
+        if url.startswith("sqlite"):
+            path = url.split("///", 1)[-1]
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            # NullPool: each checkout opens a fresh connection, so no connection is shared across threads.
+            engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": 5, "check_same_thread": False})
+
+            @event.listens_for(engine, "connect")
+            def _sqlite_pragmas(dbapi_connection, _record):  # noqa: ANN001
+                dbapi_connection.isolation_level = None  # let SQLAlchemy's BEGIN drive transactions
+                cursor = dbapi_connection.cursor()
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA foreign_keys=ON")
+                cursor.execute("PRAGMA busy_timeout=3000")
+                cursor.close()
+
+            @event.listens_for(engine, "begin")
+            def _sqlite_begin(conn):  # noqa: ANN001
+                # IMMEDIATE takes the write lock at BEGIN, so two writers never deadlock on upgrade.
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+            return engine
+        return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One transaction: committed when the block ends, rolled back on any exception."""
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except OperationalError as exc:
+            raise StorageUnavailable("storage is busy or unavailable") from exc
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except OperationalError as exc:
+            raise StorageUnavailable("storage is busy or unavailable") from exc
+
+    def current_version(self) -> int:
+        with self.read() as conn:
+            if not self.engine.dialect.has_table(conn, "schema_version"):
+                return 0
+            return conn.execute(select(schema_version.c.version)).scalar() or 0
+
+    def upgrade(self) -> int:
+        """Bring the schema to SCHEMA_VERSION; safe to call on every start and from several processes."""
+        for name in SCHEMA_MODULES:
+            importlib.import_module(name)
+        with self.transaction() as conn:
+            version = conn.execute(select(schema_version.c.version)).scalar() if self.engine.dialect.has_table(
+                conn, "schema_version"
+            ) else None
+            if version is None:
+                metadata.create_all(conn)
+                conn.execute(schema_version.insert().values(version=SCHEMA_VERSION))
+                log.info("database created", extra={"schema_version": SCHEMA_VERSION})
+                return SCHEMA_VERSION
+            # Tables added since (no existing rows to migrate) come from create_all's checkfirst.
+            metadata.create_all(conn)
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                MIGRATIONS[target - 2](conn)
+                conn.execute(schema_version.update().values(version=target))
+                log.info("database upgraded", extra={"schema_version": target})
+            return SCHEMA_VERSION
+
+    def dispose(self) -> None:
+        self.engine.dispose()
