@@ -13,12 +13,12 @@ import numpy as np
 
 from retrieval.scoring import RANKERS, EntryEvidence, confidence_features, ranking_scores
 
-# Share of right answers in the calibration data allowed below the threshold. The calibration
-# queries (phrasings searched with themselves hidden, corrupted like a recogniser would) are
-# harder than real ones, so the rate on real queries comes out lower; 0.05 was chosen on the
-# dev set's "tune" split (0.02: out-of-domain rejection 0.78; 0.05: 0.92 with 0.04 false
-# rejection; 0.10: 0.97 with 0.07).
-MAX_FALSE_REJECTION = 0.05
+# Share of right answers in the calibration data allowed below the threshold. Calibration
+# queries (phrasings searched with themselves hidden, half of them corrupted as a recogniser
+# would) are much harder than real ones, so real false rejection comes out far lower. Chosen on
+# the dev set's "tune" split: budget 0.05 → out-of-domain rejection 0.86 / false rejection
+# 0.016; 0.10 → 0.89 / 0.020; 0.12 → 0.92 / 0.024; 0.14 → 0.95 / 0.061.
+MAX_FALSE_REJECTION = 0.12
 
 
 @dataclass(frozen=True)

@@ -22,11 +22,13 @@ FIELDS = ("id", "topic", "locale", "question", "alternates", "answer_speech", "a
 TOPIC_PATTERN = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 ID_PATTERN = re.compile(r"^[a-z0-9]+(?:[-.][a-z0-9]+)*$")
 # A speaker reads answer_speech aloud: at most two short sentences. Korean packs more meaning
-# per character, hence the lower limit (~130 syllables is about 18 s of speech).
-MAX_SPEECH_CHARS = {"ko-KR": 130, "en-US": 240}
+# per character, hence the lower limit (160 syllables is about 20 s of speech).
+MAX_SPEECH_CHARS = {"ko-KR": 160, "en-US": 220}
 MAX_SPEECH_SENTENCES = 2
 
-_URL = re.compile(r"https?://|www\.|\b[\w-]+\.(?:go\.kr|or\.kr|co\.kr|com|net|org|kr)\b", re.IGNORECASE)
+# A scheme, "www." or a bare domain ("gov.kr에서": Hangul may follow the domain directly).
+_URL = re.compile(r"https?://|www\.|(?<![a-z0-9.-])[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:kr|com|net|org)(?![a-z0-9])",
+                  re.IGNORECASE)
 _MARKDOWN = re.compile(r"[*_`#|<>\[\]]|^\s*[-+]\s|\(\s*https?:", re.MULTILINE)
 # A sentence ends at . ! ? (or their full-width forms) not between two digits ("1.5").
 _SENTENCE_END = re.compile(r"(?<!\d)[.!?。！？]+(?=\s|$)|(?<=\d)[.!?]+(?=\s|$)")
@@ -107,7 +109,8 @@ def speech_problem(text: str, locale: str) -> str | None:
 
 
 def corpus_files(corpus_dir: Path) -> list[Path]:
-    return sorted(p for p in Path(corpus_dir).glob("*.yaml") if p.is_file())
+    # Dot-files are editors' and the importer's temporaries, not corpus.
+    return sorted(p for p in Path(corpus_dir).glob("*.yaml") if p.is_file() and not p.name.startswith("."))
 
 
 def corpus_hash(files: Iterable[Path]) -> str:

@@ -21,6 +21,8 @@ K1 = 1.2
 B = 0.5  # phrasings are short and similar in length; weak length normalisation
 
 
+# What a corpus word one edit away from an unknown query word counts for, against 1 for the word.
+MISHEARD_WEIGHT = 0.7
 # Words shorter than this (in jamo or letters) must match exactly: one edit changes them too much.
 _FUZZY_MIN_LENGTH = 4
 
@@ -74,16 +76,28 @@ class Bm25Index:
         Dividing a score by the IDF mass gives the IDF-weighted share of the query that a
         document covers, comparable across queries; unknown terms count in the mass with the
         IDF of a term seen once, so a query of words the corpus never uses scores near zero.
+        An unknown word stands in, at a discount, for the corpus words one misheard jamo or
+        letter away from it ("인간증명서" → 인감).
         """
-        counts = Counter(query_terms)
-        known = [(self.vocabulary[t], c) for t, c in counts.items() if t in self.vocabulary]
         unseen_idf = float(np.log1p((self.n_docs - 0.5) / 1.5))
-        mass = sum(float(self.idf[i]) for i, _ in known) + unseen_idf * sum(
-            1 for t in counts if t not in self.vocabulary)
-        if not known:
+        columns: list[int] = []
+        weights: list[float] = []
+        mass = 0.0
+        for term in dict.fromkeys(query_terms):
+            column = self.vocabulary.get(term)
+            if column is not None:
+                columns.append(column)
+                weights.append(1.0)
+                mass += float(self.idf[column])
+                continue
+            mass += unseen_idf
+            near = self._near(term) if term[:2] in ("m:", "w:") else set()
+            if near:
+                columns.extend(near)
+                weights.extend([MISHEARD_WEIGHT / len(near)] * len(near))
+        if not columns:
             return np.zeros(self.n_docs, dtype=np.float32), mass
-        columns = np.fromiter((i for i, _ in known), dtype=np.int64, count=len(known))
-        scores = self.weights[:, columns].sum(axis=1)
+        scores = self.weights[:, np.asarray(columns, dtype=np.int64)] @ np.asarray(weights, dtype=np.float32)
         return np.asarray(scores, dtype=np.float32).ravel(), mass
 
     def known_share(self, query_terms: list[str], exclude_doc: int = -1) -> float:

@@ -41,6 +41,13 @@ _FINAL_FOLD = {
     18: 17, 26: 17,                     # ㅄ ㅍ → ㅂ
 }
 
+# Position-free letters (compatibility jamo): an onset ㄴ and a final ㄴ are the same letter,
+# which is what lets "저닙" and "전입" spell alike.
+_ONSET_LETTERS = "ㄱㄲㄴㄷㄸㄹㅁㅂㅃㅅㅆㅇㅈㅉㅊㅋㅌㅍㅎ"
+_VOWEL_LETTERS = "ㅏㅐㅑㅒㅓㅔㅕㅖㅗㅘㅙㅚㅛㅜㅝㅞㅟㅠㅡㅢㅣ"
+_FINAL_LETTERS = " ㄱㄲㄳㄴㄵㄶㄷㄹㄺㄻㄼㄽㄾㄿㅀㅁㅂㅄㅅㅆㅇㅈㅊㅋㅌㅍㅎ"
+_SILENT_ONSET = 11  # ㅇ at the start of a syllable is not pronounced
+
 # Colloquial verbs that mean "get a document issued" (등본 떼다, 증명서 뽑다, 초본 끊다).
 _ISSUE_VERBS = frozenset({"떼", "뽑", "끊"})
 _ISSUE_MORPHEMES = (("발급", "NNG"), ("받", "VV"))
@@ -53,15 +60,6 @@ _STOP_MORPHEMES = frozenset({
     "하", "되", "있", "없", "주", "보", "싶", "것", "수", "좀", "요", "거", "그", "이", "받",
     "어떻", "어떻게",
 })
-
-# Domain words Kiwi should keep whole; without them a recogniser's spaceless output can split
-# them differently from the written corpus.
-_USER_WORDS = (
-    "등본", "초본", "주민등록표", "주민등록증", "인감증명서", "전입신고", "기본증명서", "가족관계증명서",
-    "전자문서지갑", "마이데이터", "국민신문고", "간편인증", "공동인증서", "건축물대장", "토지대장",
-    "진위확인", "정부24", "외국인등록", "모바일신분증", "실업급여", "육아휴직", "주거급여",
-    "기초연금", "아동수당", "연말정산", "지방세", "납세증명서", "사업자등록", "소득금액증명",
-)
 
 # Spoken forms of numbers that recognisers emit in Hangul.
 _SPOKEN_NUMBERS = (
@@ -114,8 +112,8 @@ def phonetic_key(text: str) -> str:
 @lru_cache(maxsize=4096)
 def stem_english(word: str) -> str:
     """A deliberately light stemmer: plural and common verb/noun suffixes, nothing clever."""
-    for suffix, replacement in (("ies", "y"), ("ing", ""), ("ment", ""), ("als", ""), ("al", ""),
-                                ("ed", ""), ("es", ""), ("s", "")):
+    for suffix, replacement in (("ies", "y"), ("sses", "ss"), ("xes", "x"), ("ches", "ch"), ("shes", "sh"),
+                                ("ing", ""), ("ment", ""), ("als", ""), ("al", ""), ("ed", ""), ("s", "")):
         if word.endswith(suffix) and len(word) - len(suffix) >= 4:
             return word[: len(word) - len(suffix)] + replacement
     return word
@@ -139,14 +137,17 @@ class TextNormalizer:
     def __init__(self) -> None:
         from kiwipiepy import Kiwi
 
+        # No user dictionary: Kiwi splits compounds (인감증명서 → 인감 + 증명서) the same way
+        # whether or not the spaces are there, and a misheard part (인간) then differs from
+        # the corpus word in one morpheme only.
         self._kiwi = Kiwi()
-        for word in _USER_WORDS:
-            self._kiwi.add_user_word(word, "NNP")
         self._lock = threading.Lock()
+        # Both rankers (and the n-best transcripts of one request) analyse the same text.
+        self._analyse = lru_cache(maxsize=4096)(self._analyse_uncached)
         # Kiwi loads its spacing model lazily; pay that cost now, not on the first request.
         self.dense_text("등본 떼려면 어떻게 해")
 
-    def _analyse(self, text: str) -> tuple[str, list[tuple[str, str]]]:
+    def _analyse_uncached(self, text: str) -> tuple[str, tuple[tuple[str, str], ...]]:
         """Re-spaced text and its morphemes, with colloquial issue-verbs mapped to 발급받다."""
         with self._lock:
             spaced = self._kiwi.space(text)
@@ -160,7 +161,7 @@ class TextNormalizer:
                 else:
                     morphemes.append((t.form, t.tag))
             joined = self._kiwi.join(morphemes) if changed else spaced
-        return joined, morphemes
+        return joined, tuple(morphemes)
 
     def dense_text(self, text: str) -> str:
         """The sentence the dense encoder sees."""
@@ -190,7 +191,7 @@ class TextNormalizer:
         return terms
 
 
-def _content_forms(morphemes: list[tuple[str, str]]) -> list[str]:
+def _content_forms(morphemes: Iterable[tuple[str, str]]) -> list[str]:
     forms = []
     for form, tag in morphemes:
         base = tag.split("-")[0]
@@ -207,11 +208,11 @@ def jamo_sequence(text: str) -> str:
         code = ord(ch) - _HANGUL_BASE
         onset, rest = divmod(code, _N_MEDIAL * _N_FINAL)
         medial, final = divmod(rest, _N_FINAL)
-        if onset != 11:
-            out.append(chr(0x1100 + onset))
-        out.append(chr(0x1161 + medial))
+        if onset != _SILENT_ONSET:
+            out.append(_ONSET_LETTERS[onset])
+        out.append(_VOWEL_LETTERS[medial])
         if final:
-            out.append(chr(0x11A7 + final))
+            out.append(_FINAL_LETTERS[final])
     return "".join(out)
 
 

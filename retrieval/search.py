@@ -75,10 +75,16 @@ class FaqSearcher:
 
     @classmethod
     def load_or_build(cls, data_dir: Path, corpus_dir: Path, *, progress: bool | None = None,
-                      out_of_domain_path: Path = DEFAULT_OUT_OF_DOMAIN) -> FaqSearcher:
-        """Load the persisted index when it matches the corpus, else build and persist one."""
-        normalizer = TextNormalizer()
-        encoder = SentenceEncoder()
+                      out_of_domain_path: Path = DEFAULT_OUT_OF_DOMAIN,
+                      normalizer: TextNormalizer | None = None,
+                      encoder: SentenceEncoder | None = None) -> FaqSearcher:
+        """Load the persisted index when it matches the corpus, else build and persist one.
+
+        ``normalizer`` and ``encoder`` let a caller that already loaded the models (tests, a
+        second corpus) share them; by default they are loaded here (~10 s).
+        """
+        normalizer = normalizer or TextNormalizer()
+        encoder = encoder or SentenceEncoder()
         index = _load_or_build_index(Path(data_dir), Path(corpus_dir), normalizer, encoder,
                                      Path(out_of_domain_path), progress, force=False)
         return cls(index, normalizer, encoder, data_dir, corpus_dir, out_of_domain_path)
