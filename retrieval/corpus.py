@@ -30,8 +30,9 @@ MAX_SPEECH_SENTENCES = 2
 _URL = re.compile(r"https?://|www\.|(?<![a-z0-9.-])[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:kr|com|net|org)(?![a-z0-9])",
                   re.IGNORECASE)
 _MARKDOWN = re.compile(r"[*_`#|<>\[\]]|^\s*[-+]\s|\(\s*https?:", re.MULTILINE)
-# A sentence ends at . ! ? (or their full-width forms) not between two digits ("1.5").
-_SENTENCE_END = re.compile(r"(?<!\d)[.!?。！？]+(?=\s|$)|(?<=\d)[.!?]+(?=\s|$)")
+# A sentence ends at . ! ? (or their full-width forms) followed by a space or the end, so the
+# point in "1.5" does not end one.
+_SENTENCE_END = re.compile(r"[.!?。！？]+(?=\s|$)")
 
 
 @dataclass(frozen=True)
@@ -87,10 +88,19 @@ class Corpus:
         return sorted({e.topic for e in self.entries})
 
 
+def split_sentences(text: str) -> list[str]:
+    sentences, start = [], 0
+    text = text.strip()
+    for end in _SENTENCE_END.finditer(text):
+        sentences.append(text[start:end.end()].strip())
+        start = end.end()
+    if text[start:].strip():
+        sentences.append(text[start:].strip())
+    return [s for s in sentences if s]
+
+
 def count_sentences(text: str) -> int:
-    ends = _SENTENCE_END.findall(text.strip())
-    tail = _SENTENCE_END.split(text.strip())[-1].strip()
-    return len(ends) + (1 if tail else 0)
+    return len(split_sentences(text))
 
 
 def speech_problem(text: str, locale: str) -> str | None:

@@ -28,6 +28,7 @@ from retrieval.corpus import (
     corpus_files,
     load_corpus,
     load_file,
+    split_sentences,
 )
 
 QUESTION_COLUMNS = ("question", "questions", "q", "title", "subject", "질문", "제목", "문의", "질의")
@@ -36,7 +37,6 @@ ALTERNATE_COLUMNS = ("alternates", "keywords", "키워드", "유사질문")
 _URL_IN_PARENS = re.compile(r"\(\s*(?:https?://|www\.)[\x21-\x28\x2a-\x7e]*\s*\)")
 _URL = re.compile(r"(?:https?://|www\.)[\x21-\x7e]+")
 _MARKUP = re.compile(r"<[^>]+>|[*_`#|\[\]]")
-_SENTENCE = re.compile(r".+?(?:(?<!\d)[.!?。！？]+(?=\s|$)|$)", re.DOTALL)
 
 
 class ExportFormatError(ValueError):
@@ -90,8 +90,7 @@ def spoken_summary(answer: str, locale: str) -> str:
     plain = re.sub(r"\s+", " ", plain).strip()
     limit = MAX_SPEECH_CHARS[locale]
     spoken = ""
-    sentences = [s.strip() for s in _SENTENCE.findall(plain) if s.strip()]
-    for sentence in sentences[:MAX_SPEECH_SENTENCES]:
+    for sentence in split_sentences(plain)[:MAX_SPEECH_SENTENCES]:
         candidate = f"{spoken} {sentence}".strip()
         if len(candidate) > limit:
             break
