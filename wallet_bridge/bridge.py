@@ -21,8 +21,14 @@ from wallet_bridge.verification import KeySet, StatusListUnavailable, Verificati
 
 
 class WalletBridge:
-    def __init__(self, db: Database, config: WalletConfig, documents: DocumentSource, clock: Clock = utc_now,
-                 http: requests.Session | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        config: WalletConfig,
+        documents: DocumentSource,
+        clock: Clock = utc_now,
+        http: requests.Session | None = None,
+    ) -> None:
         self.db = db
         self.config = config
         self.clock = clock
@@ -30,8 +36,9 @@ class WalletBridge:
         self.status_lists = StatusLists(config, self.keyring, clock)
         self.nonces = NonceStore(db, config.nonce_ttl_s, clock)
         self.offers = CredentialOffers(db, config, clock)
-        self.issuance = CredentialIssuance(db, config, self.keyring, self.status_lists, self.nonces, self.offers,
-                                           documents, clock)
+        self.issuance = CredentialIssuance(
+            db, config, self.keyring, self.status_lists, self.nonces, self.offers, documents, clock
+        )
         self.status_control = CredentialStatusControl(db, self.status_lists, clock)
         self.outbox = OfferOutbox(db, config, self.offers, clock, http)
 
@@ -47,7 +54,7 @@ class WalletBridge:
         prefix = self.config.url("/status/")
         if not url.startswith(prefix):
             raise StatusListUnavailable("the status list is not published by this issuer")
-        token = self.status_list_jwt(url[len(prefix):])
+        token = self.status_list_jwt(url[len(prefix) :])
         if token is None:
             raise StatusListUnavailable("no such status list")
         return token

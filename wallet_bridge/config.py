@@ -32,7 +32,9 @@ class WalletConfig:
         if not 4 <= self.tx_code_length <= 6:
             raise ValueError("tx_code_length must be 4 to 6 digits")
         if self.status_list_entries < STATUS_LIST_MIN_ENTRIES or self.status_list_entries % 8:
-            raise ValueError(f"a status list needs at least {STATUS_LIST_MIN_ENTRIES} entries, a multiple of 8")
+            raise ValueError(
+                f"a status list needs at least {STATUS_LIST_MIN_ENTRIES} entries, a multiple of 8"
+            )
 
     @property
     def issuer_base(self) -> str:

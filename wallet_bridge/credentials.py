@@ -11,10 +11,9 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from wallet_bridge.documents import VCDM_V2_CONTEXT
 from wallet_bridge.issuer_keys import IssuerKey
 from wallet_bridge.jws import sign_compact
-
-from wallet_bridge.documents import VCDM_V2_CONTEXT
 
 VC_JWT_TYP = "vc+jwt"
 VC_CTY = "vc"
@@ -25,7 +24,9 @@ _DATE_TIME_STAMP = re.compile(
     r"^(?P<date>\d{4}-\d{2}-\d{2})T(?P<time>\d{2}:\d{2}:\d{2}(?:\.\d+)?)(?P<tz>Z|[+-]\d{2}:\d{2})$"
 )
 # A resident registration number (YYMMDD-GNNNNNN), with or without the hyphen, anywhere in a value.
-_RESIDENT_REGISTRATION_NUMBER = re.compile(r"(?<!\d)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])-?[1-8]\d{6}(?!\d)")
+_RESIDENT_REGISTRATION_NUMBER = re.compile(
+    r"(?<!\d)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])-?[1-8]\d{6}(?!\d)"
+)
 
 
 class CredentialDocumentError(ValueError):
@@ -142,8 +143,9 @@ def contains_resident_registration_number(value: Any) -> bool:
     return False
 
 
-def sign_credential(credential: dict[str, Any], key: IssuerKey, issued_at: datetime,
-                    holder_jwk: dict[str, Any] | None = None) -> str:
+def sign_credential(
+    credential: dict[str, Any], key: IssuerKey, issued_at: datetime, holder_jwk: dict[str, Any] | None = None
+) -> str:
     """The credential as a compact `vc+jwt`; `credential` must already be validated."""
     issuer = issuer_id(credential)
     if issuer is None:

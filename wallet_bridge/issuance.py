@@ -69,11 +69,15 @@ def parse_credential_request(body: Any) -> CredentialRequest:
     identifier = body.get("credential_identifier")
     if configuration_id is None and identifier is None:
         hint = " (format/doctype requests are from drafts before 1.0)" if "format" in body else ""
-        raise OAuthError("invalid_credential_request",
-                         "credential_configuration_id or credential_identifier is required" + hint)
+        raise OAuthError(
+            "invalid_credential_request",
+            "credential_configuration_id or credential_identifier is required" + hint,
+        )
     if configuration_id is not None and identifier is not None:
-        raise OAuthError("invalid_credential_request",
-                         "credential_configuration_id and credential_identifier are mutually exclusive")
+        raise OAuthError(
+            "invalid_credential_request",
+            "credential_configuration_id and credential_identifier are mutually exclusive",
+        )
     for value in (configuration_id, identifier):
         if value is not None and (not isinstance(value, str) or not value):
             raise OAuthError("invalid_credential_request", "the credential id must be a non-empty string")
@@ -94,8 +98,9 @@ def parse_credential_request(body: Any) -> CredentialRequest:
 
 def subject_pseudonym(secret_key: bytes, citizen_id: str) -> str:
     """A stable `urn:uuid` for the citizen that reveals nothing about who they are (UUIDv8 from an HMAC)."""
-    digest = hmac.new(hashlib.sha256(b"minwon-subject-v1" + secret_key).digest(), citizen_id.encode(),
-                      hashlib.sha256).digest()
+    digest = hmac.new(
+        hashlib.sha256(b"minwon-subject-v1" + secret_key).digest(), citizen_id.encode(), hashlib.sha256
+    ).digest()
     raw = bytearray(digest[:16])
     raw[6] = (raw[6] & 0x0F) | 0x80  # version 8
     raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 9562 variant
@@ -112,8 +117,17 @@ def document_validity(document: IssuableDocument, doc_type: DocumentType) -> tup
 
 
 class CredentialIssuance:
-    def __init__(self, db: Database, config: WalletConfig, keyring: IssuerKeyring, status_lists: StatusLists,
-                 nonces: NonceStore, offers: CredentialOffers, documents: DocumentSource, clock: Clock) -> None:
+    def __init__(
+        self,
+        db: Database,
+        config: WalletConfig,
+        keyring: IssuerKeyring,
+        status_lists: StatusLists,
+        nonces: NonceStore,
+        offers: CredentialOffers,
+        documents: DocumentSource,
+        clock: Clock,
+    ) -> None:
         self.db = db
         self.config = config
         self.keyring = keyring
@@ -132,19 +146,28 @@ class CredentialIssuance:
             now = self.clock()
             proofs: list[KeyProof] = [
                 check_proof_jwt(
-                    proof, self.config.issuer, now, lambda nonce: self.nonces.consume(conn, nonce),
+                    proof,
+                    self.config.issuer,
+                    now,
+                    lambda nonce: self.nonces.consume(conn, nonce),
                     max_age=timedelta(seconds=self.config.proof_max_age_s),
                     max_skew=timedelta(seconds=self.config.proof_max_skew_s),
                 )
                 for proof in request.jwt_proofs
             ]
             if len(proofs) != 1:
-                raise OAuthError("invalid_credential_request", "batch issuance is not supported: send one proof")
+                raise OAuthError(
+                    "invalid_credential_request", "batch issuance is not supported: send one proof"
+                )
             if request.credential_identifier is not None:
-                raise OAuthError("unknown_credential_identifier", "this issuer does not use credential identifiers")
+                raise OAuthError(
+                    "unknown_credential_identifier", "this issuer does not use credential identifiers"
+                )
             if request.configuration_id != offer.configuration_id:
-                raise OAuthError("unknown_credential_configuration",
-                                 "the access token is not for this credential configuration")
+                raise OAuthError(
+                    "unknown_credential_configuration",
+                    "the access token is not for this credential configuration",
+                )
             holder_jwk = proofs[0].jwk
             if offer.state == ISSUED:
                 credential = self._already_issued(conn, offer.id, holder_jwk)
@@ -153,7 +176,11 @@ class CredentialIssuance:
         return {"credentials": [{"credential": credential}]}
 
     def _already_issued(self, conn: Connection, offer_id: str, holder_jwk: dict[str, Any]) -> str:
-        row = conn.execute(select(issued_credentials).where(issued_credentials.c.offer_id == offer_id)).mappings().one()
+        row = (
+            conn.execute(select(issued_credentials).where(issued_credentials.c.offer_id == offer_id))
+            .mappings()
+            .one()
+        )
         if row["holder_thumbprint"] != jwk_thumbprint(holder_jwk):
             raise OAuthError("credential_request_denied", "this offer's credential was issued to another key")
         return self.box.decrypt(row["credential_sealed"])
@@ -168,25 +195,47 @@ class CredentialIssuance:
         revocation = self.status_lists.allocate(conn, REVOCATION, credential_id)
         suspension = self.status_lists.allocate(conn, SUSPENSION, credential_id)
         credential = self.build_credential(
-            credential_id, offer.citizen_id, document,
-            [self.status_lists.entry(*revocation, REVOCATION), self.status_lists.entry(*suspension, SUSPENSION)],
+            credential_id,
+            offer.citizen_id,
+            document,
+            [
+                self.status_lists.entry(*revocation, REVOCATION),
+                self.status_lists.entry(*suspension, SUSPENSION),
+            ],
         )
         key = self.keyring.active_key()
         now = self.clock()
         token = sign_credential(credential, key, now, holder_jwk)
-        conn.execute(insert(issued_credentials).values(
-            id=credential_id, offer_id=offer.id, citizen_id=offer.citizen_id, certificate_id=offer.certificate_id,
-            doc_type=offer.doc_type, kid=key.kid, holder_thumbprint=jwk_thumbprint(holder_jwk),
-            revocation_list_id=revocation[0], revocation_index=revocation[1],
-            suspension_list_id=suspension[0], suspension_index=suspension[1],
-            issued_at=now, valid_until=datetime.fromisoformat(credential["validUntil"]),
-            revoked_at=None, suspended=False, credential_sealed=self.box.encrypt(token),
-        ))
+        conn.execute(
+            insert(issued_credentials).values(
+                id=credential_id,
+                offer_id=offer.id,
+                citizen_id=offer.citizen_id,
+                certificate_id=offer.certificate_id,
+                doc_type=offer.doc_type,
+                kid=key.kid,
+                holder_thumbprint=jwk_thumbprint(holder_jwk),
+                revocation_list_id=revocation[0],
+                revocation_index=revocation[1],
+                suspension_list_id=suspension[0],
+                suspension_index=suspension[1],
+                issued_at=now,
+                valid_until=datetime.fromisoformat(credential["validUntil"]),
+                revoked_at=None,
+                suspended=False,
+                credential_sealed=self.box.encrypt(token),
+            )
+        )
         self.offers.mark_issued(conn, offer.id)
         return token
 
-    def build_credential(self, credential_id: str, citizen_id: str, document: IssuableDocument,
-                         status_entries: list[dict[str, Any]]) -> dict[str, Any]:
+    def build_credential(
+        self,
+        credential_id: str,
+        citizen_id: str,
+        document: IssuableDocument,
+        status_entries: list[dict[str, Any]],
+    ) -> dict[str, Any]:
         doc_type = DOCUMENT_TYPES[document.doc_type]
         valid_from, valid_until = document_validity(document, doc_type)
         subject: dict[str, Any] = {
@@ -207,11 +256,13 @@ class CredentialIssuance:
             "id": credential_id,
             "type": ["VerifiableCredential", doc_type.credential_type],
             "issuer": self.config.issuer,
-            "name": [{"@value": doc_type.name_ko, "@language": "ko"}, {"@value": doc_type.name_en, "@language": "en"}],
+            "name": [
+                {"@value": doc_type.name_ko, "@language": "ko"},
+                {"@value": doc_type.name_en, "@language": "en"},
+            ],
             "validFrom": format_date_time(valid_from),
             "validUntil": format_date_time(valid_until),
             "credentialSubject": subject,
             "credentialStatus": status_entries,
         }
         return validate_credential_document(credential)
-

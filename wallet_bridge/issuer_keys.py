@@ -102,8 +102,15 @@ class IssuerKeyring:
         # Strictly increasing creation times keep "newest signs" well defined even within one second.
         existing = self._load()
         created_at = max([self._clock(), *(k.created_at + 0.001 for k in existing)])
-        pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, self._encryption())
-        record = {"kid": kid, "created_at": created_at, "alg": SIGNING_ALG, "private_key_pem": pem.decode("ascii")}
+        pem = private.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, self._encryption()
+        )
+        record = {
+            "kid": kid,
+            "created_at": created_at,
+            "alg": SIGNING_ALG,
+            "private_key_pem": pem.decode("ascii"),
+        }
         tmp = self.directory / f".{kid}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
@@ -127,7 +134,10 @@ class IssuerKeyring:
             private = serialization.load_pem_private_key(
                 record["private_key_pem"].encode("ascii"), password=self._secret or None
             )
-            if not isinstance(private, ec.EllipticCurvePrivateKey) or jwk_thumbprint(public_jwk(private)) != record["kid"]:
+            if (
+                not isinstance(private, ec.EllipticCurvePrivateKey)
+                or jwk_thumbprint(public_jwk(private)) != record["kid"]
+            ):
                 raise RuntimeError(f"issuer key file {path.name} does not hold the key its kid names")
             keys.append(IssuerKey(record["kid"], float(record["created_at"]), private))
         keys.sort(key=lambda k: k.created_at)

@@ -112,7 +112,11 @@ def public_jwk(key: PublicKey | PrivateKey) -> dict[str, str]:
     if isinstance(key, ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey):
         key = key.public_key()
     if isinstance(key, ed25519.Ed25519PublicKey):
-        return {"kty": "OKP", "crv": "Ed25519", "x": b64url_encode(key.public_bytes(Encoding.Raw, PublicFormat.Raw))}
+        return {
+            "kty": "OKP",
+            "crv": "Ed25519",
+            "x": b64url_encode(key.public_bytes(Encoding.Raw, PublicFormat.Raw)),
+        }
     if isinstance(key, ec.EllipticCurvePublicKey):
         if key.curve.name not in _CURVE_NAMES:
             raise JWKError(f"unsupported EC curve {key.curve.name}")

@@ -10,7 +10,9 @@ from typing import Any
 
 
 class OAuthError(Exception):
-    def __init__(self, error: str, description: str, status: int = 400, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, error: str, description: str, status: int = 400, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(f"{error}: {description}")
         self.error = error
         self.description = description
@@ -23,5 +25,9 @@ class OAuthError(Exception):
 
 def invalid_token(description: str) -> OAuthError:
     # RFC 6750 §3: a bad or missing bearer token is a 401 with a WWW-Authenticate challenge.
-    return OAuthError("invalid_token", description, 401,
-                      {"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{description}"'})
+    return OAuthError(
+        "invalid_token",
+        description,
+        401,
+        {"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{description}"'},
+    )

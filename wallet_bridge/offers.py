@@ -30,6 +30,8 @@ from wallet_bridge.tables import offers, outbox
 PRE_AUTHORIZED_GRANT = "urn:ietf:params:oauth:grant-type:pre-authorized_code"
 MAX_CODE_CHARS = 128
 
+TX_CODE_DESCRIPTION = "스피커가 읽어 준 숫자를 입력하세요. Enter the digits the speaker read out."
+
 PENDING, REDEEMED, ISSUED, BURNT = "pending", "redeemed", "issued", "burnt"
 
 
@@ -67,8 +69,15 @@ class CredentialOffers:
 
     # --- offers ------------------------------------------------------------------------------------
 
-    def create_offer(self, citizen_id: str, wallet_id: str, certificate_id: str, doc_type: str,
-                     idempotency_key: str, push_url: str | None = None) -> CreatedOffer:
+    def create_offer(
+        self,
+        citizen_id: str,
+        wallet_id: str,
+        certificate_id: str,
+        doc_type: str,
+        idempotency_key: str,
+        push_url: str | None = None,
+    ) -> CreatedOffer:
         """A new offer (and its push delivery, when the wallet has a push URL), or the one an earlier
         request with the same `idempotency_key` created."""
         document = DOCUMENT_TYPES.get(doc_type)
@@ -76,27 +85,47 @@ class CredentialOffers:
             raise ValueError(f"document type {doc_type!r} cannot be sent to a wallet")
         now = self.clock()
         with self.db.transaction() as conn:
-            row = conn.execute(select(offers).where(offers.c.idempotency_key == idempotency_key)).mappings().first()
+            row = (
+                conn.execute(select(offers).where(offers.c.idempotency_key == idempotency_key))
+                .mappings()
+                .first()
+            )
             if row is not None:
                 return self._created(row, is_new=False)
             code = secrets.token_urlsafe(32)
             length = self.config.tx_code_length
-            tx_code = f"{secrets.randbelow(10 ** length):0{length}d}"
+            tx_code = f"{secrets.randbelow(10**length):0{length}d}"
             offer_id = secrets.token_urlsafe(16)
             values = dict(
-                id=offer_id, citizen_id=citizen_id, wallet_id=wallet_id, certificate_id=certificate_id,
-                doc_type=doc_type, configuration_id=document.configuration_id, idempotency_key=idempotency_key,
-                code_hash=self._hash("pre-authorized-code", code), code_sealed=self.box.encrypt(code),
-                tx_code_hash=self._hash("tx-code", tx_code), tx_code_sealed=self.box.encrypt(tx_code),
-                tx_code_length=length, failed_attempts=0, state=PENDING, created_at=now,
+                id=offer_id,
+                citizen_id=citizen_id,
+                wallet_id=wallet_id,
+                certificate_id=certificate_id,
+                doc_type=doc_type,
+                configuration_id=document.configuration_id,
+                idempotency_key=idempotency_key,
+                code_hash=self._hash("pre-authorized-code", code),
+                code_sealed=self.box.encrypt(code),
+                tx_code_hash=self._hash("tx-code", tx_code),
+                tx_code_sealed=self.box.encrypt(tx_code),
+                tx_code_length=length,
+                failed_attempts=0,
+                state=PENDING,
+                created_at=now,
                 expires_at=now + timedelta(seconds=self.config.offer_ttl_s),
             )
             conn.execute(insert(offers).values(**values))
             if push_url:
-                conn.execute(insert(outbox).values(
-                    offer_id=offer_id, wallet_id=wallet_id, url=push_url, attempts=0,
-                    next_attempt_at=now, created_at=now,
-                ))
+                conn.execute(
+                    insert(outbox).values(
+                        offer_id=offer_id,
+                        wallet_id=wallet_id,
+                        url=push_url,
+                        attempts=0,
+                        next_attempt_at=now,
+                        created_at=now,
+                    )
+                )
             return self._created(values, is_new=True)
 
     def _created(self, row: Mapping[str, Any], is_new: bool) -> CreatedOffer:
@@ -119,7 +148,7 @@ class CredentialOffers:
                     "tx_code": {
                         "input_mode": "numeric",
                         "length": row["tx_code_length"],
-                        "description": "스피커가 읽어 준 숫자를 입력하세요. Enter the digits the speaker read out.",
+                        "description": TX_CODE_DESCRIPTION,
                     },
                 }
             },
@@ -137,17 +166,29 @@ class CredentialOffers:
         """The wallet's mailbox: offers not yet redeemed and not expired, oldest first."""
         now = self.clock()
         with self.db.read() as conn:
-            rows = conn.execute(
-                select(offers)
-                .where(offers.c.wallet_id == wallet_id, offers.c.state == PENDING, offers.c.expires_at > now)
-                .order_by(offers.c.created_at, offers.c.id)
-            ).mappings().all()
+            rows = (
+                conn.execute(
+                    select(offers)
+                    .where(
+                        offers.c.wallet_id == wallet_id, offers.c.state == PENDING, offers.c.expires_at > now
+                    )
+                    .order_by(offers.c.created_at, offers.c.id)
+                )
+                .mappings()
+                .all()
+            )
         return [self.mailbox_entry(row) for row in rows]
 
     def pending_row(self, conn: Connection, offer_id: str) -> Mapping[str, Any] | None:
-        return conn.execute(
-            select(offers).where(offers.c.id == offer_id, offers.c.state == PENDING, offers.c.expires_at > self.clock())
-        ).mappings().first()
+        return (
+            conn.execute(
+                select(offers).where(
+                    offers.c.id == offer_id, offers.c.state == PENDING, offers.c.expires_at > self.clock()
+                )
+            )
+            .mappings()
+            .first()
+        )
 
     # --- token endpoint ----------------------------------------------------------------------------
 
@@ -169,21 +210,35 @@ class CredentialOffers:
             raise outcome
         return outcome
 
-    def _exchange(self, conn: Connection, code: str, tx_code: Any, client_key: str) -> dict[str, Any] | OAuthError:
+    def _exchange(
+        self, conn: Connection, code: str, tx_code: Any, client_key: str
+    ) -> dict[str, Any] | OAuthError:
         retry_after = self.limiter.hit(conn, "token:" + self._hash("client", client_key))
         if retry_after is not None:
-            return OAuthError("slow_down", "too many token requests: wait before trying again", 429,
-                              {"Retry-After": str(retry_after)})
+            return OAuthError(
+                "slow_down",
+                "too many token requests: wait before trying again",
+                429,
+                {"Retry-After": str(retry_after)},
+            )
         if len(code) > MAX_CODE_CHARS:
             return OAuthError("invalid_grant", "the pre-authorized code is not valid")
-        row = conn.execute(
-            select(offers).where(offers.c.code_hash == self._hash("pre-authorized-code", code)).with_for_update()
-        ).mappings().first()
+        row = (
+            conn.execute(
+                select(offers)
+                .where(offers.c.code_hash == self._hash("pre-authorized-code", code))
+                .with_for_update()
+            )
+            .mappings()
+            .first()
+        )
         now = self.clock()
         if row is None:
             return OAuthError("invalid_grant", "the pre-authorized code is not valid")
         if row["state"] != PENDING:
-            return OAuthError("invalid_grant", "the pre-authorized code was already used or is no longer valid")
+            return OAuthError(
+                "invalid_grant", "the pre-authorized code was already used or is no longer valid"
+            )
         if aware(row["expires_at"]) <= now:
             return OAuthError("invalid_grant", "the pre-authorized code has expired")
         if tx_code is None or tx_code == "":
@@ -193,35 +248,56 @@ class CredentialOffers:
         ):
             failures = row["failed_attempts"] + 1
             burnt = failures >= self.config.max_tx_code_failures
-            conn.execute(update(offers).where(offers.c.id == row["id"]).values(
-                failed_attempts=failures, state=BURNT if burnt else PENDING))
+            conn.execute(
+                update(offers)
+                .where(offers.c.id == row["id"])
+                .values(failed_attempts=failures, state=BURNT if burnt else PENDING)
+            )
             if burnt:
-                return OAuthError("invalid_grant", "wrong tx_code; too many attempts, the offer is no longer valid")
+                return OAuthError(
+                    "invalid_grant", "wrong tx_code; too many attempts, the offer is no longer valid"
+                )
             return OAuthError("invalid_grant", "wrong tx_code")
         token = secrets.token_urlsafe(32)
-        conn.execute(update(offers).where(offers.c.id == row["id"], offers.c.state == PENDING).values(
-            state=REDEEMED,
-            access_token_hash=self._hash("access-token", token),
-            access_token_expires_at=now + timedelta(seconds=self.config.access_token_ttl_s),
-        ))
+        conn.execute(
+            update(offers)
+            .where(offers.c.id == row["id"], offers.c.state == PENDING)
+            .values(
+                state=REDEEMED,
+                access_token_hash=self._hash("access-token", token),
+                access_token_expires_at=now + timedelta(seconds=self.config.access_token_ttl_s),
+            )
+        )
         return {"access_token": token, "token_type": "Bearer", "expires_in": self.config.access_token_ttl_s}
 
     def authenticate(self, conn: Connection, authorization: str | None) -> RedeemedOffer:
         """The offer behind a `Bearer` access token, locked for the rest of the transaction."""
         if not authorization or not authorization.startswith("Bearer "):
             raise invalid_token("an access token from the token endpoint is required")
-        token = authorization[len("Bearer "):].strip()
+        token = authorization[len("Bearer ") :].strip()
         if not token or len(token) > MAX_CODE_CHARS:
             raise invalid_token("the access token is not valid")
-        row = conn.execute(
-            select(offers).where(offers.c.access_token_hash == self._hash("access-token", token)).with_for_update()
-        ).mappings().first()
+        row = (
+            conn.execute(
+                select(offers)
+                .where(offers.c.access_token_hash == self._hash("access-token", token))
+                .with_for_update()
+            )
+            .mappings()
+            .first()
+        )
         if row is None or row["state"] not in (REDEEMED, ISSUED):
             raise invalid_token("the access token is not valid")
         if aware(row["access_token_expires_at"]) <= self.clock():
             raise invalid_token("the access token has expired")
-        return RedeemedOffer(row["id"], row["citizen_id"], row["certificate_id"], row["doc_type"],
-                             row["configuration_id"], row["state"])
+        return RedeemedOffer(
+            row["id"],
+            row["citizen_id"],
+            row["certificate_id"],
+            row["doc_type"],
+            row["configuration_id"],
+            row["state"],
+        )
 
     def mark_issued(self, conn: Connection, offer_id: str) -> None:
         conn.execute(update(offers).where(offers.c.id == offer_id).values(state=ISSUED))

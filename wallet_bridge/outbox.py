@@ -33,8 +33,14 @@ class DispatchReport:
 
 
 class OfferOutbox:
-    def __init__(self, db: Database, config: WalletConfig, offers: CredentialOffers, clock: Clock,
-                 session: requests.Session | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        config: WalletConfig,
+        offers: CredentialOffers,
+        clock: Clock,
+        session: requests.Session | None = None,
+    ) -> None:
         self.db = db
         self.config = config
         self.offers = offers
@@ -52,7 +58,11 @@ class OfferOutbox:
         with self.db.read() as conn:
             due = conn.execute(
                 select(outbox.c.id, outbox.c.attempts)
-                .where(outbox.c.delivered_at.is_(None), outbox.c.given_up_at.is_(None), outbox.c.next_attempt_at <= now)
+                .where(
+                    outbox.c.delivered_at.is_(None),
+                    outbox.c.given_up_at.is_(None),
+                    outbox.c.next_attempt_at <= now,
+                )
                 .order_by(outbox.c.next_attempt_at, outbox.c.id)
                 .limit(limit)
             ).all()
@@ -81,31 +91,46 @@ class OfferOutbox:
             row = conn.execute(select(outbox).where(outbox.c.id == row_id)).mappings().one()
             offer = self.offers.pending_row(conn, row["offer_id"])
             if offer is None:
-                conn.execute(update(outbox).where(outbox.c.id == row_id)
-                             .values(given_up_at=now, last_status="offer no longer pending"))
+                conn.execute(
+                    update(outbox)
+                    .where(outbox.c.id == row_id)
+                    .values(given_up_at=now, last_status="offer no longer pending")
+                )
                 return "given_up"
             payload = self.offers.mailbox_entry(offer)
         status = self._post(row["url"], row["offer_id"], payload)
         now = self.clock()
         with self.db.transaction() as conn:
             if status == "ok":
-                conn.execute(update(outbox).where(outbox.c.id == row_id).values(delivered_at=now, last_status="200"))
+                conn.execute(
+                    update(outbox).where(outbox.c.id == row_id).values(delivered_at=now, last_status="200")
+                )
                 log.info("offer pushed to wallet", extra={"outbox_id": row_id, "attempt": attempts + 1})
                 return "delivered"
             if attempts + 1 >= self.config.outbox_max_attempts:
-                conn.execute(update(outbox).where(outbox.c.id == row_id).values(given_up_at=now, last_status=status))
+                conn.execute(
+                    update(outbox).where(outbox.c.id == row_id).values(given_up_at=now, last_status=status)
+                )
                 log.warning("offer push given up", extra={"outbox_id": row_id, "attempts": attempts + 1})
                 return "given_up"
-            conn.execute(update(outbox).where(outbox.c.id == row_id)
-                         .values(next_attempt_at=now + self.backoff(attempts + 1), last_status=status))
-            log.info("offer push failed, will retry", extra={"outbox_id": row_id, "attempt": attempts + 1,
-                                                            "status": status})
+            conn.execute(
+                update(outbox)
+                .where(outbox.c.id == row_id)
+                .values(next_attempt_at=now + self.backoff(attempts + 1), last_status=status)
+            )
+            log.info(
+                "offer push failed, will retry",
+                extra={"outbox_id": row_id, "attempt": attempts + 1, "status": status},
+            )
             return "retrying"
 
     def _post(self, url: str, offer_id: str, payload: dict) -> str:
         try:
             response = self.session.post(
-                url, json=payload, timeout=self.config.push_timeout_s, allow_redirects=False,
+                url,
+                json=payload,
+                timeout=self.config.push_timeout_s,
+                allow_redirects=False,
                 headers={"Idempotency-Key": offer_id},
             )
         except requests.RequestException as exc:

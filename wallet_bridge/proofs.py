@@ -80,6 +80,8 @@ def check_proof_jwt(
     if not isinstance(nonce, str) or not nonce:
         raise invalid_proof("the proof has no c_nonce")
     if not nonce_is_fresh(nonce):
-        raise OAuthError("invalid_nonce", "the c_nonce is unknown, used or expired: get a new one from the nonce endpoint")
+        raise OAuthError(
+            "invalid_nonce", "the c_nonce is unknown, used or expired: get a new one from the nonce endpoint"
+        )
     public = {k: v for k, v in jwk.items() if k in ("kty", "crv", "x", "y")}
     return KeyProof(public, claims)

@@ -54,9 +54,14 @@ class CredentialState:
 
 def _state(row: Any) -> CredentialState:
     return CredentialState(
-        id=row["id"], doc_type=row["doc_type"], citizen_id=row["citizen_id"], certificate_id=row["certificate_id"],
-        issued_at=aware(row["issued_at"]), valid_until=aware(row["valid_until"]) if row["valid_until"] else None,
-        revoked=row["revoked_at"] is not None, suspended=bool(row["suspended"]),
+        id=row["id"],
+        doc_type=row["doc_type"],
+        citizen_id=row["citizen_id"],
+        certificate_id=row["certificate_id"],
+        issued_at=aware(row["issued_at"]),
+        valid_until=aware(row["valid_until"]) if row["valid_until"] else None,
+        revoked=row["revoked_at"] is not None,
+        suspended=bool(row["suspended"]),
     )
 
 
@@ -67,9 +72,13 @@ class CredentialStatusControl:
         self.clock = clock
 
     def _row(self, conn: Connection, credential_id: str) -> Any:
-        row = conn.execute(
-            select(issued_credentials).where(issued_credentials.c.id == credential_id).with_for_update()
-        ).mappings().first()
+        row = (
+            conn.execute(
+                select(issued_credentials).where(issued_credentials.c.id == credential_id).with_for_update()
+            )
+            .mappings()
+            .first()
+        )
         if row is None:
             raise UnknownCredential(credential_id)
         return row
@@ -79,8 +88,11 @@ class CredentialStatusControl:
             row = self._row(conn, credential_id)
             self.status_lists.set_status(conn, row["revocation_list_id"], row["revocation_index"], True)
             if row["revoked_at"] is None:
-                conn.execute(update(issued_credentials).where(issued_credentials.c.id == credential_id)
-                             .values(revoked_at=self.clock()))
+                conn.execute(
+                    update(issued_credentials)
+                    .where(issued_credentials.c.id == credential_id)
+                    .values(revoked_at=self.clock())
+                )
             return _state(self._row(conn, credential_id))
 
     def suspend(self, credential_id: str) -> CredentialState:
@@ -95,20 +107,32 @@ class CredentialStatusControl:
             if row["revoked_at"] is not None:
                 raise CredentialAlreadyRevoked(credential_id)
             self.status_lists.set_status(conn, row["suspension_list_id"], row["suspension_index"], suspended)
-            conn.execute(update(issued_credentials).where(issued_credentials.c.id == credential_id)
-                         .values(suspended=suspended))
+            conn.execute(
+                update(issued_credentials)
+                .where(issued_credentials.c.id == credential_id)
+                .values(suspended=suspended)
+            )
             return _state(self._row(conn, credential_id))
 
     def state(self, credential_id: str) -> CredentialState | None:
         with self.db.read() as conn:
-            row = conn.execute(select(issued_credentials).where(issued_credentials.c.id == credential_id)).mappings().first()
+            row = (
+                conn.execute(select(issued_credentials).where(issued_credentials.c.id == credential_id))
+                .mappings()
+                .first()
+            )
         return _state(row) if row else None
 
     def for_citizen(self, citizen_id: str) -> list[CredentialState]:
         """Every credential issued to the citizen, oldest first (the certificate-status skill reads these)."""
         with self.db.read() as conn:
-            rows = conn.execute(
-                select(issued_credentials).where(issued_credentials.c.citizen_id == citizen_id)
-                .order_by(issued_credentials.c.issued_at)
-            ).mappings().all()
+            rows = (
+                conn.execute(
+                    select(issued_credentials)
+                    .where(issued_credentials.c.citizen_id == citizen_id)
+                    .order_by(issued_credentials.c.issued_at)
+                )
+                .mappings()
+                .all()
+            )
         return [_state(row) for row in rows]

@@ -62,7 +62,9 @@ def _decode_disclosure(disclosure: str) -> list[Any]:
     return value
 
 
-def resolve_disclosures(payload: dict[str, Any], disclosures: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+def resolve_disclosures(
+    payload: dict[str, Any], disclosures: list[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """The payload with every disclosed claim put back (and `_sd`, `_sd_alg` removed), plus a flat
     name -> value map of what was disclosed."""
     alg = payload.get("_sd_alg", "sha-256")

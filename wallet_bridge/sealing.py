@@ -29,7 +29,9 @@ class SealedBox:
 
     def encrypt(self, text: str) -> str:
         nonce = secrets.token_bytes(12)
-        return base64.urlsafe_b64encode(nonce + self._aead.encrypt(nonce, text.encode("utf-8"), None)).decode()
+        return base64.urlsafe_b64encode(
+            nonce + self._aead.encrypt(nonce, text.encode("utf-8"), None)
+        ).decode()
 
     def decrypt(self, token: str) -> str:
         raw = base64.urlsafe_b64decode(token)

@@ -113,7 +113,9 @@ def status_of(entry: dict[str, Any], list_credential: dict[str, Any]) -> int:
         raise StatusListError("the entry's statusPurpose does not match the list's")
     bits = decode_bitstring(subject.get("encodedList", ""))
     if len(bits) * 8 < 131_072:
-        raise StatusListError("the status list is shorter than the 131,072 entries the specification requires")
+        raise StatusListError(
+            "the status list is shorter than the 131,072 entries the specification requires"
+        )
     return bit_at(bits, index)
 
 
@@ -153,21 +155,20 @@ class StatusLists:
             .limit(1)
             .with_for_update()
         ).first()
-        if row is None:
-            list_id = self._create_list(conn, purpose)
-        else:
-            list_id = row.id
+        list_id = self._create_list(conn, purpose) if row is None else row.id
         while True:
             index = secrets.randbelow(size)
             taken = conn.execute(
-                select(func.count()).select_from(status_entries)
+                select(func.count())
+                .select_from(status_entries)
                 .where(status_entries.c.list_id == list_id, status_entries.c.idx == index)
             ).scalar()
             if not taken:
                 break
         conn.execute(insert(status_entries).values(list_id=list_id, idx=index, credential_id=credential_id))
         conn.execute(
-            update(status_lists).where(status_lists.c.id == list_id)
+            update(status_lists)
+            .where(status_lists.c.id == list_id)
             .values(allocated=status_lists.c.allocated + 1, updated_at=self.clock())
         )
         return list_id, index
@@ -175,10 +176,17 @@ class StatusLists:
     def _create_list(self, conn: Connection, purpose: str) -> str:
         list_id = f"{purpose[:3]}-{secrets.token_hex(6)}"
         now = self.clock()
-        conn.execute(insert(status_lists).values(
-            id=list_id, purpose=purpose, size=self.config.status_list_entries,
-            bits=bytes(self.config.status_list_entries // 8), allocated=0, created_at=now, updated_at=now,
-        ))
+        conn.execute(
+            insert(status_lists).values(
+                id=list_id,
+                purpose=purpose,
+                size=self.config.status_list_entries,
+                bits=bytes(self.config.status_list_entries // 8),
+                allocated=0,
+                created_at=now,
+                updated_at=now,
+            )
+        )
         return list_id
 
     def set_status(self, conn: Connection, list_id: str, index: int, value: bool) -> bool:
@@ -192,8 +200,11 @@ class StatusLists:
         if bit_at(bits, index) == int(value):
             return False
         set_bit(bits, index, value)
-        conn.execute(update(status_lists).where(status_lists.c.id == list_id)
-                     .values(bits=bytes(bits), updated_at=self.clock()))
+        conn.execute(
+            update(status_lists)
+            .where(status_lists.c.id == list_id)
+            .values(bits=bytes(bits), updated_at=self.clock())
+        )
         return True
 
     def read_status(self, conn: Connection, list_id: str, index: int) -> int:

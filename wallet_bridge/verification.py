@@ -185,14 +185,18 @@ def verify_credential(
     return result
 
 
-def _check_claims(result: VerificationResult, profile: str, claims: dict[str, Any], sd: Any) -> dict[str, Any] | None:
+def _check_claims(
+    result: VerificationResult, profile: str, claims: dict[str, Any], sd: Any
+) -> dict[str, Any] | None:
     if profile == "jwt_vc_json":
         credential = dict(claims["vc"])
         issuer = issuer_id(credential) or claims.get("iss")
         if "iss" in claims and issuer != claims["iss"]:
             result.add("claims", False, "iss does not equal vc.issuer")
             return None
-        if not credential.get("credentialSubject") or "VerifiableCredential" not in credential.get("type", []):
+        if not credential.get("credentialSubject") or "VerifiableCredential" not in credential.get(
+            "type", []
+        ):
             result.add("claims", False, "vc lacks type VerifiableCredential or credentialSubject")
             return None
         result.add("claims", True, "VCDM 1.1 credential in the vc claim")
@@ -205,7 +209,9 @@ def _check_claims(result: VerificationResult, profile: str, claims: dict[str, An
             return None
     else:
         payload = claims
-    credential = {k: v for k, v in payload.items() if k not in ("iss", "iat", "exp", "nbf", "jti", "cnf", "sub")}
+    credential = {
+        k: v for k, v in payload.items() if k not in ("iss", "iat", "exp", "nbf", "jti", "cnf", "sub")
+    }
     if "@context" not in credential:
         result.add("claims", False, "the payload is not a credential (no @context)")
         return None
@@ -224,15 +230,24 @@ def _check_claims(result: VerificationResult, profile: str, claims: dict[str, An
     return credential
 
 
-def _check_dates(result: VerificationResult, profile: str, claims: dict[str, Any], credential: dict[str, Any],
-                 now: datetime) -> None:
+def _check_dates(
+    result: VerificationResult,
+    profile: str,
+    claims: dict[str, Any],
+    credential: dict[str, Any],
+    now: datetime,
+) -> None:
     moments: list[tuple[str, str, datetime]] = []  # (name, "start"|"end", when)
     try:
         for name, kind in (("iat", "start"), ("nbf", "start"), ("exp", "end")):
             if name in claims:
                 moments.append((name, kind, _numeric_or_rfc3339(claims[name])))
-        for name, kind in (("validFrom", "start"), ("validUntil", "end"), ("issuanceDate", "start"),
-                           ("expirationDate", "end")):
+        for name, kind in (
+            ("validFrom", "start"),
+            ("validUntil", "end"),
+            ("issuanceDate", "start"),
+            ("expirationDate", "end"),
+        ):
             if name in credential:
                 moments.append((name, kind, parse_date_time_stamp(credential[name])))
     except (ValueError, OverflowError, OSError) as exc:
@@ -248,8 +263,9 @@ def _check_dates(result: VerificationResult, profile: str, claims: dict[str, Any
     result.add("dates", True, "within its validity period" if moments else "no validity period stated")
 
 
-def _check_holder_binding(result: VerificationResult, claims: dict[str, Any], sd: Any,
-                          holder_jwk: dict[str, Any] | None) -> None:
+def _check_holder_binding(
+    result: VerificationResult, claims: dict[str, Any], sd: Any, holder_jwk: dict[str, Any] | None
+) -> None:
     cnf = claims.get("cnf")
     if cnf is None:
         if holder_jwk is not None:
@@ -287,8 +303,13 @@ def _check_holder_binding(result: VerificationResult, claims: dict[str, Any], sd
     result.add("holder_binding", True, f"bound to key {jwk_thumbprint(bound)}")
 
 
-def _check_status(result: VerificationResult, credential: dict[str, Any], now: datetime,
-                  resolve_key: KeyResolver, fetch_status_list: StatusListFetcher | None) -> None:
+def _check_status(
+    result: VerificationResult,
+    credential: dict[str, Any],
+    now: datetime,
+    resolve_key: KeyResolver,
+    fetch_status_list: StatusListFetcher | None,
+) -> None:
     entries = credential.get("credentialStatus")
     if entries is None:
         result.add("status", None, "the credential has no status entry")
@@ -316,19 +337,29 @@ def _check_status(result: VerificationResult, credential: dict[str, Any], now: d
         word = {"revocation": "revoked", "suspension": "suspended"}
         result.add("status", False, ", ".join(word.get(p, p) for p in set_purposes))
     else:
-        result.add("status", True, "not " + " or ".join(
-            {"revocation": "revoked", "suspension": "suspended"}.get(p, p) for p in result.status))
+        result.add(
+            "status",
+            True,
+            "not "
+            + " or ".join(
+                {"revocation": "revoked", "suspension": "suspended"}.get(p, p) for p in result.status
+            ),
+        )
 
 
 class StatusListUnavailable(RuntimeError):
     """The status list could not be fetched or did not verify."""
 
 
-def _trusted_status_list(fetched: str | dict[str, Any], resolve_key: KeyResolver, now: datetime) -> dict[str, Any]:
+def _trusted_status_list(
+    fetched: str | dict[str, Any], resolve_key: KeyResolver, now: datetime
+) -> dict[str, Any]:
     if isinstance(fetched, dict):
         return fetched
     inner = verify_credential(fetched, resolve_key, now)
     if not inner.valid or inner.credential is None:
         failed = inner.failed
-        raise StatusListUnavailable(f"the status list does not verify ({failed.name if failed else 'unknown'})")
+        raise StatusListUnavailable(
+            f"the status list does not verify ({failed.name if failed else 'unknown'})"
+        )
     return inner.credential

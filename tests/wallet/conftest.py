@@ -81,15 +81,30 @@ def config(tmp_path: Path) -> WalletConfig:
 def certificates(clock: SettableClock) -> CertificateBook:
     book = CertificateBook()
     today = clock.now.date()
-    book.add("citizen-0001", IssuableDocument("cert-0001-rrc", "resident-registration-copy", "issued",
-                                              today - timedelta(days=30), today + timedelta(days=60), "홍길동"))
-    book.add("citizen-0001", IssuableDocument("cert-0001-vac", "vaccination-certificate", "issued",
-                                              date(2026, 5, 1), None, "홍길동"))
+    book.add(
+        "citizen-0001",
+        IssuableDocument(
+            "cert-0001-rrc",
+            "resident-registration-copy",
+            "issued",
+            today - timedelta(days=30),
+            today + timedelta(days=60),
+            "홍길동",
+        ),
+    )
+    book.add(
+        "citizen-0001",
+        IssuableDocument(
+            "cert-0001-vac", "vaccination-certificate", "issued", date(2026, 5, 1), None, "홍길동"
+        ),
+    )
     return book
 
 
 @pytest.fixture
-def bridge(db: Database, config: WalletConfig, certificates: CertificateBook, clock: SettableClock) -> WalletBridge:
+def bridge(
+    db: Database, config: WalletConfig, certificates: CertificateBook, clock: SettableClock
+) -> WalletBridge:
     return WalletBridge(db, config, certificates, clock)
 
 
@@ -110,3 +125,32 @@ class Holder:
 @pytest.fixture
 def holder() -> Holder:
     return Holder()
+
+
+def redeem_offer(
+    bridge: WalletBridge,
+    holder: Holder,
+    certificate_id: str = "cert-0001-rrc",
+    doc_type: str = "resident-registration-copy",
+    key: str = "confirm-1",
+) -> tuple[str, str]:
+    """Run the whole pre-authorized code flow in-process; (credential JWT, offer id)."""
+    offer = bridge.offers.create_offer("citizen-0001", "wallet-0001", certificate_id, doc_type, key)
+    grant = offer.credential_offer["grants"]["urn:ietf:params:oauth:grant-type:pre-authorized_code"]
+    token = bridge.offers.exchange_token(
+        {
+            "grant_type": "urn:ietf:params:oauth:grant-type:pre-authorized_code",
+            "pre-authorized_code": grant["pre-authorized_code"],
+            "tx_code": offer.tx_code,
+        },
+        client_key="127.0.0.1",
+    )
+    nonce = bridge.nonces.issue()
+    response = bridge.issuance.handle(
+        f"Bearer {token['access_token']}",
+        {
+            "credential_configuration_id": offer.credential_offer["credential_configuration_ids"][0],
+            "proofs": {"jwt": [holder.proof(bridge.config.issuer, nonce, bridge.clock())]},
+        },
+    )
+    return response["credentials"][0]["credential"], offer.offer_id

@@ -32,7 +32,10 @@ def test_credential_ok_is_issued_with_issuer_and_base_context() -> None:
         ("credential-no-type-fail.json", "type"),
         ("credential-no-subject-fail.json", "credentialSubject"),
         ("credential-issuer-null-fail.json", "issuer"),
-        ("credential-validUntil-validFrom-fail.json", "validFrom"),  # literal placeholders: not dateTimeStamps
+        (
+            "credential-validUntil-validFrom-fail.json",
+            "validFrom",
+        ),  # literal placeholders: not dateTimeStamps
     ],
 )
 def test_failing_inputs_are_rejected(name: str, field: str) -> None:
@@ -61,9 +64,14 @@ def test_missing_base_context_is_injected_first() -> None:
 
 
 def test_base_context_not_first_is_moved_first_once() -> None:
-    document = {**fixture_json("vc-data-model-2.0/credential-ok.json"),
-                "@context": ["https://example.org/ctx", VCDM_V2_CONTEXT]}
-    assert validate_credential_document(document, ISSUER)["@context"] == [VCDM_V2_CONTEXT, "https://example.org/ctx"]
+    document = {
+        **fixture_json("vc-data-model-2.0/credential-ok.json"),
+        "@context": ["https://example.org/ctx", VCDM_V2_CONTEXT],
+    }
+    assert validate_credential_document(document, ISSUER)["@context"] == [
+        VCDM_V2_CONTEXT,
+        "https://example.org/ctx",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -90,14 +98,18 @@ def test_other_invalid_documents(change: dict, field: str) -> None:
 
 
 def test_issuer_object_with_url_id_is_accepted() -> None:
-    document = {**fixture_json("vc-data-model-2.0/credential-ok.json"), "issuer": {"id": ISSUER, "name": "민원"}}
+    document = {
+        **fixture_json("vc-data-model-2.0/credential-ok.json"),
+        "issuer": {"id": ISSUER, "name": "민원"},
+    }
     assert validate_credential_document(document)["issuer"]["id"] == ISSUER
 
 
 def test_date_time_stamps() -> None:
     assert parse_date_time_stamp("2010-01-01T19:23:24Z") == datetime(2010, 1, 1, 19, 23, 24, tzinfo=UTC)
-    assert parse_date_time_stamp("2026-11-20T09:00:00.123+09:00") == datetime(2026, 11, 20, 0, 0, 0, 123000,
-                                                                              tzinfo=UTC)
+    assert parse_date_time_stamp("2026-11-20T09:00:00.123+09:00") == datetime(
+        2026, 11, 20, 0, 0, 0, 123000, tzinfo=UTC
+    )
     for bad in ("FUTURE DATE", "2026-11-20", "2026-11-20T09:00Z", 1700000000):
         with pytest.raises(ValueError):
             parse_date_time_stamp(bad)
@@ -106,17 +118,23 @@ def test_date_time_stamps() -> None:
 def test_resident_registration_numbers_are_detected() -> None:
     assert contains_resident_registration_number({"a": ["x", {"b": "주민번호 900101-1234567"}]})
     assert contains_resident_registration_number("9001011234567")
-    assert not contains_resident_registration_number({"documentNumber": "cert-0001-rrc", "phone": "010-1234-5678"})
+    assert not contains_resident_registration_number(
+        {"documentNumber": "cert-0001-rrc", "phone": "010-1234-5678"}
+    )
     assert not contains_resident_registration_number("991332-1234567")  # month 13 is no date
 
 
 def test_signed_credential_follows_vc_jose_cose(tmp_path) -> None:
     key = IssuerKeyring(tmp_path, b"k").active_key()
-    credential = validate_credential_document({
-        **fixture_json("vc-data-model-2.0/credential-ok.json"),
-        "id": "urn:uuid:00000000-0000-4000-8000-000000000000",
-        "validFrom": "2026-01-01T00:00:00Z", "validUntil": "2026-04-01T00:00:00Z",
-    }, ISSUER)
+    credential = validate_credential_document(
+        {
+            **fixture_json("vc-data-model-2.0/credential-ok.json"),
+            "id": "urn:uuid:00000000-0000-4000-8000-000000000000",
+            "validFrom": "2026-01-01T00:00:00Z",
+            "validUntil": "2026-04-01T00:00:00Z",
+        },
+        ISSUER,
+    )
     holder = {"kty": "OKP", "crv": "Ed25519", "x": "NvUhsjZe7Mdv8Esoc60o3ma1U5j2tFUTDsOQd39xMnI"}
     token = sign_credential(credential, key, datetime(2026, 1, 2, tzinfo=UTC), holder)
     jws = parse_compact(token)
@@ -133,7 +151,12 @@ def test_signed_credential_follows_vc_jose_cose(tmp_path) -> None:
 
 def test_signing_refuses_a_resident_registration_number(tmp_path) -> None:
     key = IssuerKeyring(tmp_path, b"k").active_key()
-    credential = validate_credential_document({**fixture_json("vc-data-model-2.0/credential-ok.json"),
-                                               "credentialSubject": {"rrn": "900101-1234567"}}, ISSUER)
+    credential = validate_credential_document(
+        {
+            **fixture_json("vc-data-model-2.0/credential-ok.json"),
+            "credentialSubject": {"rrn": "900101-1234567"},
+        },
+        ISSUER,
+    )
     with pytest.raises(CredentialDocumentError, match="resident registration number"):
         sign_credential(credential, key, datetime.now(UTC))

@@ -23,10 +23,10 @@ from wallet_bridge.jws import JWSError, parse_compact, sign_compact, signature_i
 # RFC 7638 §3.1: the example RSA key and its SHA-256 thumbprint.
 RFC7638_KEY = {
     "kty": "RSA",
-    "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCi"
-         "FV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnY"
-         "b9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0"
-         "Ls1jF44-csFCur-kEgU8awapJzKnqDKgw",
+    "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCi"  # noqa: E501
+    "FV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnY"
+    "b9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0"
+    "Ls1jF44-csFCur-kEgU8awapJzKnqDKgw",
     "e": "AQAB",
     "alg": "RS256",
     "kid": "2011-04-29",
@@ -72,8 +72,11 @@ def test_private_key_that_does_not_match_its_public_part_is_refused() -> None:
 
 
 def test_export_import_round_trip_for_each_curve() -> None:
-    for key in (ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP384R1()),
-                ed25519.Ed25519PrivateKey.generate()):
+    for key in (
+        ec.generate_private_key(ec.SECP256R1()),
+        ec.generate_private_key(ec.SECP384R1()),
+        ed25519.Ed25519PrivateKey.generate(),
+    ):
         jwk = public_jwk(key)
         assert public_jwk(public_key_from_jwk(jwk)) == jwk
 
@@ -103,7 +106,9 @@ def test_point_off_the_curve_is_refused() -> None:
         public_key_from_jwk(jwk)
 
 
-@pytest.mark.parametrize("curve, alg", [(ec.SECP256R1(), "ES256"), (ec.SECP384R1(), "ES384"), (None, "EdDSA")])
+@pytest.mark.parametrize(
+    "curve, alg", [(ec.SECP256R1(), "ES256"), (ec.SECP384R1(), "ES384"), (None, "EdDSA")]
+)
 def test_sign_then_verify(curve: ec.EllipticCurve | None, alg: str) -> None:
     key = ed25519.Ed25519PrivateKey.generate() if curve is None else ec.generate_private_key(curve)
     token = sign_compact({"typ": "JWT"}, {"sub": "s", "n": "한글"}, key)
@@ -147,8 +152,11 @@ def _segment(value: dict) -> str:
         ("a.b.c.d", "3 segments"),
         (_segment({"alg": "none"}) + "." + _segment({}) + ".", "unsupported alg"),
         (_segment({"alg": "HS256"}) + "." + _segment({}) + ".AAAA", "unsupported alg"),
-        (_segment({"alg": "ES256", "crit": ["b64"], "b64": False}) + "." + _segment({}) + ".AAAA", "critical"),
-        ('eyJhbGciOiJFUzI1NiIsImFsZyI6Im5vbmUifQ.e30.AAAA', "duplicate"),  # {"alg":"ES256","alg":"none"}
+        (
+            _segment({"alg": "ES256", "crit": ["b64"], "b64": False}) + "." + _segment({}) + ".AAAA",
+            "critical",
+        ),
+        ("eyJhbGciOiJFUzI1NiIsImFsZyI6Im5vbmUifQ.e30.AAAA", "duplicate"),  # {"alg":"ES256","alg":"none"}
         (_segment({"alg": "ES256"}) + "=.e30.AAAA", "base64url"),
         ("", "non-empty"),
     ],

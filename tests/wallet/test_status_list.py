@@ -107,7 +107,10 @@ def test_entry_checks_purpose_list_id_and_range() -> None:
         status_of({**entry, "statusListCredential": "https://example.com/credentials/status/4"}, listed)
     with pytest.raises(StatusListError, match="outside"):
         status_of({**entry, "statusListIndex": "131072"}, listed)
-    short = {**listed, "credentialSubject": {**listed["credentialSubject"], "encodedList": encode_bitstring(bytes(8))}}
+    short = {
+        **listed,
+        "credentialSubject": {**listed["credentialSubject"], "encodedList": encode_bitstring(bytes(8))},
+    }
     with pytest.raises(StatusListError, match="shorter"):
         status_of(entry, short)
 
