@@ -17,10 +17,12 @@ from channels.rate_limit import RateLimiter
 from observability import configure_logging, request_id_var
 from services import Services
 from settings import Settings
+from wallet_bridge import cli as wallet_cli
+from wallet_bridge import endpoints as wallet_endpoints
 
 log = logging.getLogger("minwon")
 
-BLUEPRINTS = (native.bp, api_docs.bp)
+BLUEPRINTS = (native.bp, api_docs.bp, wallet_endpoints.bp)
 
 
 def create_app(settings: Settings | None = None, *, start: bool = True) -> Flask:
@@ -99,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     link = sub.add_parser("link-code", help="issue a one-time code that links a speaker to a citizen")
     link.add_argument("citizen_id")
     link.set_defaults(func=_link_code)
+    wallet_cli.add_commands(sub)
     return parser
 
 

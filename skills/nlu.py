@@ -51,7 +51,7 @@ class SlotVocabulary:
         # (squashed alias, slot type, value id), longest first so that 국민건강보험공단 wins over 건강보험.
         self._aliases = sorted(
             {(squash(a), t, v.id) for t, values in types.items() for v in values.values() for a in v.aliases},
-            key=lambda item: -len(item[0]),
+            key=lambda item: (-len(item[0]), item),  # ties in a fixed order, not the set's hash order
         )
 
     @classmethod
@@ -76,18 +76,22 @@ class SlotVocabulary:
         """Returns the squashed text with each found value replaced by {type}, and type → value ids found."""
         squashed = squash(text)
         found: dict[str, list[str]] = {}
-        for alias, slot_type, value_id in self._aliases:
-            if only and slot_type != only or not alias:
-                continue
-            start = squashed.find(alias)
-            if start < 0 and len(alias) >= 4:
-                start = _near_miss(squashed, alias)
-            if start < 0:
-                continue
-            squashed = squashed[:start] + "{" + slot_type + "}" + squashed[start + len(alias):]
-            ids = found.setdefault(slot_type, [])
-            if value_id not in ids:
-                ids.append(value_id)
+        # Exact aliases first: a near miss of one value ("주민등록표초본") must not take the words that
+        # spell another value exactly ("주민등록표등본").
+        for near in (False, True):
+            for alias, slot_type, value_id in self._aliases:
+                if only and slot_type != only or not alias:
+                    continue
+                if near:
+                    start = _near_miss(squashed, alias) if len(alias) >= 4 else -1
+                else:
+                    start = squashed.find(alias)
+                if start < 0:
+                    continue
+                squashed = squashed[:start] + "{" + slot_type + "}" + squashed[start + len(alias):]
+                ids = found.setdefault(slot_type, [])
+                if value_id not in ids:
+                    ids.append(value_id)
         return squashed, found
 
 
@@ -128,18 +132,29 @@ class IntentMatcher:
 
     def parse(self, text: str, locale: str) -> Parse:
         template, found = self.vocabulary.find(text)
-        template = _CODE_RUN.sub("{code}", template)
+        readings = [(template, found)]
+        # An alias that two slot types share ("건강보험": a document and a data item) is read both ways;
+        # the reading that fits an intent's examples best wins.
+        for slot_type in self.vocabulary.types:
+            alt_template, alt_found = self.vocabulary.find(text, only=slot_type)
+            if alt_found.get(slot_type) and alt_found.get(slot_type) != found.get(slot_type):
+                readings.append((alt_template, alt_found))
         best = Parse(intent=None, score=0.0)
-        if not template.strip("{}"):
-            return best
-        for intent, examples in self.examples.items():
-            for example_locale, example in examples:
-                score = fuzz.ratio(template, example)
-                # A same-language example is a slightly better witness than a cross-language one.
-                if example_locale != locale:
-                    score -= 2
-                if score > best.score:
-                    best = Parse(intent=intent, score=score)
+        best_found: dict[str, list[str]] = {}
+        for template, reading in readings:
+            template = _CODE_RUN.sub("{code}", template)
+            if not template.strip("{}"):
+                continue
+            for intent, examples in self.examples.items():
+                for example_locale, example in examples:
+                    score = fuzz.ratio(template, example)
+                    # A same-language example is a slightly better witness than a cross-language one.
+                    if example_locale != locale:
+                        score -= 2
+                    if score > best.score:
+                        best = Parse(intent=intent, score=score)
+                        best_found = reading
+        found = best_found
         if best.score < INTENT_THRESHOLD:
             return Parse(intent=None, score=best.score)
         best.slots = {t: ids[0] for t, ids in found.items() if len(ids) == 1}

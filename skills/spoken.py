@@ -118,3 +118,12 @@ def to_ssml(text: str) -> str:
     body = "".join(parts)
     body = re.sub(r"([.?!。])\s+(?=\S)", r'\1 <break time="300ms"/> ', body)
     return f"<speak>{body}</speak>"
+
+
+def with_particle(word: str, after_consonant: str, after_vowel: str) -> str:
+    """'등본을' / '증명서를', '등본은' / '증명서는': the particle follows the last syllable's final consonant."""
+    last = word.rstrip()[-1:] if word.strip() else ""
+    if "가" <= last <= "힣":
+        has_final = (ord(last) - ord("가")) % 28 != 0
+        return word + (after_consonant if has_final else after_vowel)
+    return word + after_vowel

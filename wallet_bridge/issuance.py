@@ -13,13 +13,13 @@ import hmac
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, insert, select
 
 from storage import Database
-from wallet_bridge.clock import Clock
+from wallet_bridge.clock import KST, Clock
 from wallet_bridge.config import WalletConfig
 from wallet_bridge.credentials import format_date_time, sign_credential, validate_credential_document
 from wallet_bridge.documents import DOCUMENT_TYPES, VCDM_V2_CONTEXT, DocumentType, context_url
@@ -29,11 +29,9 @@ from wallet_bridge.nonces import NonceStore
 from wallet_bridge.oauth_errors import OAuthError
 from wallet_bridge.offers import ISSUED, CredentialOffers, RedeemedOffer
 from wallet_bridge.proofs import KeyProof, check_proof_jwt, invalid_proof
-from wallet_bridge.sealing import SealedBox
+from skills.accounts import FieldCipher
 from wallet_bridge.status_list import REVOCATION, SUSPENSION, StatusLists
 from wallet_bridge.tables import issued_credentials
-
-KST = timezone(timedelta(hours=9), "KST")  # certificate dates are Korean calendar days
 
 
 @dataclass(frozen=True)
@@ -136,7 +134,7 @@ class CredentialIssuance:
         self.offers = offers
         self.documents = documents
         self.clock = clock
-        self.box = SealedBox(config.secret_key)
+        self.box = FieldCipher(config.secret_key)
 
     def handle(self, authorization: str | None, body: Any) -> dict[str, Any]:
         """The Credential Response for a request, or OAuthError with the spec's error code."""
