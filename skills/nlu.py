@@ -82,10 +82,7 @@ class SlotVocabulary:
             for alias, slot_type, value_id in self._aliases:
                 if only and slot_type != only or not alias:
                     continue
-                if near:
-                    start = _near_miss(squashed, alias) if len(alias) >= 4 else -1
-                else:
-                    start = squashed.find(alias)
+                start = squashed.find(alias) if not near else _near_miss(squashed, alias) if len(alias) >= 4 else -1
                 if start < 0:
                     continue
                 squashed = squashed[:start] + "{" + slot_type + "}" + squashed[start + len(alias):]

@@ -8,6 +8,7 @@ from services import DATA
 from skills.builtin import CancelSkill, HelpSkill, LinkAccountSkill, NotUnderstoodSkill, RepeatSkill, WelcomeSkill
 from skills.engine import DialogEngine, Skill
 from skills.nlu import IntentMatcher
+from skills.wallet import SendToWalletSkill
 
 if TYPE_CHECKING:
     from services import Services
@@ -15,6 +16,6 @@ if TYPE_CHECKING:
 
 def build_dialog_engine(services: Services) -> DialogEngine:
     skills: list[Skill] = [
-        WelcomeSkill(), HelpSkill(), CancelSkill(), RepeatSkill(), LinkAccountSkill(),
+        WelcomeSkill(), HelpSkill(), CancelSkill(), RepeatSkill(), LinkAccountSkill(), SendToWalletSkill(),
     ]
     return DialogEngine(services, IntentMatcher.load(DATA), skills, fallback=NotUnderstoodSkill())

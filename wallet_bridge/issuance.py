@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select
 
+from skills.accounts import FieldCipher
 from storage import Database
 from wallet_bridge.clock import KST, Clock
 from wallet_bridge.config import WalletConfig
@@ -29,7 +30,6 @@ from wallet_bridge.nonces import NonceStore
 from wallet_bridge.oauth_errors import OAuthError
 from wallet_bridge.offers import ISSUED, CredentialOffers, RedeemedOffer
 from wallet_bridge.proofs import KeyProof, check_proof_jwt, invalid_proof
-from skills.accounts import FieldCipher
 from wallet_bridge.status_list import REVOCATION, SUSPENSION, StatusLists
 from wallet_bridge.tables import issued_credentials
 
