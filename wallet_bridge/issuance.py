@@ -138,6 +138,9 @@ class CredentialIssuance:
 
     def handle(self, authorization: str | None, body: Any) -> dict[str, Any]:
         """The Credential Response for a request, or OAuthError with the spec's error code."""
+        # The certificate records are read before the issuance transaction: a second connection opened
+        # inside it would wait for the write lock that the transaction itself holds.
+        document = self._document_for(authorization)
         with self.db.transaction() as conn:
             offer = self.offers.authenticate(conn, authorization)
             request = parse_credential_request(body)
@@ -170,7 +173,7 @@ class CredentialIssuance:
             if offer.state == ISSUED:
                 credential = self._already_issued(conn, offer.id, holder_jwk)
             else:
-                credential = self._issue(conn, offer, holder_jwk)
+                credential = self._issue(conn, offer, document, holder_jwk)
         return {"credentials": [{"credential": credential}]}
 
     def _already_issued(self, conn: Connection, offer_id: str, holder_jwk: dict[str, Any]) -> str:
@@ -183,9 +186,17 @@ class CredentialIssuance:
             raise OAuthError("credential_request_denied", "this offer's credential was issued to another key")
         return self.box.decrypt(row["credential_sealed"])
 
-    def _issue(self, conn: Connection, offer: RedeemedOffer, holder_jwk: dict[str, Any]) -> str:
-        document = self.documents(offer.citizen_id, offer.certificate_id)
-        if document is None or document.doc_type != offer.doc_type:
+    def _document_for(self, authorization: str | None) -> IssuableDocument | None:
+        try:
+            with self.db.read() as conn:
+                offer = self.offers.authenticate(conn, authorization)
+        except OAuthError:
+            return None  # answered properly inside the transaction
+        return self.documents(offer.citizen_id, offer.certificate_id)
+
+    def _issue(self, conn: Connection, offer: RedeemedOffer, document: IssuableDocument | None,
+               holder_jwk: dict[str, Any]) -> str:
+        if document is None or document.doc_type != offer.doc_type or document.certificate_id != offer.certificate_id:
             raise OAuthError("credential_request_denied", "the document is no longer available")
         if document.status != "issued":
             raise OAuthError("credential_request_denied", f"the document is {document.status}, not issued")
