@@ -148,7 +148,10 @@ class AlexaCatalog:
                 synonyms = [a for a in spec.get("aliases", []) if a.isascii() and a.lower() != name.lower()]
                 if name.lower().startswith("the "):
                     synonyms.insert(0, name[4:])  # people drop the article: "national tax service"
-                values[value_id] = SlotValue(value_id, name, tuple(dict.fromkeys(synonyms)))
+                # Alexa compares synonyms without case; keep the first spelling of each.
+                unique = {s.lower(): s for s in reversed(synonyms)}
+                ordered = tuple(dict.fromkeys(unique[s.lower()] for s in synonyms))
+                values[value_id] = SlotValue(value_id, name, ordered)
             vocabularies[path.stem] = values
         intents: dict[str, ServiceIntent] = {}
         for path in sorted((data_dir / "intents" / LOCALE).glob("*.yaml")):
