@@ -31,6 +31,9 @@ schema_version = Table("schema_version", metadata, Column("version", Integer, nu
 SCHEMA_MODULES = (
     "skills.accounts",
     "skills.sessions",
+    "skills.records",
+    "skills.consent_ledger",
+    "wallet_bridge.wallets",
 )
 
 # MIGRATIONS[i] upgrades an existing database from version i+1 to i+2; version 1 is create_all.
