@@ -12,8 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from skills.engine import Turn
-
 from channels.alexa.interaction_model import (
     BUILT_IN_FOR_SERVICE,
     FAQ_INTENT,
@@ -26,6 +24,7 @@ from channels.alexa.interaction_model import (
 )
 from channels.errors import ApiError
 from channels.speaker_ids import speaker_session_id, speaker_user_id
+from skills.engine import Turn
 
 PLATFORM = "alexa"
 # Built-ins that answer an open question with a word rather than start an intent.

@@ -10,10 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from skills.engine import Turn
-
 from channels.errors import ApiError
 from channels.speaker_ids import speaker_session_id, speaker_user_id
+from skills.engine import Turn
 
 PLATFORM = "kakao"
 

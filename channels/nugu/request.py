@@ -14,10 +14,9 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from skills.engine import Turn
-
 from channels.errors import ApiError
 from channels.speaker_ids import speaker_session_id, speaker_user_id
+from skills.engine import Turn
 
 PLATFORM = "nugu"
 SlotResolver = Callable[[str, str], "str | None"]

@@ -58,9 +58,7 @@ def _ca_certificate(
             critical=True,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False
-        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
         .sign(issuer_key, hashes.SHA256())
     )
 
@@ -78,9 +76,7 @@ class SigningCA:
         now = datetime.now(UTC)
         root_key, intermediate_key = _key(), _key()
         root = _ca_certificate("Test Root CA", root_key, "Test Root CA", root_key, now)
-        intermediate = _ca_certificate(
-            "Test Intermediate CA", intermediate_key, "Test Root CA", root_key, now
-        )
+        intermediate = _ca_certificate("Test Intermediate CA", intermediate_key, "Test Root CA", root_key, now)
         return cls(root, root_key, intermediate, intermediate_key, _key())
 
     def leaf(
@@ -120,9 +116,7 @@ class SigningCA:
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(self.intermediate_key.public_key()),
                 critical=False,
             )
-            .add_extension(
-                x509.SubjectKeyIdentifier.from_public_key(self.leaf_key.public_key()), critical=False
-            )
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(self.leaf_key.public_key()), critical=False)
             .sign(issuer_key or self.intermediate_key, hashes.SHA256())
         )
 

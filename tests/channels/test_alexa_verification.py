@@ -48,9 +48,7 @@ class RecordingFetcher:
         return self.pem
 
 
-def make_verifier(
-    ca: SigningCA, pem: bytes | None = None, **kw
-) -> tuple[AlexaRequestVerifier, RecordingFetcher]:
+def make_verifier(ca: SigningCA, pem: bytes | None = None, **kw) -> tuple[AlexaRequestVerifier, RecordingFetcher]:
     fetcher = RecordingFetcher(pem if pem is not None else ca.chain_pem())
     return AlexaRequestVerifier(SKILL_ID, trust_roots=[ca.root], fetch_certificate=fetcher, **kw), fetcher
 
@@ -293,9 +291,7 @@ def test_expired_certificate_is_refused_even_when_cached(ca, launch):
     short_lived = ca.leaf(not_before=now - timedelta(days=1), not_after=now + timedelta(minutes=5))
     clock = [now]
     fetcher = CachedCertificateFetcher(RecordingFetcher(ca.chain_pem(short_lived)))
-    verifier = AlexaRequestVerifier(
-        SKILL_ID, trust_roots=[ca.root], fetch_certificate=fetcher, clock=lambda: clock[0]
-    )
+    verifier = AlexaRequestVerifier(SKILL_ID, trust_roots=[ca.root], fetch_certificate=fetcher, clock=lambda: clock[0])
     body = alexa_body(launch, timestamp=now)
     verifier.verify(ca.signed_headers(body), body)
     clock[0] = now + timedelta(minutes=10)
