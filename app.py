@@ -7,20 +7,23 @@ import logging
 import secrets
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, g, request
 
 from channels import api_docs, native
+from channels.alexa import webhook as alexa_webhook
+from channels.alexa.interaction_model import DEFAULT_INVOCATION_NAME, MODEL_PATH, AlexaCatalog, write_model
 from channels.errors import register_error_handlers
 from channels.rate_limit import RateLimiter
 from observability import configure_logging, request_id_var
-from services import Services
+from services import DATA, Services
 from settings import Settings
 
 log = logging.getLogger("minwon")
 
-BLUEPRINTS = (native.bp, api_docs.bp)
+BLUEPRINTS = (native.bp, api_docs.bp, alexa_webhook.bp)
 
 
 def create_app(settings: Settings | None = None, *, start: bool = True) -> Flask:
@@ -89,6 +92,14 @@ def _link_code(args: argparse.Namespace) -> int:
     return 0
 
 
+def _alexa_model(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    invocation = args.invocation_name or settings.get("MINWON_ALEXA_INVOCATION_NAME", DEFAULT_INVOCATION_NAME)
+    path = write_model(AlexaCatalog.load(DATA, invocation), args.output)
+    print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="app.py", description="Minwon Voice service and tools.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -99,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     link = sub.add_parser("link-code", help="issue a one-time code that links a speaker to a citizen")
     link.add_argument("citizen_id")
     link.set_defaults(func=_link_code)
+    model = sub.add_parser("alexa-model", help="generate the Alexa en-US interaction model from data/intents")
+    model.add_argument("--output", type=Path, default=MODEL_PATH)
+    model.add_argument("--invocation-name", default="")
+    model.set_defaults(func=_alexa_model)
     return parser
 
 

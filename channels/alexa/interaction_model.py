@@ -160,9 +160,7 @@ class AlexaCatalog:
             placeholders = list(dict.fromkeys(p for e in examples for p in _PLACEHOLDER.findall(e)))
             for placeholder in placeholders:
                 if placeholder not in vocabularies and placeholder not in NUMBER_PLACEHOLDERS:
-                    raise InteractionModelError(
-                        f"{path.name}: placeholder {{{placeholder}}} has no slot vocabulary"
-                    )
+                    raise InteractionModelError(f"{path.name}: placeholder {{{placeholder}}} has no slot vocabulary")
             intents[name] = ServiceIntent(name, examples, placeholders)
         return cls(intents, vocabularies, invocation_name)
 
@@ -324,17 +322,12 @@ def validate_model(model: dict) -> None:
             if not slot_type.startswith("AMAZON.") and slot_type not in type_names:
                 raise InteractionModelError(f"{intent['name']}: slot type {slot_type} is not declared")
         if "AMAZON.SearchQuery" in slots.values() and len(slots) > 1:
-            raise InteractionModelError(
-                f"{intent['name']}: a SearchQuery slot must be the intent's only slot"
-            )
+            raise InteractionModelError(f"{intent['name']}: a SearchQuery slot must be the intent's only slot")
         for sample in intent["samples"]:
             used = _PLACEHOLDER.findall(sample)
             if any(u not in slots for u in used):
                 raise InteractionModelError(f"{intent['name']}: sample {sample!r} uses an undeclared slot")
-            if (
-                any(slots[u] == "AMAZON.SearchQuery" for u in used)
-                and not _PLACEHOLDER.sub("", sample).strip()
-            ):
+            if any(slots[u] == "AMAZON.SearchQuery" for u in used) and not _PLACEHOLDER.sub("", sample).strip():
                 raise InteractionModelError(f"{intent['name']}: a SearchQuery sample needs a carrier phrase")
             if re.search(r"\d", sample):
                 raise InteractionModelError(f"{intent['name']}: sample {sample!r} has digits")

@@ -114,14 +114,10 @@ class HttpCertificateFetcher:
                 for chunk in response.iter_content(8192):
                     body += chunk
                     if len(body) > MAX_CHAIN_BYTES:
-                        raise AlexaVerificationError(
-                            "cert_unavailable", "The certificate chain is too large."
-                        )
+                        raise AlexaVerificationError("cert_unavailable", "The certificate chain is too large.")
                 return body
         except requests.RequestException as exc:
-            raise AlexaVerificationError(
-                "cert_unavailable", "The certificate chain could not be downloaded."
-            ) from exc
+            raise AlexaVerificationError("cert_unavailable", "The certificate chain could not be downloaded.") from exc
 
 
 class CachedCertificateFetcher:
@@ -221,16 +217,12 @@ class AlexaRequestVerifier:
         try:
             chain = x509.load_pem_x509_certificates(pem)
         except ValueError as exc:
-            raise AlexaVerificationError(
-                "bad_certificate", "The certificate chain is not valid PEM."
-            ) from exc
+            raise AlexaVerificationError("bad_certificate", "The certificate chain is not valid PEM.") from exc
         leaf, intermediates = chain[0], chain[1:]
         now = self._clock()
         for cert in chain:
             if not (cert.not_valid_before_utc <= now <= cert.not_valid_after_utc):
-                raise AlexaVerificationError(
-                    "certificate_expired", "The signing certificate is not currently valid."
-                )
+                raise AlexaVerificationError("certificate_expired", "The signing certificate is not currently valid.")
         try:
             names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
             dns_names = {name.lower() for name in names.get_values_for_type(x509.DNSName)}
@@ -241,19 +233,13 @@ class AlexaRequestVerifier:
                 "bad_certificate_san", "The signing certificate is not issued to echo-api.amazon.com."
             )
         if not isinstance(leaf.public_key(), rsa.RSAPublicKey):
-            raise AlexaVerificationError(
-                "bad_certificate", "The signing certificate does not hold an RSA key."
-            )
-        verifier = (
-            PolicyBuilder().store(self._trust_store()).time(now).build_server_verifier(x509.DNSName(CERT_SAN))
-        )
+            raise AlexaVerificationError("bad_certificate", "The signing certificate does not hold an RSA key.")
+        verifier = PolicyBuilder().store(self._trust_store()).time(now).build_server_verifier(x509.DNSName(CERT_SAN))
         try:
             verifier.verify(leaf, intermediates)
         except VerificationError as exc:
             log.warning("alexa certificate chain rejected", extra={"reason": str(exc)[:200]})
-            raise AlexaVerificationError(
-                "untrusted_certificate", "The certificate chain is not trusted."
-            ) from exc
+            raise AlexaVerificationError("untrusted_certificate", "The certificate chain is not trusted.") from exc
         return leaf
 
     @staticmethod
@@ -267,9 +253,7 @@ class AlexaRequestVerifier:
         try:
             public_key.verify(signature, body, padding.PKCS1v15(), hashes.SHA256())
         except InvalidSignature as exc:
-            raise AlexaVerificationError(
-                "bad_signature", "The request signature does not match its body."
-            ) from exc
+            raise AlexaVerificationError("bad_signature", "The request signature does not match its body.") from exc
 
     def _check_timestamp(self, envelope: dict) -> None:
         raw = (envelope.get("request") or {}).get("timestamp")
@@ -282,9 +266,7 @@ class AlexaRequestVerifier:
         if stamp.tzinfo is None:
             stamp = stamp.replace(tzinfo=UTC)
         if abs(self._clock() - stamp) > self._tolerance:
-            raise AlexaVerificationError(
-                "stale_request", "The request timestamp is outside the 150 second window."
-            )
+            raise AlexaVerificationError("stale_request", "The request timestamp is outside the 150 second window.")
 
     def _check_application_id(self, envelope: dict) -> None:
         application_id = request_application_id(envelope)
