@@ -16,6 +16,8 @@ from channels import api_docs, native
 from channels.alexa import webhook as alexa_webhook
 from channels.alexa.interaction_model import DEFAULT_INVOCATION_NAME, MODEL_PATH, AlexaCatalog, write_model
 from channels.errors import register_error_handlers
+from channels.kakao import webhook as kakao_webhook
+from channels.nugu import webhook as nugu_webhook
 from channels.rate_limit import RateLimiter
 from observability import configure_logging, request_id_var
 from services import DATA, Services
@@ -23,7 +25,7 @@ from settings import Settings
 
 log = logging.getLogger("minwon")
 
-BLUEPRINTS = (native.bp, api_docs.bp, alexa_webhook.bp)
+BLUEPRINTS = (native.bp, api_docs.bp, alexa_webhook.bp, kakao_webhook.bp, nugu_webhook.bp)
 
 
 def create_app(settings: Settings | None = None, *, start: bool = True) -> Flask:
