@@ -15,6 +15,8 @@ from channels.speaker_ids import speaker_session_id, speaker_user_id
 from skills.engine import Turn
 
 PLATFORM = "kakao"
+# Open Builder's built-in block for a user who opens the chat: the service greets as on a speaker launch.
+WELCOME_BLOCKS = frozenset({"웰컴 블록", "Welcome Block"})
 
 
 @dataclass
@@ -31,12 +33,14 @@ class KakaoRequest:
     def to_turn(self) -> Turn:
         # Block parameters are the bot's reading, in the bot's own vocabulary: the engine matches the
         # utterance itself, so they travel only for logging and for skills that look at raw words.
+        welcome = self.block_name in WELCOME_BLOCKS
         return Turn(
             user_id=self.user_id,
-            text=self.utterance,
+            text="" if welcome else self.utterance,
             session_id=self.session_id,
             locale=self.locale,
             channel=PLATFORM,
+            event="launch" if welcome else None,
         )
 
 

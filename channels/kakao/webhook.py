@@ -25,6 +25,7 @@ from channels.native import check_rate
 from channels.speaker_auth import require_token
 from channels.speaker_dialog import SpeakerTurn, converse_for_speaker
 from skills.engine import Turn
+from storage import StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +59,20 @@ def _configure(state: BlueprintSetupState) -> None:
         budget_s=float(settings.get("MINWON_KAKAO_BUDGET_S", str(DEFAULT_BUDGET_S))),
         callbacks=CallbackPolicy(hosts),
         worker=CallbackWorker(workers=int(settings.get("MINWON_KAKAO_WORKERS", "4"))),
-        converse=lambda turn: converse_for_speaker(services.dialog, turn),
+        converse=lambda turn: _converse(services, turn),
     )
+
+
+def _converse(services: Any, turn: Turn) -> SpeakerTurn:
+    outcome = converse_for_speaker(services.dialog, turn)
+    if outcome.reply.end_session and turn.session_id and not outcome.failure:
+        # Kakao has no sessions: the service's session for this chat ends when the dialog does, so the
+        # next message starts afresh (a PIN given before "그만" does not carry over).
+        try:
+            services.sessions.end(turn.session_id)
+        except StorageUnavailable:
+            log.warning("kakao session could not be ended now; it expires with its TTL")
+    return outcome
 
 
 def _render(outcome: SpeakerTurn) -> dict[str, Any]:
