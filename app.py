@@ -32,7 +32,11 @@ def create_app(settings: Settings | None = None, *, start: bool = True) -> Flask
     app.json.ensure_ascii = False
     state = Services(settings)
     app.extensions["minwon"] = state
-    app.extensions["minwon_rate_limiter"] = RateLimiter(settings.rate_limit_per_minute)
+    app.extensions["minwon_rate_limiters"] = {
+        "user": RateLimiter(settings.rate_limit_per_minute),
+        "device": RateLimiter(settings.rate_limit_per_minute),
+        "ip": RateLimiter(settings.ip_rate_limit_per_minute),
+    }
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
     register_error_handlers(app)
