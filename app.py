@@ -93,6 +93,13 @@ def _link_code(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from bench import load
+
+    load.run(concurrency=tuple(args.clients), per_level=args.requests, leak_requests=args.leak_requests)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="app.py", description="Minwon Voice service and tools.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -103,6 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     link = sub.add_parser("link-code", help="issue a one-time code that links a speaker to a citizen")
     link.add_argument("citizen_id")
     link.set_defaults(func=_link_code)
+    bench = sub.add_parser("bench", help="every benchmark side by side; JSON, a table and a chart in bench/out/")
+    bench.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32, 64])
+    bench.add_argument("--requests", type=int, default=400, help="requests per scenario and concurrency level")
+    bench.add_argument("--leak-requests", type=int, default=10_000, help="requests of the memory-growth run")
+    bench.set_defaults(func=_bench)
     return parser
 
 
