@@ -35,6 +35,7 @@ SCHEMA_MODULES = (
     "skills.records",
     "skills.consent_ledger",
     "wallet_bridge.wallets",
+    "wallet_bridge.tables",
 )
 
 # MIGRATIONS[i] upgrades an existing database from version i+1 to i+2; version 1 is create_all.
