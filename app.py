@@ -37,7 +37,11 @@ def create_app(settings: Settings | None = None, *, start: bool = True) -> Flask
     app.json.ensure_ascii = False
     state = Services(settings)
     app.extensions["minwon"] = state
-    app.extensions["minwon_rate_limiter"] = RateLimiter(settings.rate_limit_per_minute)
+    app.extensions["minwon_rate_limiters"] = {
+        "user": RateLimiter(settings.rate_limit_per_minute),
+        "device": RateLimiter(settings.rate_limit_per_minute),
+        "ip": RateLimiter(settings.ip_rate_limit_per_minute),
+    }
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
     register_error_handlers(app)
@@ -102,6 +106,13 @@ def _alexa_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from bench import load
+
+    load.run(concurrency=tuple(args.clients), per_level=args.requests, leak_requests=args.leak_requests)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="app.py", description="Minwon Voice service and tools.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -116,6 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--output", type=Path, default=MODEL_PATH)
     model.add_argument("--invocation-name", default="")
     model.set_defaults(func=_alexa_model)
+    bench = sub.add_parser("bench", help="every benchmark side by side; JSON, a table and a chart in bench/out/")
+    bench.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32, 64])
+    bench.add_argument("--requests", type=int, default=400, help="requests per scenario and concurrency level")
+    bench.add_argument("--leak-requests", type=int, default=10_000, help="requests of the memory-growth run")
+    bench.set_defaults(func=_bench)
     return parser
 
 

@@ -20,11 +20,8 @@ def build_openapi(app: Flask) -> dict[str, Any]:
         schemas.update(getattr(module, "OPENAPI_COMPONENTS", {}))
     return {
         "openapi": "3.1.0",
-        "info": {
-            "title": "Minwon Voice",
-            "version": "1.0.0",
-            "description": "Voice and AI-speaker assistant for citizens' dealings with the government.",
-        },
+        "info": {"title": "Minwon Voice", "version": "1.0.0",
+                 "description": "Voice and AI-speaker assistant for citizens' dealings with the government."},
         "paths": dict(sorted(paths.items())),
         "components": {"schemas": schemas},
     }

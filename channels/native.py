@@ -17,10 +17,13 @@ def services() -> Any:
     return current_app.extensions["minwon"]
 
 
-def check_rate(*keys: str) -> None:
-    limiter = current_app.extensions["minwon_rate_limiter"]
-    for key in keys:
-        wait = limiter.retry_after(key)
+def check_rate(user: str | None = None, device: str | None = None) -> None:
+    """429 when the user, the device or the calling address has used up its budget."""
+    limiters = current_app.extensions["minwon_rate_limiters"]
+    for kind, key in (("user", user), ("device", device), ("ip", request.remote_addr or "-")):
+        if key is None:
+            continue
+        wait = limiters[kind].retry_after(key)
         if wait:
             raise ApiError(429, "rate_limited", "Too many requests. Please slow down.", {"Retry-After": str(wait)})
 
@@ -48,15 +51,8 @@ def turn_from_json(body: dict[str, Any], channel: str = "native") -> Turn:
     device_id = body.get("device_id")
     if device_id is not None and not isinstance(device_id, str):
         raise ApiError(400, "invalid_device_id", "device_id must be a string.")
-    return Turn(
-        user_id=user_id,
-        text=text.strip(),
-        session_id=session_id,
-        locale=locale,
-        channel=channel,
-        device_id=device_id,
-        request_id=request_id,
-    )
+    return Turn(user_id=user_id, text=text.strip(), session_id=session_id, locale=locale, channel=channel,
+                device_id=device_id, request_id=request_id)
 
 
 @bp.get("/health")
@@ -75,9 +71,7 @@ def converse() -> Any:
     state = services()
     body = json_object(state.settings.max_json_bytes)
     turn = turn_from_json(body)
-    check_rate(
-        f"user:{turn.user_id}", f"ip:{request.remote_addr}", *([f"device:{turn.device_id}"] if turn.device_id else [])
-    )
+    check_rate(user=turn.user_id, device=turn.device_id)
     reply = state.dialog.converse(turn)
     return jsonify(reply.to_api())
 
@@ -91,29 +85,19 @@ def _errors(*codes: int) -> dict[str, Any]:
 
 OPENAPI_COMPONENTS = {
     "Error": {
-        "type": "object",
-        "required": ["error"],
-        "properties": {
-            "error": {
-                "type": "object",
-                "required": ["code", "message"],
-                "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
-            }
-        },
+        "type": "object", "required": ["error"],
+        "properties": {"error": {"type": "object", "required": ["code", "message"],
+                                 "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}},
     },
     "ConverseRequest": {
-        "type": "object",
-        "required": ["user_id", "text"],
+        "type": "object", "required": ["user_id", "text"],
         "properties": {
             "user_id": {"type": "string", "minLength": 1, "maxLength": 200},
             "session_id": {"type": "string", "maxLength": 64},
             "text": {"type": "string", "minLength": 1, "maxLength": 1000},
             "locale": {"type": "string", "enum": list(SUPPORTED_LOCALES)},
-            "request_id": {
-                "type": "string",
-                "maxLength": 128,
-                "description": "A retry with the same request_id returns the same reply and changes nothing.",
-            },
+            "request_id": {"type": "string", "maxLength": 128,
+                           "description": "A retry with the same request_id returns the same reply and changes nothing."},
             "device_id": {"type": "string"},
         },
     },
@@ -121,45 +105,30 @@ OPENAPI_COMPONENTS = {
         "type": "object",
         "required": ["session_id", "speech", "ssml", "display", "intent", "end_session", "expects"],
         "properties": {
-            "session_id": {"type": "string"},
-            "speech": {"type": "string"},
-            "ssml": {"type": "string"},
-            "display": {
-                "oneOf": [
-                    {"type": "null"},
-                    {"type": "object", "properties": {"title": {"type": "string"}, "body": {"type": "string"}}},
-                ]
-            },
-            "intent": {"type": "string"},
-            "end_session": {"type": "boolean"},
+            "session_id": {"type": "string"}, "speech": {"type": "string"}, "ssml": {"type": "string"},
+            "display": {"oneOf": [{"type": "null"}, {"type": "object", "properties": {
+                "title": {"type": "string"}, "body": {"type": "string"}}}]},
+            "intent": {"type": "string"}, "end_session": {"type": "boolean"},
             "expects": {"enum": [None, "confirmation", "pin", "slot"]},
         },
     },
 }
 
 OPENAPI_PATHS = {
-    "/health": {
-        "get": {
-            "summary": "Readiness: 200 once models and storage are ready, 503 while starting.",
-            "responses": {"200": {"description": "ready"}, "503": {"description": "starting"}},
-        }
-    },
-    "/v1/converse": {
-        "post": {
-            "summary": "One text turn of the dialog.",
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ConverseRequest"}}},
-            },
-            "responses": {
-                "200": {
-                    "description": "the reply",
-                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ConverseResponse"}}},
-                },
-                **_errors(400, 413, 415, 429, 500, 503),
-            },
-        }
-    },
+    "/health": {"get": {
+        "summary": "Readiness: 200 once models and storage are ready, 503 while starting.",
+        "responses": {"200": {"description": "ready"}, "503": {"description": "starting"}},
+    }},
+    "/v1/converse": {"post": {
+        "summary": "One text turn of the dialog.",
+        "requestBody": {"required": True, "content": {"application/json": {
+            "schema": {"$ref": "#/components/schemas/ConverseRequest"}}}},
+        "responses": {
+            "200": {"description": "the reply", "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/ConverseResponse"}}}},
+            **_errors(400, 413, 415, 429, 500, 503),
+        },
+    }},
 }
 
 
@@ -170,9 +139,7 @@ def metrics() -> Any:
     return generate_latest(services().metrics.registry), 200, {"Content-Type": CONTENT_TYPE_LATEST}
 
 
-OPENAPI_PATHS["/metrics"] = {
-    "get": {
-        "summary": "Prometheus metrics: request counts and latency per route and per skill.",
-        "responses": {"200": {"description": "text exposition format", "content": {"text/plain": {}}}},
-    }
-}
+OPENAPI_PATHS["/metrics"] = {"get": {
+    "summary": "Prometheus metrics: request counts and latency per route and per skill.",
+    "responses": {"200": {"description": "text exposition format", "content": {"text/plain": {}}}},
+}}

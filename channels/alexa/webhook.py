@@ -94,7 +94,7 @@ def alexa() -> Any:
     if parsed.in_dialog:
         return jsonify(render_delegate(parsed.raw_intent, parsed.session_attributes))
     turn = parsed.to_turn(channel.catalog)
-    check_rate(f"user:{turn.user_id}")
+    check_rate(user=turn.user_id, device=turn.device_id)
     outcome = converse_for_speaker(services.dialog, turn)
     if parsed.request_type == "SessionEndedRequest":
         return jsonify(render_empty())

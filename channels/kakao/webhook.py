@@ -87,7 +87,7 @@ def kakao() -> Any:
     body = json_object(services.settings.max_json_bytes)
     parsed = parse_kakao_request(body, services.settings.max_text_chars)
     turn = parsed.to_turn()
-    check_rate(f"user:{turn.user_id}")
+    check_rate(user=turn.user_id, device=turn.device_id)
     callback_url = parsed.callback_url
     if callback_url and not channel.callbacks.allows(callback_url):
         log.warning("kakao callbackUrl on a host that is not allowed: answering without callback")

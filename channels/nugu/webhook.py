@@ -66,7 +66,7 @@ def nugu_action(action: str) -> Any:
     body = json_object(services.settings.max_json_bytes)
     parsed = parse_nugu_request(body, action)
     turn = parsed.to_turn(intents=services.dialog.matcher.intents, resolve_slot=_resolve_slot)
-    check_rate(f"user:{turn.user_id}")
+    check_rate(user=turn.user_id, device=turn.device_id)
     outcome = channel.converse(turn)
     if outcome.failure:
         code = _FAILURE_CODES[outcome.failure]
