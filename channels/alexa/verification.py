@@ -26,6 +26,7 @@ import logging
 import posixpath
 import threading
 import time
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -48,6 +49,8 @@ CERT_SAN = "echo-api.amazon.com"
 TIMESTAMP_TOLERANCE_S = 150
 # A PEM chain of three certificates is ~6 KB; anything far larger is not an Alexa chain.
 MAX_CHAIN_BYTES = 64 * 1024
+_PEM_BEGIN = b"-----BEGIN CERTIFICATE-----"
+_PEM_END = b"-----END CERTIFICATE-----"
 
 
 class AlexaVerificationError(Exception):
@@ -162,9 +165,23 @@ class CachedCertificateFetcher:
 
 
 def load_trust_roots(path: str | Path | None = None) -> list[x509.Certificate]:
-    """Root certificates from a PEM bundle; by default the CA bundle that ``requests`` itself trusts."""
+    """Root certificates from a PEM bundle; by default the CA bundle that ``requests`` itself trusts.
+
+    Certificates are read one by one, so that one malformed root in a system bundle (some carry a
+    non-positive serial number, which newer ``cryptography`` refuses) costs that root only.
+    """
     bundle = Path(path) if path else Path(requests.utils.DEFAULT_CA_BUNDLE_PATH)
-    return x509.load_pem_x509_certificates(bundle.read_bytes())
+    roots = []
+    for block in bundle.read_bytes().split(_PEM_END):
+        if _PEM_BEGIN not in block:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                roots.append(x509.load_pem_x509_certificate(block + _PEM_END))
+            except ValueError:
+                log.warning("skipped an unreadable certificate in the trust store")
+    return roots
 
 
 def _utcnow() -> datetime:

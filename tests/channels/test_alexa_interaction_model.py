@@ -177,3 +177,15 @@ def test_committed_model_matches_the_data_directory():
     """The JSON is generated: regenerate it with `python app.py alexa-model` whenever data/ changes."""
     catalog = AlexaCatalog.load(ROOT / "data")
     assert json.loads(MODEL_PATH.read_text(encoding="utf-8")) == catalog.to_alexa_json()
+
+
+def test_cli_writes_the_model(tmp_path, capsys):
+    from app import main
+
+    out = tmp_path / "model.json"
+    assert main(["alexa-model", "--output", str(out), "--invocation-name", "civil affairs helper"]) == 0
+    written = json.loads(out.read_text(encoding="utf-8"))
+    assert written["interactionModel"]["languageModel"]["invocationName"] == "civil affairs helper"
+    assert capsys.readouterr().out.strip() == str(out)
+    expected = AlexaCatalog.load(ROOT / "data", "civil affairs helper").to_alexa_json()
+    assert written == expected

@@ -19,6 +19,7 @@ from channels.alexa.verification import (
     AlexaVerificationError,
     CachedCertificateFetcher,
     HttpCertificateFetcher,
+    load_trust_roots,
     normalise_cert_chain_url,
 )
 from tests.channels.signing_ca import CERT_URL, SKILL_ID, SigningCA, alexa_body
@@ -344,3 +345,19 @@ def test_http_fetcher_turns_http_errors_into_verification_errors(chain_server):
     with pytest.raises(AlexaVerificationError) as caught:
         HttpCertificateFetcher(timeout_s=2)(f"{base}/echo.api/missing.pem")
     assert caught.value.code == "cert_unavailable"
+
+
+def test_default_trust_store_is_the_requests_ca_bundle():
+    roots = load_trust_roots()
+    assert len(roots) > 50
+    assert all(r.subject == r.issuer for r in roots[:20])  # roots are self-issued
+
+
+def test_trust_store_skips_an_unreadable_certificate(ca, tmp_path):
+    from cryptography.hazmat.primitives import serialization
+
+    good = ca.root.public_bytes(serialization.Encoding.PEM)
+    broken = b"-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n"
+    bundle = tmp_path / "roots.pem"
+    bundle.write_bytes(broken + good)
+    assert load_trust_roots(bundle) == [ca.root]
