@@ -52,6 +52,7 @@ def test_free_question_answers_as_the_native_channel_does(alexa_user, client):
         "/v1/converse", json={"user_id": "native-" + alexa_user.user_id[-12:], "text": question, "locale": "en-US"}
     ).get_json()
     assert speech(body) == native["ssml"]
+    assert "didn't catch" not in speech(body)  # the words arrived (an empty turn gets "didn't catch that")
 
 
 def test_help_built_in_reaches_the_help_skill(alexa_user):

@@ -115,6 +115,7 @@ def test_faq_question_answers_as_the_native_channel_does(kakao_user, client):
     body = valid(kakao_user.say(question + "\n"))
     native = client.post("/v1/converse", json={"user_id": "native-" + kakao_user.user_id, "text": question}).get_json()
     assert texts(body) == native["speech"]
+    assert "잘 듣지 못했어요" not in texts(body)  # the words arrived (an empty turn gets "didn't catch that")
 
 
 def test_account_not_linked(kakao_user, probe):

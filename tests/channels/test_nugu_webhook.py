@@ -126,6 +126,7 @@ def test_faq_question_answers_as_the_native_channel_does(nugu_user, client):
     output = valid(nugu_user.act("ask", utterance=question))["output"]
     native = client.post("/v1/converse", json={"user_id": "native-" + nugu_user.session_id, "text": question})
     assert output["ment"] == native.get_json()["speech"]
+    assert "잘 듣지 못했어요" not in output["ment"]  # the words arrived (an empty turn gets "didn't catch that")
 
 
 def test_account_not_linked_is_a_result_code(nugu_user, probe):
