@@ -1,6 +1,6 @@
 """Wallet bridge costs, as ratios to one ES256 signature measured in the same run.
 
-    .venv/bin/python bench/wallet_bench.py [--rounds 50]
+    .venv/bin/python -m bench.wallet_bench [--rounds 50]
 
 Measures: a bare ES256 sign (the baseline), verifying an issued credential (signature + its two status
 lists, each a signed list that is verified too), encoding a 131,072-entry status list, and one whole
@@ -14,23 +14,21 @@ import json
 import sys
 import tempfile
 import time
-from datetime import timedelta
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from cryptography.hazmat.primitives.asymmetric import ec
 
-from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
-
-from storage import Database, metadata  # noqa: E402
-from wallet_bridge.bridge import WalletBridge  # noqa: E402
-from wallet_bridge.clock import utc_now  # noqa: E402
-from wallet_bridge.config import WalletConfig  # noqa: E402
-from wallet_bridge.issuance import IssuableDocument  # noqa: E402
-from wallet_bridge.jwk import public_jwk  # noqa: E402
-from wallet_bridge.jws import sign_compact  # noqa: E402
-from wallet_bridge.status_list import encode_bitstring  # noqa: E402
-from wallet_bridge.tables import WALLET_TABLES  # noqa: E402
+from storage import Database, metadata
+from wallet_bridge.bridge import WalletBridge
+from wallet_bridge.clock import utc_now
+from wallet_bridge.config import WalletConfig
+from wallet_bridge.issuance import IssuableDocument
+from wallet_bridge.jwk import public_jwk
+from wallet_bridge.jws import sign_compact
+from wallet_bridge.status_list import encode_bitstring
+from wallet_bridge.tables import WALLET_TABLES
 
 GRANT = "urn:ietf:params:oauth:grant-type:pre-authorized_code"
 
