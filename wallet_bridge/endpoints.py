@@ -17,6 +17,7 @@ from channels.errors import ApiError, json_object
 from channels.native import check_rate
 from wallet_bridge.bridge import WalletBridge
 from wallet_bridge.documents import CONTEXT_PATH, json_ld_context
+from wallet_bridge.jwk import JWKError, public_key_from_jwk
 from wallet_bridge.metadata import (
     AUTHORIZATION_SERVER_METADATA_PATH,
     CREDENTIAL_PATH,
@@ -133,12 +134,12 @@ def verify() -> Response:
     if not isinstance(token, str) or not token.strip():
         raise ApiError(400, "missing_credential", "credential must be the credential as a compact JWT string.")
     holder_jwk = body.get("holder_jwk")
-    if holder_jwk is not None and not isinstance(holder_jwk, dict):
-        raise ApiError(400, "invalid_holder_jwk", "holder_jwk must be a JWK object.")
-    try:
-        result = bridge().verify(token.strip(), holder_jwk)
-    except ValueError as exc:  # a holder_jwk that is not a usable key
-        raise ApiError(400, "invalid_holder_jwk", "holder_jwk is not a usable public key.") from exc
+    if holder_jwk is not None:
+        try:
+            public_key_from_jwk(holder_jwk)
+        except JWKError as exc:
+            raise ApiError(400, "invalid_holder_jwk", "holder_jwk must be a usable public JWK.") from exc
+    result = bridge().verify(token.strip(), holder_jwk)
     return _json(result.to_json(), headers=NO_STORE)
 
 
