@@ -78,7 +78,8 @@ class SlotVocabulary:
         found: dict[str, list[str]] = {}
         # Exact aliases first: a near miss of one value ("주민등록표초본") must not take the words that
         # spell another value exactly ("주민등록표등본").
-        for near in (False, True):
+        # Near misses are looked for only in utterance-length text: the scan is quadratic in the length.
+        for near in (False, True) if len(squashed) <= 120 else (False,):
             for alias, slot_type, value_id in self._aliases:
                 if only and slot_type != only or not alias:
                     continue
