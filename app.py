@@ -1,0 +1,147 @@
+"""Minwon Voice: the application factory and the command line (`python app.py --help`)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import secrets
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, g, request
+
+from channels import api_docs, native
+from channels.alexa import webhook as alexa_webhook
+from channels.alexa.interaction_model import DEFAULT_INVOCATION_NAME, MODEL_PATH, AlexaCatalog, write_model
+from channels.errors import register_error_handlers
+from channels.kakao import webhook as kakao_webhook
+from channels.nugu import webhook as nugu_webhook
+from channels.rate_limit import RateLimiter
+from observability import configure_logging, request_id_var
+from services import DATA, Services
+from settings import Settings
+from wallet_bridge import cli as wallet_cli
+from wallet_bridge import endpoints as wallet_endpoints
+
+log = logging.getLogger("minwon")
+
+BLUEPRINTS = (native.bp, api_docs.bp, alexa_webhook.bp, kakao_webhook.bp, nugu_webhook.bp, wallet_endpoints.bp)
+
+
+def create_app(settings: Settings | None = None, *, start: bool = True) -> Flask:
+    settings = settings or Settings.from_env()
+    configure_logging(settings.log_level)
+    app = Flask(__name__)
+    # Audio uploads are the largest bodies (10 MB); JSON bodies have their own smaller limit.
+    app.config["MAX_CONTENT_LENGTH"] = 10 * 1024 * 1024 + 1024
+    app.json.ensure_ascii = False
+    state = Services(settings)
+    app.extensions["minwon"] = state
+    app.extensions["minwon_rate_limiters"] = {
+        "user": RateLimiter(settings.rate_limit_per_minute),
+        "device": RateLimiter(settings.rate_limit_per_minute),
+        "ip": RateLimiter(settings.ip_rate_limit_per_minute),
+    }
+    for blueprint in BLUEPRINTS:
+        app.register_blueprint(blueprint)
+    register_error_handlers(app)
+    _instrument(app, state)
+    if start:
+        state.start()
+    return app
+
+
+def _instrument(app: Flask, state: Services) -> None:
+    @app.before_request
+    def _begin() -> None:
+        incoming = request.headers.get("X-Request-Id", "")
+        rid = incoming if incoming.isascii() and 0 < len(incoming) <= 64 and incoming.isprintable() else (
+            secrets.token_hex(8))
+        g.request_id_token = request_id_var.set(rid)
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _end(response: Any) -> Any:
+        route = request.url_rule.rule if request.url_rule else "unmatched"
+        elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+        state.metrics.requests.labels(route=route, method=request.method, status=str(response.status_code)).inc()
+        state.metrics.latency.labels(route=route).observe(elapsed)
+        response.headers["X-Request-Id"] = request_id_var.get()
+        log.info("request", extra={"route": route, "method": request.method, "status": response.status_code,
+                                   "ms": round(elapsed * 1000, 1)})
+        return response
+
+    @app.teardown_request
+    def _reset(_exc: BaseException | None) -> None:
+        token = g.pop("request_id_token", None)
+        if token is not None:
+            request_id_var.reset(token)
+
+
+# -- command line ---------------------------------------------------------------------------------------
+
+def _serve(args: argparse.Namespace) -> int:
+    app = create_app()
+    app.run(host=args.host, port=args.port, threaded=True)
+    return 0
+
+
+def _link_code(args: argparse.Namespace) -> int:
+    state = Services(Settings.from_env(load_models=False))
+    try:
+        code = state.accounts.issue_link_code(args.citizen_id)
+    except KeyError:
+        print(f"no citizen {args.citizen_id}", file=sys.stderr)
+        return 1
+    # Printed for the citizen to say to the speaker; it is never logged.
+    print(code)
+    return 0
+
+
+def _alexa_model(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    invocation = args.invocation_name or settings.get("MINWON_ALEXA_INVOCATION_NAME", DEFAULT_INVOCATION_NAME)
+    path = write_model(AlexaCatalog.load(DATA, invocation), args.output)
+    print(path)
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from bench import load
+
+    load.run(concurrency=tuple(args.clients), per_level=args.requests, leak_requests=args.leak_requests)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="app.py", description="Minwon Voice service and tools.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the service (development server; see `make serve-prod`)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.set_defaults(func=_serve)
+    link = sub.add_parser("link-code", help="issue a one-time code that links a speaker to a citizen")
+    link.add_argument("citizen_id")
+    link.set_defaults(func=_link_code)
+    model = sub.add_parser("alexa-model", help="generate the Alexa en-US interaction model from data/intents")
+    model.add_argument("--output", type=Path, default=MODEL_PATH)
+    model.add_argument("--invocation-name", default="")
+    model.set_defaults(func=_alexa_model)
+    bench = sub.add_parser("bench", help="every benchmark side by side; JSON, a table and a chart in bench/out/")
+    bench.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32, 64])
+    bench.add_argument("--requests", type=int, default=400, help="requests per scenario and concurrency level")
+    bench.add_argument("--leak-requests", type=int, default=10_000, help="requests of the memory-growth run")
+    bench.set_defaults(func=_bench)
+    wallet_cli.add_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""Built-in skills: welcome, help, cancel/stop, repeat, speaker linking, and the fallback when nothing matches."""
+
+from __future__ import annotations
+
+from skills.engine import DialogContext, Reply
+from skills.nlu import parse_digits
+
+
+class WelcomeSkill:
+    name = "welcome"
+    intents = ("launch",)
+
+    def can_handle(self, ctx: DialogContext) -> bool:
+        return ctx.intent == "launch"
+
+    def handle(self, ctx: DialogContext) -> Reply:
+        return ctx.say(
+            "민원 음성 도우미예요. 민원 안내, 내 증명서 상태, 전자문서지갑으로 보내기, 정보 공유 동의를 도와드려요. 무엇을 도와드릴까요?",
+            "Welcome to Minwon Voice. I can answer questions about public services, read your certificates, "
+            "send one to your wallet, and manage data sharing. What would you like to do?",
+        )
+
+
+class HelpSkill:
+    name = "help"
+    intents = ("help",)
+
+    def can_handle(self, ctx: DialogContext) -> bool:
+        return ctx.intent == "help"
+
+    def handle(self, ctx: DialogContext) -> Reply:
+        return ctx.say(
+            "이렇게 말해 보세요. 등본 떼려면 어떻게 해? 내 증명서 상태 알려줘. 등본 지갑으로 보내줘. "
+            "내 정보 어디에 공유하고 있어? 그만하려면 그만이라고 말씀하세요.",
+            "You can say: how do I get a resident registration copy? What's the status of my certificates? "
+            "Send my registration copy to my wallet. Who can see my data? To finish, say stop.",
+            title="도움말" if ctx.ko else "Help",
+        )
+
+
+class CancelSkill:
+    name = "cancel"
+    intents = ("cancel", "stop")
+
+    def can_handle(self, ctx: DialogContext) -> bool:
+        return ctx.intent in self.intents
+
+    def handle(self, ctx: DialogContext) -> Reply:
+        if ctx.intent == "stop":
+            return ctx.say("이용해 주셔서 감사합니다. 안녕히 계세요.", "Thank you. Goodbye.", end=True)
+        return ctx.say("취소했어요. 다른 도움이 필요하면 말씀해 주세요.", "Cancelled. What else can I do for you?")
+
+
+class RepeatSkill:
+    name = "repeat"
+    intents = ("repeat",)
+
+    def can_handle(self, ctx: DialogContext) -> bool:
+        return ctx.intent == "repeat"
+
+    def handle(self, ctx: DialogContext) -> Reply:
+        last = ctx.session.last_reply
+        if not last or not last.get("speech"):
+            return ctx.say("아직 드린 말씀이 없어요. 무엇을 도와드릴까요?", "I haven't said anything yet. How can I help?")
+        # The code markers are gone from the stored speech, so the SSML is rebuilt from plain text.
+        return Reply(speech=last["speech"], intent="repeat", display=last.get("display"),
+                     expects=last.get("expects"), grammar=last.get("grammar"), skill=self.name)
+
+
+class LinkAccountSkill:
+    name = "link_account"
+    intents = ("link_account",)
+
+    def can_handle(self, ctx: DialogContext) -> bool:
+        return ctx.intent == "link_account"
+
+    def handle(self, ctx: DialogContext) -> Reply:
+        code = parse_digits(ctx.turn.text.split("코드")[-1].lower().split("code")[-1])
+        if not code or len(code) != 6:
+            return ctx.say(
+                "연결 코드는 여섯 자리 숫자예요. 연결 코드 다음에 숫자를 말씀해 주세요.",
+                "A link code has six digits. Say link code followed by the digits.",
+            )
+        citizen = ctx.engine.accounts.redeem_link_code(ctx.turn.user_id, code)
+        if citizen is None:
+            return ctx.say(
+                "연결 코드가 맞지 않거나 만료되었어요. 앱에서 새 코드를 받아 주세요.",
+                "That link code is wrong or has expired. Please get a new code in the app.",
+            )
+        ctx.citizen = citizen
+        ctx.session.pin_verified = False
+        return ctx.say(
+            "스피커가 계정에 연결되었어요. 이제 내 증명서 상태를 물어볼 수 있어요.",
+            "This speaker is now linked to your account. You can ask about your certificates.",
+        )
+
+
+class NotUnderstoodSkill:
+    """The last resort when FAQ retrieval is not available: say so and point to the 110 call centre."""
+
+    name = "fallback"
+    intents = ("fallback",)
+
+    def can_handle(self, ctx: DialogContext) -> bool:
+        return False
+
+    def handle(self, ctx: DialogContext) -> Reply:
+        ctx.intent = "fallback"
+        return ctx.say(
+            "죄송해요, 그 질문에는 답을 찾지 못했어요. 정부민원안내콜센터 110번으로 문의해 주세요.",
+            "Sorry, I couldn't find an answer to that. You can call the government call centre at 110.",
+        )

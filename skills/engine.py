@@ -1,0 +1,362 @@
+"""The dialog engine: sessions, locale, intent + slots, confirmation and PIN step-up, then a chain of skills.
+
+Every channel hands in the same Turn and renders the same Reply. Skills plug in as ask-sdk handlers:
+`can_handle(ctx)` / `handle(ctx)`, plus `confirmed(ctx, action)` for changes that were confirmed.
+Cross-cutting work (linking, PIN step-up, pending questions, idempotent retries) lives here, once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from settings import DEFAULT_LOCALE, SUPPORTED_LOCALES
+from skills.accounts import Accounts, Citizen
+from skills.nlu import DIGIT_PHRASES, YES_NO_PHRASES, IntentMatcher, Parse, parse_digits, parse_yes_no
+from skills.sessions import DialogSession, SessionStore
+from skills.spoken import plain_speech, to_ssml
+
+if TYPE_CHECKING:
+    from services import Services
+
+log = logging.getLogger(__name__)
+
+PERSONAL_PREFIX = "personal:"
+# Reply.skill of the linking instructions a personal request gets from an unlinked speaker user.
+LINK_REQUIRED_SKILL = "account_link"
+
+
+@dataclass
+class Turn:
+    user_id: str
+    text: str = ""
+    session_id: str | None = None
+    locale: str | None = None
+    channel: str = "native"
+    device_id: str | None = None
+    request_id: str | None = None
+    alternatives: list[str] = field(default_factory=list)
+    intent: str | None = None
+    slots: dict[str, str] = field(default_factory=dict)
+    event: str | None = None  # "launch" | "session_end" | None
+
+
+@dataclass
+class Reply:
+    speech: str
+    intent: str
+    session_id: str = ""
+    locale: str = DEFAULT_LOCALE
+    ssml: str = ""
+    display: dict[str, str] | None = None
+    end_session: bool = False
+    expects: str | None = None
+    grammar: list[str] | None = None
+    skill: str = ""
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "session_id": self.session_id, "speech": self.speech, "ssml": self.ssml, "display": self.display,
+            "intent": self.intent, "end_session": self.end_session, "expects": self.expects,
+        }
+
+
+@dataclass(frozen=True)
+class ExpectedInput:
+    mode: str  # "open" | "limited"
+    phrases: list[str]
+    locale: str
+
+
+class Skill(Protocol):
+    name: str
+    intents: tuple[str, ...]
+
+    def can_handle(self, ctx: DialogContext) -> bool: ...
+
+    def handle(self, ctx: DialogContext) -> Reply: ...
+
+
+class DialogContext:
+    def __init__(self, engine: DialogEngine, turn: Turn, session: DialogSession, citizen: Citizen | None) -> None:
+        self.engine = engine
+        self.turn = turn
+        self.session = session
+        self.citizen = citizen
+        self.intent: str | None = turn.intent
+        self.slots: dict[str, str] = dict(turn.slots)
+        self.ambiguous: dict[str, list[str]] = {}
+        self.score = 0.0
+        self.skill_name = ""
+
+    @property
+    def locale(self) -> str:
+        return self.session.locale
+
+    @property
+    def ko(self) -> bool:
+        return self.locale.startswith("ko")
+
+    @property
+    def services(self) -> Services:
+        return self.engine.services
+
+    def text(self, ko: str, en: str) -> str:
+        return ko if self.ko else en
+
+    def say(
+        self, ko: str, en: str, *, title: str | None = None, body: str | None = None, end: bool = False,
+        expects: str | None = None, grammar: list[str] | None = None,
+    ) -> Reply:
+        speech = self.text(ko, en)
+        display = {"title": title or "", "body": body if body is not None else plain_speech(speech)} if (
+            title or body) else None
+        return Reply(
+            speech=speech, intent=self.intent or "fallback", display=display, end_session=end, expects=expects,
+            grammar=grammar, skill=self.skill_name,
+        )
+
+    def require_personal(self) -> Reply | None:
+        """Linking instructions, a lockout notice or a PIN prompt; None once personal data may be spoken."""
+        if self.citizen is None:
+            reply = self.say(
+                "이 스피커는 아직 본인 계정에 연결되지 않았어요. 정부24 앱에서 연결 코드를 받은 뒤, 연결 코드 다음에 여섯 자리 숫자를 말씀해 주세요.",
+                "This speaker is not linked to your account yet. Get a link code in the government app, "
+                "then say link code followed by the six digits.",
+                title=self.text("계정 연결 필요", "Account linking needed"),
+            )
+            # Channels tell the platform (NUGU's result code, Alexa's card) that linking is missing.
+            reply.skill = LINK_REQUIRED_SKILL
+            return reply
+        if self.engine.accounts.lock_state(self.citizen.id):
+            return self.say(
+                "비밀번호를 여러 번 틀려서 15분 동안 개인 정보를 들을 수 없어요. 잠시 후에 다시 시도해 주세요.",
+                "Too many wrong PINs. Personal information is locked for 15 minutes. Please try again later.",
+            )
+        if self.session.pin_verified:
+            return None
+        self.session.pending = {"kind": "pin", "intent": self.intent, "slots": self.slots}
+        return self.say(
+            "본인 확인을 위해 네 자리 비밀번호를 말씀해 주세요.",
+            "To confirm it's you, please say your four-digit PIN.",
+            expects="pin", grammar=DIGIT_PHRASES[self.locale[:2]],
+        )
+
+    def ask_confirmation(self, ko: str, en: str, action: dict[str, Any], **display: str) -> Reply:
+        self.session.pending = {"kind": "confirmation", "skill": self.skill_name, "intent": self.intent,
+                                "action": action}
+        return self.say(ko, en, expects="confirmation", grammar=YES_NO_PHRASES[self.locale[:2]], **display)
+
+    def ask_slot(self, slot_type: str, ko: str, en: str, choices: list[str] | None = None) -> Reply:
+        """Asks for a missing or ambiguous slot; the next turn's answer is matched against `choices` (value ids)."""
+        self.session.pending = {"kind": "slot", "slot": slot_type, "intent": self.intent, "slots": self.slots,
+                                "choices": choices, "tries": 0}
+        vocabulary = self.engine.matcher.vocabulary.types.get(slot_type, {})
+        ids = choices or list(vocabulary)
+        grammar = [vocabulary[i].name(self.locale) for i in ids if i in vocabulary]
+        return self.say(ko, en, expects="slot", grammar=grammar)
+
+    def slot_name(self, slot_type: str, value_id: str) -> str:
+        return self.engine.matcher.vocabulary.value(slot_type, value_id).name(self.locale)
+
+
+class DialogEngine:
+    def __init__(self, services: Services, matcher: IntentMatcher, skills: list[Skill], fallback: Skill) -> None:
+        self.services = services
+        self.accounts: Accounts = services.accounts
+        self.sessions: SessionStore = services.sessions
+        self.matcher = matcher
+        self.skills = list(skills)
+        self.fallback = fallback
+        self._by_name = {s.name: s for s in [*self.skills, fallback]}
+
+    def add_skill(self, skill: Skill, before_fallback: bool = True) -> None:
+        self.skills.append(skill)
+        self._by_name[skill.name] = skill
+
+    def set_fallback(self, skill: Skill) -> None:
+        self.fallback = skill
+        self._by_name[skill.name] = skill
+
+    # -- the turn ------------------------------------------------------------------------------------
+
+    def converse(self, turn: Turn) -> Reply:
+        if turn.locale is not None and turn.locale not in SUPPORTED_LOCALES:
+            raise ValueError(f"unsupported locale {turn.locale}")
+        if turn.request_id:
+            stored = self.sessions.stored_reply(turn.user_id, turn.request_id)
+            if stored is not None:
+                return Reply(**stored)
+        started = time.perf_counter()
+        session = self.sessions.load(turn.session_id, turn.user_id)
+        citizen = self.accounts.citizen_for_user(turn.user_id)
+        if session is None:
+            session_id = turn.session_id if turn.session_id and not self._session_taken(turn) else None
+            session = DialogSession(
+                id=session_id or SessionStore.new_id(), user_id=turn.user_id,
+                locale=turn.locale or (citizen.locale if citizen else DEFAULT_LOCALE),
+            )
+        elif turn.locale:
+            session.locale = turn.locale
+        ctx = DialogContext(self, turn, session, citizen)
+        reply = self._dispatch(ctx)
+        reply.session_id = session.id
+        reply.locale = session.locale
+        reply.intent = reply.intent or ctx.intent or "fallback"
+        reply.ssml = to_ssml(reply.speech)
+        reply.speech = plain_speech(reply.speech)
+        if reply.intent != "repeat":
+            session.last_reply = asdict(reply)
+        with self.services.db.transaction() as conn:
+            if reply.end_session:
+                session.pending = None
+            self.sessions.save(conn, session)
+            if turn.request_id:
+                self.sessions.store_reply(conn, turn.user_id, turn.request_id, asdict(reply))
+        self.services.metrics.observe_turn(reply.skill or "engine", reply.intent, started)
+        log.info("turn", extra={"channel": turn.channel, "intent": reply.intent, "skill": reply.skill,
+                                "expects": reply.expects, "session": session.id})
+        return reply
+
+    def _session_taken(self, turn: Turn) -> bool:
+        # A client-chosen session id that belongs to another user must not be reused.
+        from sqlalchemy import select
+
+        from skills.sessions import dialog_sessions
+        with self.services.db.read() as conn:
+            owner = conn.execute(
+                select(dialog_sessions.c.user_id).where(dialog_sessions.c.id == turn.session_id)).scalar()
+        return owner is not None and owner != turn.user_id
+
+    def expected_input(self, session_id: str | None, user_id: str) -> ExpectedInput:
+        session = self.sessions.load(session_id, user_id)
+        if session is None:
+            return ExpectedInput("open", [], DEFAULT_LOCALE)
+        last = session.last_reply or {}
+        if session.pending and last.get("grammar"):
+            return ExpectedInput("limited", list(last["grammar"]), session.locale)
+        return ExpectedInput("open", [], session.locale)
+
+    def _dispatch(self, ctx: DialogContext) -> Reply:
+        turn = ctx.turn
+        if turn.event == "session_end":
+            ctx.intent = "session_end"
+            return Reply(speech="", intent="session_end", end_session=True)
+        if turn.event == "launch" and not turn.text:
+            ctx.intent = "launch"
+            return self._route(ctx, "launch")
+        if not turn.text.strip() and not turn.intent:
+            ctx.intent = ctx.intent or "not_understood"
+            return ctx.say("잘 듣지 못했어요. 다시 말씀해 주세요.", "Sorry, I didn't catch that. Please say it again.")
+        parse = self._parse(ctx)
+        pending = ctx.session.pending
+        if pending and parse.intent not in ("cancel", "stop", "help", "repeat"):
+            reply = self._answer_pending(ctx, pending, parse)
+            if reply is not None:
+                return reply
+        if parse.intent in ("cancel", "stop"):
+            ctx.session.pending = None
+        ctx.intent = turn.intent or parse.intent
+        ctx.slots = {**parse.slots, **turn.slots}
+        ctx.ambiguous = parse.ambiguous
+        ctx.score = parse.score
+        return self._route(ctx, ctx.intent)
+
+    def _parse(self, ctx: DialogContext) -> Parse:
+        if ctx.turn.intent:
+            return Parse(intent=ctx.turn.intent, score=100.0, slots=dict(ctx.turn.slots))
+        best = self.matcher.parse(ctx.turn.text, ctx.locale)
+        for alternative in ctx.turn.alternatives:
+            candidate = self.matcher.parse(alternative, ctx.locale)
+            if candidate.score > best.score + 5:
+                best = candidate
+        return best
+
+    def _route(self, ctx: DialogContext, intent: str | None) -> Reply:
+        ctx.intent = intent
+        for skill in self.skills:
+            if skill.can_handle(ctx):
+                ctx.skill_name = skill.name
+                return skill.handle(ctx)
+        ctx.skill_name = self.fallback.name
+        return self.fallback.handle(ctx)
+
+    # -- pending questions ---------------------------------------------------------------------------
+
+    def _answer_pending(self, ctx: DialogContext, pending: dict[str, Any], parse: Parse) -> Reply | None:
+        """The reply to an answer of the open question, or None when the turn is about something else."""
+        kind = pending["kind"]
+        text = ctx.turn.text
+        if kind == "pin":
+            digits = parse_digits(text) or next(filter(None, map(parse_digits, ctx.turn.alternatives)), None)
+            if digits is None:
+                if parse.intent:
+                    ctx.session.pending = None
+                    return None
+                ctx.intent = pending.get("intent")
+                return ctx.say("네 자리 비밀번호를 숫자로 말씀해 주세요.", "Please say your four-digit PIN as numbers.",
+                               expects="pin", grammar=DIGIT_PHRASES[ctx.locale[:2]])
+            return self._check_pin(ctx, pending, digits)
+        if kind == "confirmation":
+            answer = parse_yes_no(text)
+            if answer is None:
+                answer = next((a for a in map(parse_yes_no, ctx.turn.alternatives) if a is not None), None)
+            ctx.intent = pending.get("intent")
+            if answer is None:
+                if parse.intent:
+                    ctx.session.pending = None
+                    return None
+                return ctx.say("네 또는 아니요로 답해 주세요.", "Please answer yes or no.", expects="confirmation",
+                               grammar=YES_NO_PHRASES[ctx.locale[:2]])
+            ctx.session.pending = None
+            if not answer:
+                return ctx.say("알겠어요. 아무것도 바꾸지 않았어요.", "Okay. I didn't change anything.")
+            skill = self._by_name[pending["skill"]]
+            ctx.skill_name = skill.name
+            return skill.confirmed(ctx, pending["action"])  # type: ignore[attr-defined]
+        if kind == "slot":
+            _, found = self.matcher.vocabulary.find(text, only=pending["slot"])
+            values = [v for v in found.get(pending["slot"], []) if not pending.get("choices")
+                      or v in pending["choices"]]
+            if len(values) != 1:
+                if parse.intent and parse.intent != pending.get("intent"):
+                    ctx.session.pending = None
+                    return None
+                pending["tries"] = pending.get("tries", 0) + 1
+                if pending["tries"] >= 3:
+                    ctx.session.pending = None
+                    ctx.intent = pending.get("intent")
+                    return ctx.say("잘 알아듣지 못해서 요청을 취소했어요.", "I couldn't understand, so I cancelled the request.")
+                ctx.intent = pending.get("intent")
+                return ctx.say("다시 한 번 말씀해 주세요.", "Could you say that again?", expects="slot",
+                               grammar=(ctx.session.last_reply or {}).get("grammar"))
+            ctx.session.pending = None
+            ctx.slots = {**pending.get("slots", {}), pending["slot"]: values[0]}
+            return self._route(ctx, pending.get("intent"))
+        ctx.session.pending = None
+        return None
+
+    def _check_pin(self, ctx: DialogContext, pending: dict[str, Any], digits: str) -> Reply:
+        assert ctx.citizen is not None
+        result = self.accounts.verify_pin(ctx.citizen.id, digits)
+        ctx.intent = pending.get("intent")
+        if result.ok:
+            ctx.session.pin_verified = True
+            ctx.session.pending = None
+            ctx.slots = dict(pending.get("slots") or {})
+            return self._route(ctx, pending.get("intent"))
+        if result.locked:
+            ctx.session.pending = None
+            return ctx.say(
+                "비밀번호를 다섯 번 틀려서 15분 동안 잠겼어요. 잠시 후에 다시 시도해 주세요.",
+                "That was the fifth wrong PIN, so personal information is locked for 15 minutes.",
+            )
+        remaining_ko = {4: "네 번", 3: "세 번", 2: "두 번", 1: "한 번"}.get(result.remaining, f"{result.remaining}번")
+        return ctx.say(
+            f"비밀번호가 맞지 않아요. {remaining_ko} 더 시도할 수 있어요. 다시 말씀해 주세요.",
+            f"That PIN is not right. You have {result.remaining} more "
+            f"{'try' if result.remaining == 1 else 'tries'}. Please say it again.",
+            expects="pin", grammar=DIGIT_PHRASES[ctx.locale[:2]],
+        )

@@ -1,0 +1,129 @@
+"""Numbers, counters, dates and codes phrased for the ear, in Korean and English.
+
+Korean counts things with native numerals before a counter ("세 건", "두 개") and days with their own
+words up to ten ("사흘", "열흘"); dates use Sino-Korean numbers, which a speaker reads correctly from
+"11월 20일". English follows the usual spoken forms ("in 10 days", "November 20").
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from xml.sax.saxutils import escape
+
+_SINO_DIGITS = "영일이삼사오육칠팔구"
+_NATIVE_ONES = ["", "한", "두", "세", "네", "다섯", "여섯", "일곱", "여덟", "아홉"]
+_NATIVE_TENS = ["", "열", "스물", "서른", "마흔", "쉰", "예순", "일흔", "여든", "아흔"]
+_KO_DAYS = ["", "하루", "이틀", "사흘", "나흘", "닷새", "엿새", "이레", "여드레", "아흐레", "열흘"]
+_EN_SMALL = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
+_EN_MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September",
+              "October", "November", "December"]
+
+
+def sino_korean(n: int) -> str:
+    """일, 십오, 이백삼십, 만 이천 … (the reading of digits in dates, amounts and codes)."""
+    if n == 0:
+        return "영"
+    parts = []
+    for unit_value, unit in ((10**8, "억"), (10**4, "만")):
+        if n >= unit_value:
+            head, n = divmod(n, unit_value)
+            parts.append(("" if head == 1 and unit == "만" else sino_korean(head)) + unit)
+    small = ""
+    for unit_value, unit in ((1000, "천"), (100, "백"), (10, "십")):
+        digit, n = divmod(n, unit_value)
+        if digit:
+            small += ("" if digit == 1 else _SINO_DIGITS[digit]) + unit
+    if n:
+        small += _SINO_DIGITS[n]
+    if small:
+        parts.append(small)
+    return " ".join(parts)
+
+
+def native_korean_count(n: int, counter: str) -> str:
+    """'세 건', '열두 개', '스무 건'; numbers from 100 on are written as digits."""
+    if not 0 < n < 100:
+        return f"{n}{counter}"
+    tens, ones = divmod(n, 10)
+    word = _NATIVE_TENS[tens] + _NATIVE_ONES[ones]
+    if n == 20:
+        word = "스무"
+    return f"{word} {counter}"
+
+
+def english_count(n: int, singular: str, plural: str | None = None) -> str:
+    noun = singular if n == 1 else (plural or singular + "s")
+    return f"{_EN_SMALL[n] if 0 <= n <= 10 else n} {noun}"
+
+
+def korean_days(n: int) -> str:
+    """하루, 이틀 … 열흘, then '15일'."""
+    return _KO_DAYS[n] if 0 < n <= 10 else f"{n}일"
+
+
+def days_from_now(days: int, locale: str) -> str:
+    """'열흘 뒤' / 'in 10 days', '사흘 전' / '3 days ago', '오늘' / 'today'."""
+    ko = locale.startswith("ko")
+    if days == 0:
+        return "오늘" if ko else "today"
+    if days == 1:
+        return "내일" if ko else "tomorrow"
+    if days == -1:
+        return "어제" if ko else "yesterday"
+    if ko:
+        return f"{korean_days(abs(days))} {'뒤' if days > 0 else '전'}"
+    return f"in {abs(days)} days" if days > 0 else f"{abs(days)} days ago"
+
+
+def spoken_date(day: date, locale: str, today: date | None = None) -> str:
+    """'11월 20일' / 'November 20'; the year is said only when it is not this year."""
+    same_year = today is None or today.year == day.year
+    if locale.startswith("ko"):
+        text = f"{day.month}월 {day.day}일"
+        return text if same_year else f"{day.year}년 {text}"
+    text = f"{_EN_MONTHS[day.month - 1]} {day.day}"
+    return text if same_year else f"{text}, {day.year}"
+
+
+def spoken_digits(code: str, locale: str) -> str:
+    """A code read digit by digit: '일 삼 오 칠' / '1 3 5 7'."""
+    digits = [c for c in code if c.isdigit()]
+    if locale.startswith("ko"):
+        return " ".join(_SINO_DIGITS[int(c)] if c != "0" else "공" for c in digits)
+    return " ".join(digits)
+
+
+_DIGIT_RUN = re.compile(r"\[\[digits:(\d+)\]\]")
+
+
+def mark_digits(code: str) -> str:
+    """Marks a code inside speech text so that SSML reads it digit by digit and plain text spaces it out."""
+    return f"[[digits:{code}]]"
+
+
+def plain_speech(text: str) -> str:
+    return _DIGIT_RUN.sub(lambda m: " ".join(m.group(1)), text)
+
+
+def to_ssml(text: str) -> str:
+    """<speak> with codes as <say-as interpret-as="digits"> and a short break between sentences."""
+    parts = []
+    last = 0
+    for match in _DIGIT_RUN.finditer(text):
+        parts.append(escape(text[last:match.start()]))
+        parts.append(f'<say-as interpret-as="digits">{match.group(1)}</say-as>')
+        last = match.end()
+    parts.append(escape(text[last:]))
+    body = "".join(parts)
+    body = re.sub(r"([.?!。])\s+(?=\S)", r'\1 <break time="300ms"/> ', body)
+    return f"<speak>{body}</speak>"
+
+
+def with_particle(word: str, after_consonant: str, after_vowel: str) -> str:
+    """'등본을' / '증명서를', '등본은' / '증명서는': the particle follows the last syllable's final consonant."""
+    last = word.rstrip()[-1:] if word.strip() else ""
+    if "가" <= last <= "힣":
+        has_final = (ord(last) - ord("가")) % 28 != 0
+        return word + (after_consonant if has_final else after_vowel)
+    return word + after_vowel

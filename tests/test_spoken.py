@@ -1,0 +1,51 @@
+from datetime import date
+
+import pytest
+
+from skills.spoken import (
+    days_from_now,
+    english_count,
+    mark_digits,
+    native_korean_count,
+    plain_speech,
+    sino_korean,
+    spoken_date,
+    spoken_digits,
+    to_ssml,
+)
+
+
+@pytest.mark.parametrize(("n", "word"), [(1, "일"), (10, "십"), (11, "십일"), (20, "이십"), (105, "백오"),
+                                         (1357, "천삼백오십칠"), (10000, "만"), (23000, "이만 삼천")])
+def test_sino_korean(n, word):
+    assert sino_korean(n) == word
+
+
+@pytest.mark.parametrize(("n", "text"), [(1, "한 건"), (2, "두 건"), (3, "세 건"), (4, "네 건"), (10, "열 건"),
+                                         (12, "열두 건"), (20, "스무 건"), (21, "스물한 건")])
+def test_native_counts(n, text):
+    assert native_korean_count(n, "건") == text
+
+
+@pytest.mark.parametrize(("days", "ko", "en"), [(10, "열흘 뒤", "in 10 days"), (3, "사흘 뒤", "in 3 days"),
+                                                 (-2, "이틀 전", "2 days ago"), (1, "내일", "tomorrow"),
+                                                 (0, "오늘", "today"), (14, "14일 뒤", "in 14 days")])
+def test_relative_days(days, ko, en):
+    assert days_from_now(days, "ko-KR") == ko
+    assert days_from_now(days, "en-US") == en
+
+
+def test_dates_for_the_ear():
+    assert spoken_date(date(2026, 11, 20), "ko-KR", today=date(2026, 11, 26)) == "11월 20일"
+    assert spoken_date(date(2027, 1, 5), "ko-KR", today=date(2026, 11, 26)) == "2027년 1월 5일"
+    assert spoken_date(date(2026, 11, 20), "en-US", today=date(2026, 11, 26)) == "November 20"
+    assert english_count(3, "certificate") == "three certificates"
+    assert english_count(1, "certificate") == "one certificate"
+
+
+def test_codes_are_read_digit_by_digit():
+    speech = f"인증 번호는 {mark_digits('4071')} 입니다."
+    assert plain_speech(speech) == "인증 번호는 4 0 7 1 입니다."
+    assert '<say-as interpret-as="digits">4071</say-as>' in to_ssml(speech)
+    assert spoken_digits("4071", "ko-KR") == "사 공 칠 일"
+    assert to_ssml("A & B <c>") == "<speak>A &amp; B &lt;c&gt;</speak>"
