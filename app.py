@@ -20,6 +20,8 @@ from channels.kakao import webhook as kakao_webhook
 from channels.nugu import webhook as nugu_webhook
 from channels.rate_limit import RateLimiter
 from observability import configure_logging, request_id_var
+from retrieval import cli as retrieval_cli
+from retrieval import endpoints as retrieval_endpoints
 from services import DATA, Services
 from settings import Settings
 from wallet_bridge import cli as wallet_cli
@@ -27,7 +29,8 @@ from wallet_bridge import endpoints as wallet_endpoints
 
 log = logging.getLogger("minwon")
 
-BLUEPRINTS = (native.bp, api_docs.bp, alexa_webhook.bp, kakao_webhook.bp, nugu_webhook.bp, wallet_endpoints.bp)
+BLUEPRINTS = (native.bp, api_docs.bp, alexa_webhook.bp, kakao_webhook.bp, nugu_webhook.bp, wallet_endpoints.bp,
+              retrieval_endpoints.bp)
 
 
 def create_app(settings: Settings | None = None, *, start: bool = True) -> Flask:
@@ -135,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--leak-requests", type=int, default=10_000, help="requests of the memory-growth run")
     bench.set_defaults(func=_bench)
     wallet_cli.add_commands(sub)
+    retrieval_cli.add_commands(sub)
     return parser
 
 

@@ -184,10 +184,13 @@ def main(argv: list[str] | None = None) -> int:
     return run_from_args(parser.parse_args(argv))
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser, with_paths: bool = True) -> None:
+    """The evaluation's options; ``with_paths=False`` when the caller takes the corpus and data
+    directory from the service settings."""
     parser.add_argument("--devset", type=Path, default=DEFAULT_DEVSET)
-    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
-    parser.add_argument("--data-dir", type=Path, default=ROOT / "var")
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS if with_paths else None)
+    if with_paths:
+        parser.add_argument("--data-dir", type=Path, default=ROOT / "var")
     parser.add_argument("--split", choices=SPLITS, default="all")
     parser.add_argument("--out", type=Path, default=None,
                         help="JSON output (default <data-dir>/eval/retrieval.json)")
@@ -195,7 +198,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    searcher = FaqSearcher.load_or_build(args.data_dir, args.corpus)
+    searcher = FaqSearcher.load_or_build(args.data_dir, args.corpus, progress=True)
     report = run_evaluation(searcher, args.devset, args.split)
     out = args.out or Path(args.data_dir) / "eval" / "retrieval.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 
 MAX_QUERY_CHARS = 500
 MAX_ALTERNATIVES = 10
+DISK_CHECK_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -68,10 +70,19 @@ class FaqSearcher:
         self._corpus_dir = Path(corpus_dir)
         self._out_of_domain_path = Path(out_of_domain_path)
         self._reload_lock = threading.Lock()
+        self._next_disk_check = time.monotonic() + DISK_CHECK_SECONDS
 
     @property
     def index(self) -> FaqIndex:
         return self._index
+
+    @property
+    def normalizer(self) -> TextNormalizer:
+        return self._normalizer
+
+    @property
+    def encoder(self) -> SentenceEncoder:
+        return self._encoder
 
     @classmethod
     def load_or_build(cls, data_dir: Path, corpus_dir: Path, *, progress: bool | None = None,
@@ -119,6 +130,7 @@ class FaqSearcher:
                        if t and t.strip()]
         if not transcripts:
             return SearchResponse(results=[], confident=False)
+        self._follow_disk()
         index = self._index  # one snapshot for the whole call, even if reload swaps meanwhile
         evidence = entry_evidence(index.lexical, index.dense, index.entry_starts, self._normalizer,
                                   self._encoder, transcripts, ranker=ranker)
@@ -129,6 +141,26 @@ class FaqSearcher:
         hits = _localised_hits(index, scores, probability, locale, k)
         confident = bool(hits) and float(probability.max()) >= calibrator.threshold
         return SearchResponse(results=hits, confident=confident)
+
+
+    def _follow_disk(self) -> None:
+        """Pick up an index another process stored (a reload sent to one gunicorn worker reaches
+        the others this way). Checked at most every DISK_CHECK_SECONDS; the load runs in the
+        background so no search waits for it."""
+        now = time.monotonic()
+        if now < self._next_disk_check:
+            return
+        self._next_disk_check = now + DISK_CHECK_SECONDS
+        on_disk = stored_key(index_directory(self._data_dir))
+        if on_disk is None or on_disk == self._index.key or self._reload_lock.locked():
+            return
+        threading.Thread(target=self._reload_quietly, name="faq-index-follow", daemon=True).start()
+
+    def _reload_quietly(self) -> None:
+        try:
+            self.reload()
+        except Exception:  # noqa: BLE001 - a bad corpus on disk must not take searches down
+            log.exception("could not pick up the stored FAQ index; keeping the current one")
 
 
 def _localised_hits(index: FaqIndex, scores: np.ndarray, probability: np.ndarray, locale: str,

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from services import DATA
 from skills.builtin import CancelSkill, HelpSkill, LinkAccountSkill, NotUnderstoodSkill, RepeatSkill, WelcomeSkill
 from skills.engine import DialogEngine, Skill
+from skills.faq import FaqSkill, load_topic_names
 from skills.nlu import IntentMatcher
 from skills.wallet import SendToWalletSkill
 
@@ -18,4 +19,6 @@ def build_dialog_engine(services: Services) -> DialogEngine:
     skills: list[Skill] = [
         WelcomeSkill(), HelpSkill(), CancelSkill(), RepeatSkill(), LinkAccountSkill(), SendToWalletSkill(),
     ]
-    return DialogEngine(services, IntentMatcher.load(DATA), skills, fallback=NotUnderstoodSkill())
+    # Anything no skill claims is a question for the FAQ; without a loaded index, the plain fallback.
+    faq = FaqSkill(load_topic_names(DATA / "retrieval" / "topic_names.yaml"), unavailable=NotUnderstoodSkill())
+    return DialogEngine(services, IntentMatcher.load(DATA), skills, fallback=faq)

@@ -1,5 +1,5 @@
-"""Shared, session-scoped retrieval fixtures: the models load once (~10 s) and the real corpus's
-index is built once per test session into a temporary data directory."""
+"""Shared, session-scoped retrieval fixtures: the models load once per test session (in the app's
+start-up) and every test that builds its own index reuses them."""
 
 from __future__ import annotations
 
@@ -16,19 +16,20 @@ CORPUS_DIR = ROOT / "data" / "faq"
 
 
 @pytest.fixture(scope="session")
-def normalizer() -> TextNormalizer:
-    return TextNormalizer()
+def searcher(services) -> FaqSearcher:
+    """The app's own searcher (tests/conftest.py starts the app once per session; its loader
+    builds the real corpus's index into the session's temporary data directory)."""
+    return services.components["faq"]
 
 
 @pytest.fixture(scope="session")
-def encoder() -> SentenceEncoder:
-    return SentenceEncoder()
+def normalizer(searcher) -> TextNormalizer:
+    return searcher.normalizer
 
 
 @pytest.fixture(scope="session")
-def searcher(tmp_path_factory, normalizer, encoder) -> FaqSearcher:
-    data_dir = tmp_path_factory.mktemp("faq-data")
-    return FaqSearcher.load_or_build(data_dir, CORPUS_DIR, normalizer=normalizer, encoder=encoder)
+def encoder(searcher) -> SentenceEncoder:
+    return searcher.encoder
 
 
 def write_entry(path: Path, entries: list[dict]) -> Path:
