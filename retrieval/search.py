@@ -157,10 +157,22 @@ class FaqSearcher:
         threading.Thread(target=self._reload_quietly, name="faq-index-follow", daemon=True).start()
 
     def _reload_quietly(self) -> None:
+        """Load (never build) the stored index when it matches this process's corpus; a stored
+        index built from other inputs is left alone, so two processes never take turns rebuilding."""
+        if not self._reload_lock.acquire(blocking=False):
+            return
         try:
-            self.reload()
-        except Exception:  # noqa: BLE001 - a bad corpus on disk must not take searches down
+            corpus = load_corpus(self._corpus_dir)
+            key = index_key(corpus, self._encoder.identity, self._out_of_domain_path)
+            directory = index_directory(self._data_dir)
+            if key != self._index.key and stored_key(directory) == key:
+                with index_lock(directory, exclusive=False):
+                    self._index = load_index(directory, corpus, key)
+                log.info("picked up the FAQ index another process stored")
+        except Exception:  # noqa: BLE001 - whatever is on disk must not take searches down
             log.exception("could not pick up the stored FAQ index; keeping the current one")
+        finally:
+            self._reload_lock.release()
 
 
 def _localised_hits(index: FaqIndex, scores: np.ndarray, probability: np.ndarray, locale: str,

@@ -153,3 +153,21 @@ def test_cross_locale_fallback_when_the_topic_has_no_entry_in_the_session_locale
     hit = searcher.search("who can get the basic pension", "en-US").results[0]
     assert hit.topic == "basic-pension"
     assert hit.locale == "ko-KR"  # the only answer there is; its locale says so
+
+
+def test_a_second_process_picks_up_an_index_another_one_stored(tmp_path, small_corpus, normalizer, encoder,
+                                                               monkeypatch):
+    """Two searchers on one data directory stand for two gunicorn workers: a reload sent to one
+    reaches the other through the stored index, without the other rebuilding."""
+    monkeypatch.setattr(search_module, "DISK_CHECK_SECONDS", 0.0)
+    worker_a = load(tmp_path, small_corpus, normalizer, encoder)
+    worker_b = load(tmp_path, small_corpus, normalizer, encoder)
+    shutil.copy(CORPUS_DIR / "child-allowance.yaml", small_corpus)
+    new_index = worker_a.reload()
+    worker_b.search("여권", "ko-KR")  # notices the stored index and loads it in the background
+    for _ in range(200):
+        if worker_b.index.key == new_index.key:
+            break
+        threading.Event().wait(0.05)
+    assert worker_b.index.key == new_index.key
+    assert worker_b.search("아동수당 신청 방법", "ko-KR").results[0].topic == "child-allowance"
