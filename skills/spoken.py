@@ -52,9 +52,14 @@ def native_korean_count(n: int, counter: str) -> str:
     return f"{word} {counter}"
 
 
+def english_number(n: int) -> str:
+    """'three', 'ten', then digits ('12'), as English speech usually has it."""
+    return _EN_SMALL[n] if 0 <= n <= 10 else str(n)
+
+
 def english_count(n: int, singular: str, plural: str | None = None) -> str:
     noun = singular if n == 1 else (plural or singular + "s")
-    return f"{_EN_SMALL[n] if 0 <= n <= 10 else n} {noun}"
+    return f"{english_number(n)} {noun}"
 
 
 def korean_days(n: int) -> str:
@@ -173,3 +178,11 @@ def spoken_count(n: int, locale: str, ko_counter: str, en_singular: str, en_plur
     if locale.startswith("ko"):
         return native_korean_count(n, ko_counter)
     return english_count(n, en_singular, en_plural)
+
+
+def spoken_period(days: int, locale: str) -> str:
+    """A validity period: '1년' / 'one year' for whole years, else '30일' / '30 days'."""
+    years, rest = divmod(days, 365)
+    if years and not rest:
+        return f"{years}년" if locale.startswith("ko") else english_count(years, "year")
+    return f"{days}일" if locale.startswith("ko") else english_count(days, "day")
