@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import Flask, g, request
 
-from channels import api_docs, native
+from channels import api_docs, mydata, native
 from channels.errors import register_error_handlers
 from channels.rate_limit import RateLimiter
 from observability import configure_logging, request_id_var
@@ -20,7 +20,7 @@ from settings import Settings
 
 log = logging.getLogger("minwon")
 
-BLUEPRINTS = (native.bp, api_docs.bp)
+BLUEPRINTS = (native.bp, api_docs.bp, mydata.bp)
 
 
 def create_app(settings: Settings | None = None, *, start: bool = True) -> Flask:
@@ -89,6 +89,26 @@ def _link_code(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verify_consent_chain(_args: argparse.Namespace) -> int:
+    from skills.consent_ledger import consent_ledger
+
+    report = consent_ledger(Services(Settings.from_env(load_models=False))).verify_chain()
+    print(report.describe())
+    return 0 if report.ok else 1
+
+
+def _citizen_token(args: argparse.Namespace) -> int:
+    from skills.citizen_tokens import CitizenTokens
+
+    state = Services(Settings.from_env(load_models=False))
+    if state.accounts.citizen(args.citizen_id) is None:
+        print(f"no citizen {args.citizen_id}", file=sys.stderr)
+        return 1
+    # Printed once for the citizen's app; only its hash is stored, and it is never logged.
+    print(CitizenTokens(state.db).issue(args.citizen_id))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="app.py", description="Minwon Voice service and tools.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -99,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     link = sub.add_parser("link-code", help="issue a one-time code that links a speaker to a citizen")
     link.add_argument("citizen_id")
     link.set_defaults(func=_link_code)
+    chain = sub.add_parser("verify-consent-chain",
+                           help="check the consent ledger's hash chain and receipts; reports the first broken link")
+    chain.set_defaults(func=_verify_consent_chain)
+    token = sub.add_parser("citizen-token", help="issue an app token that lets a citizen read their consents")
+    token.add_argument("citizen_id")
+    token.set_defaults(func=_citizen_token)
     return parser
 
 
