@@ -30,5 +30,11 @@ serve-prod: install
 test: install
 	$(PY) -m pytest
 
+bench: install
+	$(PY) app.py bench
+
+soak: install
+	$(PY) -m bench.soak
+
 lint: install
 	.venv/bin/ruff check .

@@ -55,7 +55,7 @@ def share() -> Any:
     agency = AgencyKeys(state.db, state.settings.get("MINWON_AGENCY_KEYS")).agency_for(key) if key else None
     if agency is None:
         raise _unauthorized("agency API key")
-    check_rate(f"agency:{agency}")
+    check_rate(user=f"agency:{agency}")
     body = json_object(state.settings.max_json_bytes)
     citizen_id = _identifier(body, "citizen_id")
     data_item = _identifier(body, "data_item")
@@ -87,7 +87,7 @@ def _citizen_from_token(citizen_id: str) -> None:
     owner = CitizenTokens(state.db).citizen_for(token) if token else None
     if owner is None:
         raise _unauthorized("citizen app token")
-    check_rate(f"citizen:{owner}")
+    check_rate(user=f"citizen:{owner}")
     if owner != citizen_id:
         raise ApiError(403, "forbidden", "This token does not give access to that citizen's records.")
 

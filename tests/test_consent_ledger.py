@@ -18,7 +18,8 @@ from skills.accounts import utcnow
 from skills.consent_ledger import GENESIS_HASH, consent_ledger
 from skills.mydata import CitizenData
 from tests.conftest import ROOT, Conversation, make_settings
-from wallet_bridge.jose import public_key_from_jwk, verify_es256
+from wallet_bridge.jwk import public_key_from_jwk
+from wallet_bridge.jws import parse_compact, signature_is_valid
 
 
 @pytest.fixture()
@@ -111,7 +112,7 @@ def test_receipts_are_signed_and_carry_the_27560_fields(own_app):
     key = public_key_from_jwk(ledger.jwks()["keys"][0])
     for event in events:
         header, claims = verify_es256(event.receipt, key)
-        assert header["kid"] == ledger.kid
+        assert header["kid"] == ledger.keyring.active_key().kid
         assert claims["record_id"] == record.id and claims["event"]["type"] == event.event
         assert claims["event"]["hash"] == event.hash and claims["event"]["seq"] == event.seq
         assert claims["principal_id"] == record.principal_id != "citizen-0001"
@@ -163,7 +164,7 @@ def test_a_failed_change_writes_nothing(own_app, monkeypatch):
     def fail(*_args, **_kwargs):
         raise RuntimeError("signing device unavailable")
 
-    monkeypatch.setattr("skills.consent_ledger.sign_es256", fail)
+    monkeypatch.setattr("skills.consent_ledger.sign_compact", fail)
     with pytest.raises(RuntimeError):
         ledger.set_consent("citizen-0001", "nhis", "income", "public-service", False, "native", "principal")
     monkeypatch.undo()
@@ -196,6 +197,19 @@ def test_parallel_writers_keep_one_unbroken_chain(own_app):
     assert report.events == 4 + 6 * 4  # the 4 seeded events and every thread's 4 toggles, none lost
 
 
+def test_receipts_signed_before_a_key_rotation_still_verify(own_app):
+    app, data_dir = own_app
+    ledger = consent_ledger(app.extensions["minwon"])
+    old_kid = ledger.keyring.active_key().kid
+    assert (data_dir / "consent-receipts" / "issuer-keys" / f"{old_kid}.json").exists()
+    new_kid = ledger.keyring.rotate().kid
+    withdraw_by_voice(app)
+    kids = [parse_compact(e.receipt).header["kid"] for r in ledger.records("citizen-0001") for e in ledger.events(r.id)]
+    assert old_kid in kids and new_kid in kids
+    assert [k["kid"] for k in ledger.jwks()["keys"]] == [new_kid, old_kid]
+    assert ledger.verify_chain().ok
+
+
 def test_principal_pseudonym_is_stable_and_not_the_account_id(own_app):
     app, _ = own_app
     ledger = consent_ledger(app.extensions["minwon"])
@@ -211,3 +225,10 @@ def test_empty_chain_verifies_and_starts_at_genesis(tmp_path):
     app.extensions["minwon"].accounts.create_citizen("c-1", "이름", "ko-KR", "1111")
     change = ledger.set_consent("c-1", "nts", "income", "public-service", True, "app", "principal")
     assert change.event is not None and change.event.prev_hash == GENESIS_HASH and change.event.seq == 1
+
+
+def verify_es256(token: str, key) -> tuple[dict, dict]:
+    """(header, claims) of a receipt whose signature verifies under `key` (fails the test otherwise)."""
+    parsed = parse_compact(token)
+    assert parsed.header["alg"] == "ES256" and signature_is_valid(parsed, key)
+    return parsed.header, parsed.claims()

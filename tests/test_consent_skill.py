@@ -167,9 +167,11 @@ def test_english_ambiguous_and_missing(conversation):
     assert talk.say("income")["expects"] == "pin"
     assert talk.say("2468")["speech"] == "Sharing your income data with the National Tax Service is already off."
     talk.say("turn on data sharing")
-    assert talk.say("the tax service")["speech"].startswith("Which data should the National Tax Service get:")
+    # Jane never had a consent with NHIS (other tests leave only HF and NTS records), so the item is asked.
+    assert talk.say("the health insurance service")["speech"].startswith(
+        "Which data should the National Health Insurance Service get:")
     assert talk.say("health insurance data")["speech"].startswith(
-        "Shall I start sharing your health insurance data with the National Tax Service?")
+        "Shall I start sharing your health insurance data with the National Health Insurance Service?")
     assert talk.say("no")["expects"] is None
 
 

@@ -13,7 +13,8 @@ from skills.citizen_tokens import CitizenTokens, citizen_app_tokens
 from skills.consent_ledger import consent_ledger
 from skills.mydata import CitizenData, agency_keys, mydata_items
 from tests.conftest import Conversation
-from wallet_bridge.jose import public_key_from_jwk, verify_es256
+from wallet_bridge.jwk import public_key_from_jwk
+from wallet_bridge.jws import parse_compact, signature_is_valid
 
 KO_TOKEN = {"Authorization": "Bearer demo-citizen-token-0001"}
 EN_TOKEN = {"Authorization": "Bearer demo-citizen-token-0002"}
@@ -149,3 +150,10 @@ def test_the_spoken_list_matches_the_api(client):
     active = [c for c in client.get("/v1/citizens/citizen-0001/consents", headers=KO_TOKEN).get_json()["consents"]
               if c["status"] == "active"]
     assert all(c["recipient"]["name"] in speech for c in active)
+
+
+def verify_es256(token: str, key) -> tuple[dict, dict]:
+    """(header, claims) of a receipt whose signature verifies under `key` (fails the test otherwise)."""
+    parsed = parse_compact(token)
+    assert parsed.header["alg"] == "ES256" and signature_is_valid(parsed, key)
+    return parsed.header, parsed.claims()
