@@ -72,6 +72,13 @@ def wallet_copies(services: Any, citizen_id: str) -> set[str] | None:
     return None if lookup is None else set(lookup(citizen_id))
 
 
+def document_name(ctx: DialogContext, doc_type: str) -> str:
+    """The spoken name of a document type; a type the vocabulary does not know yet is said by its id."""
+    if doc_type in ctx.engine.matcher.vocabulary.types.get("document", {}):
+        return ctx.slot_name("document", doc_type)
+    return doc_type.replace("-", " ")
+
+
 def document_from_text(ctx: DialogContext) -> str | None:
     """The document named in this turn, looked up among documents only (so 건강보험 is the certificate here,
     not the consent data item); falls back to a document the engine carried over (after the PIN)."""
@@ -136,7 +143,7 @@ class CertificateStatusSkill:
 
     def _one(self, ctx: DialogContext, document: str, states: list[CertificateState], copies: set[str] | None,
              today: date) -> Reply:
-        name = ctx.slot_name("document", document)
+        name = document_name(ctx, document)
         title = name
         if not states:
             return ctx.say(f"{with_particle(name, '은')} 발급받았거나 신청한 기록이 없어요.",
@@ -187,8 +194,8 @@ class CertificateStatusSkill:
             ko.append(k)
             en.append(e)
         if in_progress:
-            names_ko = korean_list([ctx.slot_name("document", s.certificate.doc_type) for s in in_progress])
-            names_en = english_list([ctx.slot_name("document", s.certificate.doc_type) for s in in_progress])
+            names_ko = korean_list([document_name(ctx, s.certificate.doc_type) for s in in_progress])
+            names_en = english_list([document_name(ctx, s.certificate.doc_type) for s in in_progress])
             ko.append(f"{with_particle(names_ko, '은')} 처리 중이에요.")
             en.append(f"Your {names_en} {'is' if len(in_progress) == 1 else 'are'} in progress.")
         rest = [s for s in states if not s.needs_attention]
@@ -204,7 +211,7 @@ def sentence(ctx: DialogContext, state: CertificateState, today: date, copies: s
              wallet_absent: bool = False) -> tuple[str, str]:
     """One certificate's state in a Korean and an English sentence."""
     cert = state.certificate
-    name = ctx.slot_name("document", cert.doc_type)
+    name = document_name(ctx, cert.doc_type)
     topic = with_particle(name, "은")
     when = (lambda d: spoken_date(d, "ko-KR", today)), (lambda d: spoken_date(d, "en-US", today))
     kind = state.kind

@@ -240,3 +240,11 @@ def test_unlinked_speaker_gets_linking_instructions(conversation, locale, uttera
 def test_faq_questions_do_not_turn_into_status_requests(conversation, question):
     reply = conversation("demo-user-ko").say(question)
     assert reply["intent"] not in ("certificate_status", "certificate_expiring") and reply["expects"] != "pin"
+
+
+def test_a_document_type_the_vocabulary_does_not_know_is_said_by_its_id(conversation, citizen_with):
+    _, user = citizen_with([("marriage-relation-certificate", "issued", None, -1, 30)])
+    talk = conversation(user)
+    talk.say("내 증명서 상태 알려줘")
+    assert talk.say("4321")["expects"] == "confirmation"
+    assert talk.say("네")["speech"].startswith(f"marriage relation certificate은 {ko_date(30)}까지 유효해요.")

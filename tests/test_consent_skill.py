@@ -235,3 +235,11 @@ def test_consent_events_are_only_appended(services):
         seqs = [row[0] for row in conn.execute(select(consent_events.c.seq).order_by(consent_events.c.seq))]
     assert seqs == list(range(1, len(seqs) + 1))
     assert consent_ledger(services).verify_chain().ok
+
+
+def test_list_for_one_agency(conversation):
+    talk = conversation("demo-user-ko")
+    talk.say("국세청에 뭐 공유하고 있어?")
+    speech = talk.say("1357")["speech"]
+    assert speech.startswith("지금 정보 공유 동의가 한 건 있어요. 국세청에 건강보험 자격 정보를")
+    assert "국민건강보험공단" not in speech
