@@ -22,10 +22,13 @@ from channels.rate_limit import RateLimiter
 from observability import configure_logging, request_id_var
 from services import DATA, Services
 from settings import Settings
+from wallet_bridge import cli as wallet_cli
+from wallet_bridge import endpoints as wallet_endpoints
 
 log = logging.getLogger("minwon")
 
-BLUEPRINTS = (native.bp, api_docs.bp, alexa_webhook.bp, kakao_webhook.bp, nugu_webhook.bp, mydata.bp)
+BLUEPRINTS = (native.bp, api_docs.bp, alexa_webhook.bp, kakao_webhook.bp, nugu_webhook.bp, wallet_endpoints.bp,
+              mydata.bp)
 
 
 def create_app(settings: Settings | None = None, *, start: bool = True) -> Flask:
@@ -158,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--requests", type=int, default=400, help="requests per scenario and concurrency level")
     bench.add_argument("--leak-requests", type=int, default=10_000, help="requests of the memory-growth run")
     bench.set_defaults(func=_bench)
+    wallet_cli.add_commands(sub)
     return parser
 
 

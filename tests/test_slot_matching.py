@@ -27,11 +27,6 @@ def test_exact_word_beats_a_near_miss_of_a_longer_alias(matcher):
     assert found == {"document": ["family-relation-certificate"]}
 
 
-def test_exact_pass_only_when_asked(matcher):
-    _, exact = matcher.vocabulary.find("가족관게증명서", only="document", near_misses=False)
-    assert exact == {}
-
-
 def test_short_latin_aliases_count_only_as_whole_words(matcher):
     _, found = matcher.vocabulary.find("don't share my income with the health insurance service")
     assert found["recipient"] == ["nhis"]  # not NTS from "do-nt s-hare"
