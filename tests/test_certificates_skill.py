@@ -176,18 +176,12 @@ def test_brief_privacy_says_only_a_count(conversation, citizen_with):
     assert talk.say("4321")["speech"] == "You have one certificate that needs attention. Please check the app."
 
 
-def test_wallet_copies_are_reported_when_the_wallet_component_answers(conversation, citizen_with, services):
-    citizen_id, user = citizen_with([("basic-certificate", "issued", None, -1, 30),
-                                     ("family-relation-certificate", "issued", None, -1, 30)])
+def test_no_wallet_copy_is_said_for_one_document(conversation, citizen_with):
+    _, user = citizen_with([("basic-certificate", "issued", None, -1, 30)])
     talk = conversation(user)
     talk.say("기본증명서 어떻게 됐어")
-    assert "지갑" not in talk.say("4321")["speech"]  # no wallet component: nothing said about the wallet
-    services.components["wallet_copies"] = lambda cid: {"basic-certificate"} if cid == citizen_id else set()
-    try:
-        assert talk.say("기본증명서 어떻게 됐어")["speech"].endswith("전자문서지갑에도 사본이 있어요.")
-        assert talk.say("가족관계증명서 어떻게 됐어")["speech"].endswith("전자문서지갑에는 아직 사본이 없어요.")
-    finally:
-        del services.components["wallet_copies"]
+    assert talk.say("4321")["speech"].endswith("전자문서지갑에는 아직 사본이 없어요.")
+    # Copies in the wallet (valid, then revoked) are covered end to end in tests/wallet/test_end_to_end.py.
 
 
 def test_wrong_pin_then_right_pin(conversation):
