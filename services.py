@@ -40,9 +40,10 @@ class Services:
         self._ready = threading.Event()
         self.load_error: str | None = None
         if self.settings.demo:
+            from skills.consent_ledger import consent_ledger
             from skills.demo import seed_demo
 
-            if seed_demo(self.db, self.accounts, DATA / "demo.yaml"):
+            if seed_demo(self.db, self.accounts, DATA / "demo.yaml", consent_ledger(self)):
                 log.info("demo data seeded")
         from skills.registry import build_dialog_engine
 

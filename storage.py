@@ -34,6 +34,8 @@ SCHEMA_MODULES = (
     "skills.sessions",
     "skills.records",
     "skills.consent_ledger",
+    "skills.citizen_tokens",
+    "skills.mydata",
     "wallet_bridge.wallets",
     "wallet_bridge.tables",
 )

@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 
 from services import DATA
 from skills.builtin import CancelSkill, HelpSkill, LinkAccountSkill, NotUnderstoodSkill, RepeatSkill, WelcomeSkill
+from skills.certificates import CertificateStatusSkill
+from skills.consent import ConsentSkill
 from skills.engine import DialogEngine, Skill
 from skills.faq import FaqSkill, load_topic_names
 from skills.nlu import IntentMatcher
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
 def build_dialog_engine(services: Services) -> DialogEngine:
     skills: list[Skill] = [
         WelcomeSkill(), HelpSkill(), CancelSkill(), RepeatSkill(), LinkAccountSkill(), SendToWalletSkill(),
+        CertificateStatusSkill(), ConsentSkill(),
     ]
     # Anything no skill claims is a question for the FAQ; without a loaded index, the plain fallback.
     faq = FaqSkill(load_topic_names(DATA / "retrieval" / "topic_names.yaml"), unavailable=NotUnderstoodSkill())

@@ -42,7 +42,7 @@ class SendToWalletSkill:
             return self._no_wallet(ctx)
         name_ko, name_en = self._names(document)
         return ctx.ask_confirmation(
-            f"{with_particle(name_ko, '을', '를')} 전자지갑으로 보낼까요?",
+            f"{with_particle(name_ko, '을')} 전자지갑으로 보낼까요?",
             f"Shall I send your {name_en} to your digital wallet?",
             {"document": document, "key": secrets.token_urlsafe(12)},
             title=ctx.text("전자지갑으로 보내기", "Send to wallet"),
@@ -81,7 +81,7 @@ class SendToWalletSkill:
         minutes = bridge.config.offer_ttl_s // 60
         code = mark_digits(offer.tx_code)
         return ctx.say(
-            f"{with_particle(name_ko, '을', '를')} 전자지갑으로 보냈어요. 지갑 앱에 확인 코드를 입력해 주세요. "
+            f"{with_particle(name_ko, '을')} 전자지갑으로 보냈어요. 지갑 앱에 확인 코드를 입력해 주세요. "
             f"확인 코드는 {code}. 다시 한 번, {code}. 코드는 {minutes}분 동안 쓸 수 있어요.",
             f"I sent your {name_en} to your digital wallet. Enter the confirmation code in the wallet app. "
             f"The code is {code}. Once more: {code}. It works for {minutes} minutes.",
@@ -90,7 +90,7 @@ class SendToWalletSkill:
         )
 
     def _not_issued(self, ctx: DialogContext, name_ko: str, name_en: str, status: str) -> Reply:
-        topic = with_particle(name_ko, "은", "는")
+        topic = with_particle(name_ko, "은")
         ko, en = {
             "in_progress": (f"{topic} 아직 발급 처리 중이라 지갑으로 보낼 수 없어요. 발급이 끝나면 다시 말씀해 주세요.",
                             f"Your {name_en} is still being processed, so I can't send it yet. "

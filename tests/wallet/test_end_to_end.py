@@ -87,6 +87,9 @@ def test_speak_redeem_verify_revoke(live, tmp_path):
     cli_ok = cli(data_dir, url, "verify-credential", str(credential.path))
     assert cli_ok.returncode == 0 and json.loads(cli_ok.stdout)["valid"] is True
 
+    # The certificate-status skill knows about the copy (the PIN was given earlier in this session).
+    assert say(url, session, "주민등록표 등본 어떻게 됐어?")["speech"].endswith("전자문서지갑에도 사본이 있어요.")
+
     # The mailbox is empty now, and running the holder again redeems nothing twice.
     assert holder.mailbox() == []
     assert holder.run(lambda entry: tx_code) == []
@@ -98,6 +101,7 @@ def test_speak_redeem_verify_revoke(live, tmp_path):
     cli_revoked = cli(data_dir, url, "verify-credential", "-", stdin=token)
     assert cli_revoked.returncode == 1 and json.loads(cli_revoked.stdout)["failed_check"] == "status"
     assert cli(data_dir, url, "resume", credential.credential_id).returncode == 1  # revocation is final
+    assert say(url, session, "주민등록표 등본 어떻게 됐어?")["speech"].endswith("전자문서지갑의 사본은 폐기되었어요.")
 
 
 def spoken_tx_code(url: str, utterance: str = "등본 지갑으로 보내줘") -> str:
