@@ -70,7 +70,7 @@ class FaqSkill:
             closest_ko, closest_en = "", ""
         else:
             name_ko, name_en = self.topic_name(topic, "ko-KR"), self.topic_name(topic, "en-US")
-            closest_ko = f"가장 가까운 주제는 {with_particle(name_ko, '이에요', '예요')}. "
+            closest_ko = f"가장 가까운 주제는 {with_particle(name_ko, '이에요')}. "
             closest_en = f"The closest topic I know is {name_en}. "
         return ctx.say(
             f"정확한 답을 찾지 못했어요. {closest_ko}자세한 안내는 정부민원안내콜센터 일일공번으로 문의해 주세요.",
