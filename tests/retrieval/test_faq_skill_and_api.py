@@ -61,7 +61,7 @@ def test_out_of_domain_question_is_not_answered_but_points_to_110(client, search
     if locale == "ko-KR":
         assert "정확한 답을 찾지 못했어요" in reply["speech"] and "일일공" in reply["speech"]
         name = names[closest.topic]["ko"]
-        ending = "예요" if (ord(name[-1]) - 0xAC00) % 28 == 0 else "이에요"  # 연말정산이에요 / 기초연금이에요
+        ending = "예요" if (ord(name[-1]) - 0xAC00) % 28 == 0 else "이에요"  # 출생신고예요 / 기초연금이에요
         assert f"가장 가까운 주제는 {name}{ending}." in reply["speech"]
     else:
         assert "not sure" in reply["speech"] and "one one zero" in reply["speech"]
