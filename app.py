@@ -24,13 +24,14 @@ from retrieval import cli as retrieval_cli
 from retrieval import endpoints as retrieval_endpoints
 from services import DATA, Services
 from settings import Settings
+from voice import routes as voice_routes
 from wallet_bridge import cli as wallet_cli
 from wallet_bridge import endpoints as wallet_endpoints
 
 log = logging.getLogger("minwon")
 
 BLUEPRINTS = (native.bp, api_docs.bp, alexa_webhook.bp, kakao_webhook.bp, nugu_webhook.bp, wallet_endpoints.bp,
-              mydata.bp, retrieval_endpoints.bp)
+              mydata.bp, retrieval_endpoints.bp, voice_routes.bp)
 
 
 def create_app(settings: Settings | None = None, *, start: bool = True) -> Flask:
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None, *, start: bool = True) -> Flask
         app.register_blueprint(blueprint)
     register_error_handlers(app)
     _instrument(app, state)
+    voice_routes.install(state)
     if start:
         state.start()
     return app
@@ -138,6 +140,13 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_voice(args: argparse.Namespace) -> int:
+    from bench import voice
+
+    voice.run(repeats=args.repeats)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="app.py", description="Minwon Voice service and tools.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -165,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(func=_bench)
     wallet_cli.add_commands(sub)
     retrieval_cli.add_commands(sub)
+    bench_voice = sub.add_parser("bench-voice", help="speech benchmarks: raw Vosk vs /v1/asr, RTF, latency, TTS, RSS")
+    bench_voice.add_argument("--repeats", type=int, default=3, help="passes over the benchmark clips")
+    bench_voice.set_defaults(func=_bench_voice)
     return parser
 
 
