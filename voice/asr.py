@@ -1,13 +1,16 @@
 """Speech recognition with Vosk: one model per locale per process, one recogniser per request.
 
 Two modes, chosen by the dialog for each turn:
-- open: free speech (FAQ questions). N-best alternatives are kept so retrieval can score them; the
-  confidence is an N-best word posterior (how much of the alternatives' probability mass agrees with
-  each word of the best one).
+- open: free speech (FAQ questions). N-best alternatives are kept so the dialog and retrieval can
+  weigh them; a word's confidence is its N-best posterior (the probability mass of the alternatives
+  that agree on it). Short commands (help, cancel, repeat …) are also listened for by a grammar pass
+  on the same audio, because free recognition garbles them.
 - limited: a grammar of the phrases the dialog expects (yes/no, PIN digits, names, commands),
-  restricted to words the model knows. The result is then mapped onto the expected phrases with a
-  fuzzy match (on Hangul jamo, so one wrong vowel costs little), and only a close match counts.
-Anything under the confidence floor comes back as not understood: the caller reprompts.
+  restricted to words the model knows, plus decoy words that give other speech somewhere to land.
+  The best alternative made only of expected words wins if it trails the best one by at most a
+  margin; it is then mapped onto the expected phrases by a fuzzy match on Hangul letters.
+Below the confidence floor, or with no phrase matched, the transcript is "not understood" and the
+dialog reprompts; it is never taken as a command.
 """
 
 from __future__ import annotations
@@ -86,10 +89,10 @@ class AsrConfig:
     # How far (in log score) an all-expected alternative may trail a decoy and still win: 0 trusts
     # the decoys fully, a large value ignores them. Measured on synthesised speech (README, Voice).
     decoy_margin: float = 2.0
-    # A command spotted during open speech gets a smaller margin than an expected answer: taking a
-    # question for a command loses the question, so the bar is higher.
+    # A command spotted during open speech must beat every decoy outright: taking a question for a
+    # command loses the question, so the bar is higher than for an expected answer.
     spot_commands: bool = True
-    spot_margin: float = 1.0
+    spot_margin: float = 0.0
     # Short decoys swallow short commands ("음악" for a synthesised "도움말"): the command pass only
     # uses decoys of at least this many syllables.
     spot_decoy_syllables: int = 3
@@ -110,7 +113,7 @@ class AsrConfig:
             min_confidence_limited=float(settings.get("MINWON_ASR_MIN_CONFIDENCE_LIMITED", "0.15")),
             decoy_margin=float(settings.get("MINWON_ASR_DECOY_MARGIN", "2.0")),
             spot_commands=settings.get("MINWON_ASR_SPOT_COMMANDS", "1").lower() in {"1", "true", "yes", "on"},
-            spot_margin=float(settings.get("MINWON_ASR_SPOT_MARGIN", "1.0")),
+            spot_margin=float(settings.get("MINWON_ASR_SPOT_MARGIN", "0")),
             match_threshold=float(settings.get("MINWON_ASR_MATCH_THRESHOLD", "75")),
         )
 
@@ -567,13 +570,22 @@ class SpeechRecognizer:
                 return stream
             log.warning("no expected phrase is in the model vocabulary: recognising open speech")
         spotter = None
-        if commands and self.config.spot_commands:
-            spotter = self._grammar_stream(model, locale, commands, False, margin=self.config.spot_margin,
+        spottable = [c for c in commands if self._spottable(model, c)] if self.config.spot_commands else []
+        if spottable:
+            spotter = self._grammar_stream(model, locale, spottable, False, margin=self.config.spot_margin,
                                            decoy_syllables=self.config.spot_decoy_syllables)
         recognizer = vosk.KaldiRecognizer(model, TARGET_RATE)
         recognizer.SetMaxAlternatives(self.config.n_best)
         recognizer.SetWords(True)
         return RecognitionStream(recognizer, self.config, spotter=spotter)
+
+    @staticmethod
+    def _spottable(model: vosk.Model, command: str) -> bool:
+        """Short commands only: one or two words of two syllables or more. Longer commands survive open
+        recognition well enough, and short filler pieces ("이 제 됐어 고마워") would let a grammar path
+        soak up any long question."""
+        form = _spoken_form(command, lambda w: model.vosk_model_find_word(w) >= 0)
+        return form is not None and len(form.split()) <= 2 and all(len(w) >= 2 for w in form.split())
 
     def _grammar_stream(self, model: vosk.Model, locale: str | None, phrases: Sequence[str], sequence: bool,
                         margin: float | None = None, decoy_syllables: int = 0) -> RecognitionStream | None:

@@ -1,0 +1,300 @@
+"""Speech benchmarks, side by side in one run (`python app.py bench-voice`), written to bench/out/voice.json.
+
+- Raw Vosk decoding of the benchmark clips in this process versus the same clips through /v1/asr of a
+  gunicorn worker: the overhead ratio (service time / raw time; target ≤ 1.10) and the real-time factor
+  (decode time / audio time; targets ≤ 0.5 open, lower limited). The two are interleaved clip by clip
+  so that load from other work on the machine hits both alike.
+- Streamed input: each clip is uploaded chunked at real-time pace (100 ms of audio every 100 ms) and
+  the time from the last chunk to the transcript is measured (target p95 ≤ 300 ms).
+- Speech synthesis: time per second of audio produced, and the time of a cache hit, through /v1/tts.
+- Peak RSS (VmHWM) of the serving worker with the speech models loaded, and of its synthesis worker
+  (target ≤ 1.5 GB).
+- Recognition choices on synthesised speech: limited-mode yes/no accuracy and false accepts, and
+  open-mode command spotting, so the margins in voice/asr.py rest on numbers.
+
+The clips are espeak-ng speech made by the project's own TTS: the only Korean speech this machine can
+make. espeak-ng Korean is hard for the model (see the README), so open-mode RTF is on the slow side.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+import requests
+import vosk
+
+from bench.load import ROOT, GunicornServer, machine
+from settings import Settings
+from skills.nlu import YES_NO_PHRASES, IntentMatcher
+from voice.asr import AsrConfig, Expectation, SpeechRecognizer
+from voice.audio import TARGET_RATE, decode_audio
+from voice.tts import SpeechSynthesizer
+
+OPEN_CLIPS = [
+    "주민등록등본은 어떻게 발급받나요",
+    "가족관계증명서를 온라인으로 뗄 수 있나요",
+    "전입신고는 이사한 뒤 며칠 안에 해야 하나요",
+    "여권을 재발급 받으려면 무엇이 필요한가요",
+    "건강보험 자격득실 확인서는 어디서 받나요",
+    "내 개인정보를 어느 기관에 제공했는지 알려 주세요",
+    "자동차 등록증을 잃어버렸는데 어떻게 하나요",
+    "국민연금 납부 내역을 확인하고 싶어요",
+]
+LIMITED_CLIPS = ["예", "아니요", "네", "오 삼 사 이", "오 사 오 삼", "도움말"]
+PIN_PHRASES = ["공", "영", "일", "이", "삼", "사", "오", "육", "칠", "팔", "구"]
+YES = {"네", "예", "응", "그래"}
+NOT_ANSWERS = ["도움말", "오늘 날씨 어때", "주민등록등본 발급", "안녕하세요", "감사합니다", "전화번호 알려줘",
+               "다시 말해줘", "몰라요", "인증서 상태 알려줘", "동의 철회", "지갑으로 보내줘", "여권 재발급"]
+COMMAND_CLIPS = ["도움말", "도와줘", "취소", "그만", "종료", "다시 말해줘", "한 번 더"]
+REQUEST_CLIPS = ["주민등록등본 발급", "동의 철회", "지갑으로 보내줘", "인증서 상태 알려줘", "여권 재발급 방법",
+                 "전입신고는 어떻게 하나요", "가족관계증명서 떼고 싶어요", "서울시청 전화번호"]
+
+
+def _pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p * (len(ordered) - 1))))]
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)
+
+
+# --- raw Vosk ------------------------------------------------------------------------------------
+
+def raw_decode(model: vosk.Model, pcm: bytes, grammar: list[str] | None, n_best: int) -> tuple[float, str]:
+    """The bare minimum the service must also do: a recogniser, the samples in 0.1 s chunks, the result."""
+    started = time.perf_counter()
+    if grammar is None:
+        recognizer = vosk.KaldiRecognizer(model, TARGET_RATE)
+    else:
+        recognizer = vosk.KaldiRecognizer(model, TARGET_RATE, json.dumps(grammar, ensure_ascii=False))
+    recognizer.SetMaxAlternatives(n_best)
+    recognizer.SetWords(True)
+    step = TARGET_RATE // 10 * 2
+    for i in range(0, len(pcm), step):
+        recognizer.AcceptWaveform(pcm[i:i + step])
+    result = json.loads(recognizer.FinalResult())
+    return time.perf_counter() - started, (result.get("alternatives") or [{}])[0].get("text", "")
+
+
+def compare_raw_and_service(url: str, recognizer: SpeechRecognizer, clips: dict[str, list[tuple[str, bytes]]],
+                            repeats: int) -> dict[str, Any]:
+    model = recognizer.model("ko-KR")
+    http = requests.Session()
+    out: dict[str, Any] = {}
+    for mode, items in clips.items():
+        limited = mode == "limited"
+        phrases = YES_NO_PHRASES["ko"] + PIN_PHRASES + ["도움말"]
+        grammar = recognizer.grammar_for("ko-KR", phrases).vosk_phrases if limited else None
+        n_best = recognizer.config.n_best_limited if limited else recognizer.config.n_best
+        params = {"phrase": phrases} if limited else {}
+        raw_s = service_s = audio_s = 0.0
+        service_rtf = []
+        for _ in range(repeats):
+            for _text, wav in items:
+                pcm = decode_audio(wav, "audio/wav").pcm_bytes
+                audio_s += len(pcm) / 2 / TARGET_RATE
+                raw_s += raw_decode(model, pcm, grammar, n_best)[0]
+                started = time.perf_counter()
+                response = http.post(f"{url}/v1/asr", params=params, data=wav, headers={"Content-Type": "audio/wav"},
+                                     timeout=120)
+                service_s += time.perf_counter() - started
+                response.raise_for_status()
+                service_rtf.append(response.json()["rtf"])
+        out[mode] = {
+            "clips": len(items), "passes": repeats, "audio_s": round(audio_s, 2),
+            "raw_s": round(raw_s, 3), "service_s": round(service_s, 3),
+            "overhead_ratio": round(service_s / raw_s, 3),
+            "raw_rtf": round(raw_s / audio_s, 3), "service_rtf_reported_median": round(statistics.median(service_rtf), 3),
+            "service_rtf_wall": round(service_s / audio_s, 3),
+        }
+    return out
+
+
+# --- streamed latency ----------------------------------------------------------------------------
+
+def streamed_latency(url: str, clips: list[tuple[str, bytes]], params: dict[str, Any]) -> dict[str, Any]:
+    """Chunked upload at real-time pace; latency = response time minus the moment the last chunk left."""
+    http = requests.Session()
+    latencies = []
+    for _text, wav in clips:
+        chunk = TARGET_RATE // 10 * 2   # 100 ms of 16 kHz 16-bit audio
+        sent = {}
+
+        def paced(body: bytes = wav, size: int = chunk, marks: dict = sent):
+            yield body[:44]
+            started = time.perf_counter()
+            for n, i in enumerate(range(44, len(body), size)):
+                delay = started + n * 0.1 - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                yield body[i:i + size]
+            marks["last"] = time.perf_counter()
+
+        response = http.post(f"{url}/v1/asr", params=params, data=paced(), timeout=120,
+                             headers={"Content-Type": "audio/wav"})
+        done = time.perf_counter()
+        response.raise_for_status()
+        latencies.append(done - sent["last"])
+    return {"clips": len(clips), "p50_ms": _ms(_pct(latencies, 0.5)), "p95_ms": _ms(_pct(latencies, 0.95)),
+            "max_ms": _ms(max(latencies))}
+
+
+# --- TTS -----------------------------------------------------------------------------------------
+
+def tts_timing(url: str, prompts: list[str]) -> dict[str, Any]:
+    http = requests.Session()
+    synth_s = audio_s = 0.0
+    hits = []
+    for i, text in enumerate(prompts):
+        body = {"text": f"{text} ({i})", "locale": "ko-KR"}   # a number makes each one a cache miss first
+        started = time.perf_counter()
+        response = http.post(f"{url}/v1/tts", json=body, timeout=60)
+        synth_s += time.perf_counter() - started
+        audio_s += decode_audio(response.content, "audio/wav", target_rate=22050).duration_s
+        for _ in range(5):
+            started = time.perf_counter()
+            http.post(f"{url}/v1/tts", json=body, timeout=60).raise_for_status()
+            hits.append(time.perf_counter() - started)
+    floor = []
+    for _ in range(20):
+        started = time.perf_counter()
+        http.get(f"{url}/health", timeout=10)
+        floor.append(time.perf_counter() - started)
+    return {"prompts": len(prompts), "audio_s": round(audio_s, 2),
+            "synthesis_s_per_audio_s": round(synth_s / audio_s, 3),
+            "cache_hit_p50_ms": _ms(statistics.median(hits)), "trivial_request_p50_ms": _ms(statistics.median(floor))}
+
+
+# --- memory --------------------------------------------------------------------------------------
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return round(psutil.Process(pid).memory_info().rss / 2**20, 1)
+
+
+def serving_memory(server: GunicornServer) -> dict[str, Any]:
+    assert server.process is not None
+    worker = psutil.Process(server.process.pid).children()[0]
+    synth = [p for p in worker.children() if "voice.tts_worker" in " ".join(p.cmdline())]
+    out = {"worker_peak_rss_mb": _peak_rss_mb(worker.pid),
+           "tts_worker_peak_rss_mb": _peak_rss_mb(synth[0].pid) if synth else None}
+    out["total_peak_rss_mb"] = round(out["worker_peak_rss_mb"] + (out["tts_worker_peak_rss_mb"] or 0), 1)
+    return out
+
+
+# --- recognition choices -------------------------------------------------------------------------
+
+def recognition_choices(recognizer: SpeechRecognizer, tts: SpeechSynthesizer, commands: list[str]) -> dict[str, Any]:
+    def speech(text: str, rate: int) -> np.ndarray:
+        return decode_audio(tts.synthesize(text, "ko", rate=rate), "audio/wav").samples
+
+    rates = (145, 165, 190)
+    yes_no = Expectation.limited(YES_NO_PHRASES["ko"])
+    answers = {"예": True, "네": True, "아니요": False, "아니오": False}
+    correct = sum(
+        1 for text, is_yes in answers.items() for rate in rates
+        if (r := recognizer.recognize(speech(text, rate), "ko-KR", yes_no)).understood and (r.text in YES) == is_yes)
+    false_yes_no = sum(1 for text in NOT_ANSWERS for rate in rates
+                       if recognizer.recognize(speech(text, rate), "ko-KR", yes_no).understood)
+    matcher_intents = {"도움말": "help", "도와줘": "help", "취소": "cancel", "그만": "stop", "종료": "stop",
+                       "다시 말해줘": "repeat", "한 번 더": "repeat"}
+    command_of = {text: intent for intent in ("help", "cancel", "stop", "repeat")
+                  for text in commands if text in _examples_by_intent(intent)}
+    spotted = sum(1 for text in COMMAND_CLIPS for rate in rates
+                  if (r := recognizer.recognize(speech(text, rate), "ko-KR", commands=commands)).spotted
+                  and command_of.get(r.text) == matcher_intents[text])
+    wrongly_spotted = sum(1 for text in REQUEST_CLIPS for rate in rates
+                          if recognizer.recognize(speech(text, rate), "ko-KR", commands=commands).spotted)
+    return {
+        "speaking_rates_wpm": list(rates),
+        "yes_no_limited": {"correct": correct, "of": len(answers) * len(rates),
+                           "false_accepts": false_yes_no, "of_other": len(NOT_ANSWERS) * len(rates)},
+        "command_spotting_open": {"recognised": spotted, "of": len(COMMAND_CLIPS) * len(rates),
+                                  "requests_taken_for_commands": wrongly_spotted,
+                                  "of_requests": len(REQUEST_CLIPS) * len(rates)},
+        "settings": {"decoy_margin": recognizer.config.decoy_margin, "spot_margin": recognizer.config.spot_margin,
+                     "spot_decoy_syllables": recognizer.config.spot_decoy_syllables,
+                     "min_confidence_limited": recognizer.config.min_confidence_limited},
+    }
+
+
+_MATCHER: IntentMatcher | None = None
+
+
+def _examples_by_intent(intent: str) -> set[str]:
+    global _MATCHER
+    if _MATCHER is None:
+        _MATCHER = IntentMatcher.load(ROOT / "data")
+    return {text for locale, text in _MATCHER.examples.get(intent, []) if locale == "ko-KR"}
+
+
+# --- the run -------------------------------------------------------------------------------------
+
+def run(repeats: int = 3, out_dir: Path | None = None) -> dict[str, Any]:
+    out_dir = out_dir or ROOT / "bench" / "out"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {"machine": machine()}
+    tts = SpeechSynthesizer()
+    try:
+        started = time.perf_counter()
+        recognizer = SpeechRecognizer.load(AsrConfig.from_settings(Settings.from_env()))
+        results["model_load_s"] = round(time.perf_counter() - started, 2)
+        clips = {"open": [(t, tts.synthesize(t, "ko", sample_rate=TARGET_RATE)) for t in OPEN_CLIPS],
+                 "limited": [(t, tts.synthesize(t, "ko", sample_rate=TARGET_RATE)) for t in LIMITED_CLIPS]}
+        with GunicornServer(workers=1, threads=4) as server:
+            # Warm-up outside the measurement: first requests page the model in.
+            for _text, wav in clips["limited"][:2] + clips["open"][:1]:
+                requests.post(f"{server.url}/v1/asr", data=wav, headers={"Content-Type": "audio/wav"}, timeout=120)
+            results["asr"] = compare_raw_and_service(server.url, recognizer, clips, repeats)
+            results["streamed"] = {
+                "open": streamed_latency(server.url, clips["open"], {}),
+                "limited": streamed_latency(server.url, clips["limited"],
+                                            {"phrase": YES_NO_PHRASES["ko"] + PIN_PHRASES + ["도움말"]}),
+            }
+            results["tts"] = tts_timing(server.url, ["무엇을 도와드릴까요", "주민등록등본을 지갑으로 보냈어요",
+                                                     "본인 확인을 위해 네 자리 비밀번호를 말씀해 주세요",
+                                                     "Here is what I can do for you"])
+            results["memory"] = serving_memory(server)
+        commands = sorted(_examples_by_intent("help") | _examples_by_intent("cancel") | _examples_by_intent("stop")
+                          | _examples_by_intent("repeat"))
+        results["recognition_choices"] = recognition_choices(recognizer, tts, commands)
+    finally:
+        tts.close()
+    (out_dir / "voice.json").write_text(json.dumps(results, indent=2, ensure_ascii=False))
+    print(table(results))
+    return results
+
+
+def table(results: dict[str, Any]) -> str:
+    asr, streamed, tts, memory = results["asr"], results["streamed"], results["tts"], results["memory"]
+    lines = [f"{'ASR':8} {'audio s':>8} {'raw s':>8} {'service s':>10} {'overhead':>9} {'raw RTF':>8} "
+             f"{'service RTF':>12}"]
+    for mode, row in asr.items():
+        lines.append(f"{mode:8} {row['audio_s']:>8} {row['raw_s']:>8} {row['service_s']:>10} "
+                     f"{row['overhead_ratio']:>9} {row['raw_rtf']:>8} {row['service_rtf_wall']:>12}")
+    for mode, row in streamed.items():
+        lines.append(f"streamed {mode}: end of audio → transcript p50 {row['p50_ms']} ms, p95 {row['p95_ms']} ms")
+    lines.append(f"TTS: {tts['synthesis_s_per_audio_s']} s per s of audio; cache hit p50 {tts['cache_hit_p50_ms']} ms "
+                 f"(trivial request {tts['trivial_request_p50_ms']} ms)")
+    lines.append(f"peak RSS: worker {memory['worker_peak_rss_mb']} MB + synthesis worker "
+                 f"{memory['tts_worker_peak_rss_mb']} MB = {memory['total_peak_rss_mb']} MB; model load "
+                 f"{results['model_load_s']} s")
+    choices = results["recognition_choices"]
+    yn, spot = choices["yes_no_limited"], choices["command_spotting_open"]
+    lines.append(f"limited yes/no: {yn['correct']}/{yn['of']} right, {yn['false_accepts']}/{yn['of_other']} "
+                 f"other utterances accepted; command spotting: {spot['recognised']}/{spot['of']} commands, "
+                 f"{spot['requests_taken_for_commands']}/{spot['of_requests']} requests taken for commands")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    run()
