@@ -1,7 +1,7 @@
 # Two commands on a fresh machine: `make run` and `make test`. Both install what is missing first.
 SHELL := /bin/bash
 PY := .venv/bin/python
-APT_PACKAGES := espeak-ng libespeak-ng1
+APT_PACKAGES := espeak-ng libespeak-ng1 libportaudio2
 STAMP := .venv/.installed
 
 .PHONY: install debian-packages run test serve-prod lint bench soak
