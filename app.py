@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import Flask, g, request
 
-from channels import api_docs, native
+from channels import api_docs, console, native
 from channels.errors import register_error_handlers
 from channels.rate_limit import RateLimiter
 from observability import configure_logging, request_id_var
@@ -20,7 +20,7 @@ from settings import Settings
 
 log = logging.getLogger("minwon")
 
-BLUEPRINTS = (native.bp, api_docs.bp)
+BLUEPRINTS = (native.bp, api_docs.bp, console.bp)
 
 
 def create_app(settings: Settings | None = None, *, start: bool = True) -> Flask:
