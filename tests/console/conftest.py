@@ -30,13 +30,18 @@ OUT = ROOT / "tests" / "out"
 CHROMIUM_FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--disable-quic",
-    "--use-fake-ui-for-media-stream",
 )
 
 
-def launch_chromium(user_data_dir: Path, fake_mic_wav: Path | None) -> WebDriver:
-    """A fresh headless Chromium. With `fake_mic_wav` the microphone plays that file (in a loop, from its
-    start each time the microphone is opened); without it the browser has no microphone at all."""
+def launch_chromium(user_data_dir: Path, fake_mic_wav: Path | None = None, *, fake_device: bool = True,
+                    grant_microphone: bool = True) -> WebDriver:
+    """A fresh headless Chromium.
+
+    With `fake_device` it has a fake microphone that plays `fake_mic_wav` (in a loop, from the start each
+    time the microphone is opened; a beep without a file); without it the browser has no microphone at
+    all. `grant_microphone` answers the permission prompt with yes; otherwise the permission is whatever
+    the test sets with Browser.setPermission.
+    """
     assert Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists(), (
         "Chromium and its driver are missing: install the Debian packages chromium and chromium-driver "
         "(make install does)")
@@ -46,9 +51,12 @@ def launch_chromium(user_data_dir: Path, fake_mic_wav: Path | None) -> WebDriver
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={user_data_dir}")
     options.add_argument("--window-size=1280,1000")
-    if fake_mic_wav is not None:
+    if fake_device:
         options.add_argument("--use-fake-device-for-media-stream")
-        options.add_argument(f"--use-file-for-fake-audio-capture={fake_mic_wav}")
+        if fake_mic_wav is not None:
+            options.add_argument(f"--use-file-for-fake-audio-capture={fake_mic_wav}")
+    if grant_microphone:
+        options.add_argument("--use-fake-ui-for-media-stream")
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     driver.set_script_timeout(60)
@@ -77,15 +85,16 @@ def spoken_help_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def fake_mic_wav(spoken_help_wav: Path) -> Path | None:
-    """What the module's browser microphone plays; a module overrides this to change it."""
-    return spoken_help_wav
+def microphone(spoken_help_wav: Path) -> dict[str, Any]:
+    """The module's browser microphone (launch_chromium's arguments); a module overrides this to change it.
+    By default: a granted fake microphone that says "도움말"."""
+    return {"fake_mic_wav": spoken_help_wav}
 
 
 @pytest.fixture(scope="module")
-def browser(fake_mic_wav: Path | None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
+def browser(microphone: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
     profile = tmp_path_factory.mktemp("chromium-profile")
-    driver = launch_chromium(profile, fake_mic_wav)
+    driver = launch_chromium(profile, **microphone)
     try:
         yield driver
     finally:

@@ -27,26 +27,30 @@ export class StreamingResampler {
     // Input history; samples before the first one count as silence.
     this.buffer = new Float32Array(Math.max(4096, 4 * this.halfWidth));
     this.length = this.halfWidth;
-    this.position = this.halfWidth; // input index (in `buffer`) of the next output sample
+    this.dropped = 0;  // input samples forgotten from the front of `buffer`
+    this.received = 0; // input samples pushed so far
+    this.produced = 0; // output samples made so far
+  }
+
+  // Where output sample `produced` lies in `buffer`; computed from the count, not accumulated, so
+  // rounding does not drift over a long recording.
+  get position() {
+    return this.halfWidth + this.produced * this.step - this.dropped;
   }
 
   push(input) {
     if (this.passthrough) return Float32Array.from(input);
+    this.received += input.length;
     this.append(input);
-    return this.drain();
+    return this.drain(Infinity);
   }
 
-  // The remaining output once the input has ended (the last samples' right-hand context is silence).
+  // The remaining output once the input has ended (the last samples' right-hand context is silence):
+  // in total exactly ceil(input length × toRate / fromRate) samples.
   flush() {
     if (this.passthrough) return new Float32Array(0);
     this.append(new Float32Array(this.halfWidth + 1));
-    const end = this.length - this.halfWidth - 1; // input index just past the last real sample
-    const out = [];
-    while (this.position < end) {
-      out.push(this.sampleAt(this.position));
-      this.position += this.step;
-    }
-    return Float32Array.from(out);
+    return this.drain(Math.ceil(this.received * this.toRate / this.fromRate));
   }
 
   append(input) {
@@ -59,23 +63,21 @@ export class StreamingResampler {
     this.length += input.length;
   }
 
-  drain() {
+  drain(total) {
     const W = this.halfWidth;
-    const count = Math.max(0, Math.ceil((this.length - W - this.position) / this.step));
-    const out = new Float32Array(count);
-    let n = 0;
-    while (n < count && Math.floor(this.position) + W < this.length) {
-      out[n++] = this.sampleAt(this.position);
-      this.position += this.step;
+    const out = [];
+    for (let p = this.position; this.produced < total && Math.floor(p) + W < this.length; p = this.position) {
+      out.push(this.sampleAt(p));
+      this.produced++;
     }
     // Forget input no future output sample can reach.
     const drop = Math.floor(this.position) - W;
     if (drop > 0) {
       this.buffer.copyWithin(0, drop, this.length);
       this.length -= drop;
-      this.position -= drop;
+      this.dropped += drop;
     }
-    return n === count ? out : out.subarray(0, n);
+    return Float32Array.from(out);
   }
 
   sampleAt(position) {
@@ -184,6 +186,7 @@ export class VoiceActivityDetector {
     this.utterance = null; // frames of the current utterance
     this.quietRun = 0;
     this.voiced = 0;
+    this.waitForQuiet = false; // after an over-long utterance, nothing starts until a pause
   }
 
   get speaking() {
@@ -210,6 +213,11 @@ export class VoiceActivityDetector {
     if (this.utterance === null) {
       this.floorDb = level < this.floorDb ? 0.7 * this.floorDb + 0.3 * level : this.floorDb + 0.05;
       this.floorDb = Math.max(this.floorDb, -90);
+      if (this.waitForQuiet) {
+        this.quietRun = loud ? 0 : this.quietRun + 1;
+        if (this.quietRun < this.hangoverFrames) return null;
+        this.waitForQuiet = false;
+      }
       this.recent.push(frame);
       if (this.recent.length > this.prerollFrames + this.startFrames) this.recent.shift();
       this.loudRun = loud ? this.loudRun + 1 : 0;
@@ -232,6 +240,8 @@ export class VoiceActivityDetector {
     if (this.utterance.length >= this.maxFrames) {
       this.utterance = null;
       this.loudRun = 0;
+      this.waitForQuiet = true;
+      this.quietRun = 0;
       return { type: "too_long" };
     }
     if (this.quietRun >= this.hangoverFrames) {

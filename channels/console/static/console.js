@@ -92,7 +92,7 @@ function startNewSession(announce = true) {
   state.expects = null;
   renderTextInput();
   if (announce) {
-    $("log").append(el("li", { class: "divider" }, label("session_new")));
+    appendToLog(el("li", { class: "divider" }, label("session_new")));
   }
 }
 
@@ -193,9 +193,15 @@ function addTurn(mode, text) {
     el("dl", { class: "facts" }));
   turn.append(you, reply);
   turn.dataset.pinHidden = String(hidden);
-  $("log").append(turn);
-  turn.scrollIntoView({ block: "nearest" });
+  appendToLog(turn);
   return turn;
+}
+
+// Keeps the newest entry in view inside the log's own scroll box (the page itself does not jump).
+function appendToLog(node) {
+  const log = $("log");
+  log.append(node);
+  log.scrollTop = log.scrollHeight;
 }
 
 function addFact(list, key, value, attrs = {}) {
@@ -250,7 +256,7 @@ function followReply(reply) {
   if (reply.end_session) {
     state.sessionId = null;
     state.expects = null;
-    $("log").append(el("li", { class: "divider" }, label("session_ended")));
+    appendToLog(el("li", { class: "divider" }, label("session_ended")));
     if (state.handsFree) stopHandsFree();
   } else {
     state.sessionId = reply.session_id || state.sessionId;
@@ -680,8 +686,10 @@ function changesBetween(before, after) {
   return changes;
 }
 
+// A name in the interface language; English agency names drop the article they carry for speech.
 function pick(names) {
-  return (names && (names[lang(state.locale)] || names.ko)) || "";
+  const name = (names && (names[lang(state.locale)] || names.ko)) || "";
+  return lang(state.locale) === "en" ? name.replace(/^the /, "") : name;
 }
 
 function renderOverview(changedIds = new Set()) {
