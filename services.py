@@ -40,7 +40,7 @@ class Services:
         if self.settings.demo:
             from skills.demo import seed_demo
 
-            if seed_demo(self.db, self.accounts, DATA / "demo.yaml"):
+            if seed_demo(self.db, self.accounts, DATA / "demo.yaml", self.settings.secret_key):
                 log.info("demo data seeded")
         from skills.registry import build_dialog_engine
 

@@ -33,6 +33,8 @@ SCHEMA_MODULES = (
     "skills.sessions",
     "skills.records",
     "skills.consent_ledger",
+    "skills.citizen_tokens",
+    "skills.mydata",
     "wallet_bridge.wallets",
 )
 

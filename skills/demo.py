@@ -9,13 +9,15 @@ import yaml
 from sqlalchemy import func, select
 
 from skills.accounts import Accounts, citizens
+from skills.citizen_tokens import CitizenTokens
 from skills.consent_ledger import ConsentLedger
+from skills.mydata import AgencyKeys, CitizenData
 from skills.records import Certificate, CertificateRecords
 from storage import Database
 from wallet_bridge.wallets import WalletRegistry
 
 
-def seed_demo(db: Database, accounts: Accounts, demo_file: Path, today: date | None = None) -> bool:
+def seed_demo(db: Database, accounts: Accounts, demo_file: Path, secret_key: bytes, today: date | None = None) -> bool:
     """Returns True when it seeded; an existing database (any citizen) is left alone."""
     with db.read() as conn:
         if conn.execute(select(func.count()).select_from(citizens)).scalar():
@@ -23,8 +25,10 @@ def seed_demo(db: Database, accounts: Accounts, demo_file: Path, today: date | N
     today = today or date.today()
     spec = yaml.safe_load(demo_file.read_text(encoding="utf-8"))
     records = CertificateRecords(db)
-    ledger = ConsentLedger(db)
+    ledger = ConsentLedger(db, secret_key)
     wallets = WalletRegistry(db)
+    tokens = CitizenTokens(db)
+    citizen_data = CitizenData(db, accounts.cipher)
 
     def day(offset: int | None) -> date | None:
         return None if offset is None else today + timedelta(days=offset)
@@ -34,6 +38,10 @@ def seed_demo(db: Database, accounts: Accounts, demo_file: Path, today: date | N
         accounts.link_user(citizen["speaker_user"], citizen["id"])
         if wallet := citizen.get("wallet"):
             wallets.register(wallet["id"], citizen["id"], wallet["token"])
+        if token := citizen.get("app_token"):
+            tokens.add(citizen["id"], token)
+        for data_item, value in citizen.get("mydata", {}).items():
+            citizen_data.put(citizen["id"], data_item, value)
         for cert in citizen.get("certificates", []):
             issued = day(cert.get("issued_days"))
             valid = cert.get("valid_days")
@@ -45,8 +53,11 @@ def seed_demo(db: Database, accounts: Accounts, demo_file: Path, today: date | N
         for consent in citizen.get("consents", []):
             # An "off" consent still has a record: it was given once and withdrawn.
             ledger.set_consent(citizen["id"], consent["recipient"], consent["data_item"], consent["purpose"], True,
-                               channel="seed", actor="demo")
+                               channel="seed", actor="seed", language=citizen["locale"])
             if not consent["active"]:
                 ledger.set_consent(citizen["id"], consent["recipient"], consent["data_item"], consent["purpose"],
-                                   False, channel="seed", actor="demo")
+                                   False, channel="seed", actor="seed")
+    agencies = AgencyKeys(db)
+    for agency in spec.get("agencies", []):
+        agencies.add(agency["id"], agency["key"])
     return True

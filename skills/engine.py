@@ -306,10 +306,13 @@ class DialogEngine:
                 return ctx.say("네 또는 아니요로 답해 주세요.", "Please answer yes or no.", expects="confirmation",
                                grammar=YES_NO_PHRASES[ctx.locale[:2]])
             ctx.session.pending = None
-            if not answer:
-                return ctx.say("알겠어요. 아무것도 바꾸지 않았어요.", "Okay. I didn't change anything.")
             skill = self._by_name[pending["skill"]]
             ctx.skill_name = skill.name
+            if not answer:
+                # A yes/no offer that changes nothing (e.g. "hear the details?") answers a "no" its own way.
+                if hasattr(skill, "declined"):
+                    return skill.declined(ctx, pending["action"])
+                return ctx.say("알겠어요. 아무것도 바꾸지 않았어요.", "Okay. I didn't change anything.")
             return skill.confirmed(ctx, pending["action"])  # type: ignore[attr-defined]
         if kind == "slot":
             _, found = self.matcher.vocabulary.find(text, only=pending["slot"])

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Collection
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import yaml
@@ -48,11 +50,13 @@ class Parse:
 class SlotVocabulary:
     def __init__(self, types: dict[str, dict[str, SlotValue]]) -> None:
         self.types = types
-        # (squashed alias, slot type, value id), longest first so that 국민건강보험공단 wins over 건강보험.
+        # (squashed alias, slot type, value id), longest first so that 국민건강보험공단 wins over 건강보험; ties in
+        # a fixed order (type, value), so the same text parses the same way in every process.
         self._aliases = sorted(
             {(squash(a), t, v.id) for t, values in types.items() for v in values.values() for a in v.aliases},
-            key=lambda item: -len(item[0]),
+            key=lambda item: (-len(item[0]), item[1], item[2], item[0]),
         )
+        self._short_latin = [item for item in self._aliases if _is_short_latin(item[0])]
 
     @classmethod
     def load(cls, slots_dir: Path) -> SlotVocabulary:
@@ -72,15 +76,34 @@ class SlotVocabulary:
     def value(self, slot_type: str, value_id: str) -> SlotValue:
         return self.types[slot_type][value_id]
 
-    def find(self, text: str, only: str | None = None) -> tuple[str, dict[str, list[str]]]:
-        """Returns the squashed text with each found value replaced by {type}, and type → value ids found."""
-        squashed = squash(text)
+    def find(
+        self, text: str, only: str | Collection[str] | None = None, near_misses: bool = True,
+    ) -> tuple[str, dict[str, list[str]]]:
+        """Returns the squashed text with each found value replaced by {type}, and type → value ids found.
+
+        `only` limits the search to one slot type or several; `near_misses=False` takes exact aliases only
+        (a caller can then look for near misses in what is left, so that a misheard long alias never
+        swallows a word that is exactly another value).
+        """
         found: dict[str, list[str]] = {}
+        types = None if only is None else ({only} if isinstance(only, str) else set(only))
+        # Short Latin aliases (NTS, HF) would match inside other words once spaces are gone ("do-nt s-hare")
+        # and be "near misses" of common words (this ~ nhis): they count only as whole words, exactly.
+        text = unicodedata.normalize("NFC", text).lower()
+        for alias, slot_type, value_id in self._short_latin:
+            if types is not None and slot_type not in types:
+                continue
+            text, hits = re.subn(rf"(?<![a-z0-9_]){re.escape(alias)}(?![a-z0-9_])", "{" + slot_type + "}", text)
+            if hits:
+                ids = found.setdefault(slot_type, [])
+                if value_id not in ids:
+                    ids.append(value_id)
+        squashed = squash(text)
         for alias, slot_type, value_id in self._aliases:
-            if only and slot_type != only or not alias:
+            if types is not None and slot_type not in types or not alias or _is_short_latin(alias):
                 continue
             start = squashed.find(alias)
-            if start < 0 and len(alias) >= 4:
+            if start < 0 and near_misses and len(alias) >= 4:
                 start = _near_miss(squashed, alias)
             if start < 0:
                 continue
@@ -89,6 +112,10 @@ class SlotVocabulary:
             if value_id not in ids:
                 ids.append(value_id)
         return squashed, found
+
+
+def _is_short_latin(alias: str) -> bool:
+    return alias.isascii() and len(alias) <= 4
 
 
 def _near_miss(text: str, alias: str) -> int:
@@ -127,14 +154,22 @@ class IntentMatcher:
         return sorted(self.examples)
 
     def parse(self, text: str, locale: str) -> Parse:
-        template, found = self.vocabulary.find(text)
+        # Exact aliases first, near misses only in what is left: otherwise a misheard long alias can swallow
+        # the next syllable ("소득금액증명 언…" read as 소득금액증명원) or a word that is exactly another value.
+        template, found = self.vocabulary.find(text, near_misses=False)
+        template, near = self.vocabulary.find(template)
+        for slot_type, ids in near.items():
+            found.setdefault(slot_type, []).extend(i for i in ids if i not in found[slot_type])
         template = _CODE_RUN.sub("{code}", template)
         best = Parse(intent=None, score=0.0)
         if not template.strip("{}"):
             return best
+        compact = _compact(template)
         for intent, examples in self.examples.items():
             for example_locale, example in examples:
-                score = fuzz.ratio(template, example)
+                # A placeholder weighs one character: "{document}" is one word, and its ten letters would
+                # otherwise make "등본 떼려면 어떻게 해" (an FAQ question) look like "등본 어떻게 됐어".
+                score = fuzz.ratio(compact, _compact(example))
                 # A same-language example is a slightly better witness than a cross-language one.
                 if example_locale != locale:
                     score -= 2
@@ -145,6 +180,16 @@ class IntentMatcher:
         best.slots = {t: ids[0] for t, ids in found.items() if len(ids) == 1}
         best.ambiguous = {t: ids for t, ids in found.items() if len(ids) > 1}
         return best
+
+
+_PLACEHOLDER_MARKS: dict[str, str] = {}
+
+
+@lru_cache(maxsize=4096)
+def _compact(template: str) -> str:
+    """The template with each {placeholder} as one private-use character (the same one per slot type)."""
+    return _PLACEHOLDER.sub(
+        lambda m: _PLACEHOLDER_MARKS.setdefault(m.group(1), chr(0xE000 + len(_PLACEHOLDER_MARKS))), template)
 
 
 def _squash_template(example: str) -> str:

@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 
 from services import DATA
 from skills.builtin import CancelSkill, HelpSkill, LinkAccountSkill, NotUnderstoodSkill, RepeatSkill, WelcomeSkill
+from skills.certificates import CertificateStatusSkill
+from skills.consent import ConsentSkill
 from skills.engine import DialogEngine, Skill
 from skills.nlu import IntentMatcher
 
@@ -16,5 +18,6 @@ if TYPE_CHECKING:
 def build_dialog_engine(services: Services) -> DialogEngine:
     skills: list[Skill] = [
         WelcomeSkill(), HelpSkill(), CancelSkill(), RepeatSkill(), LinkAccountSkill(),
+        CertificateStatusSkill(), ConsentSkill(),
     ]
     return DialogEngine(services, IntentMatcher.load(DATA), skills, fallback=NotUnderstoodSkill())

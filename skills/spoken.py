@@ -52,9 +52,14 @@ def native_korean_count(n: int, counter: str) -> str:
     return f"{word} {counter}"
 
 
+def english_number(n: int) -> str:
+    """'three', 'ten', then digits ('12'), as English speech usually has it."""
+    return _EN_SMALL[n] if 0 <= n <= 10 else str(n)
+
+
 def english_count(n: int, singular: str, plural: str | None = None) -> str:
     noun = singular if n == 1 else (plural or singular + "s")
-    return f"{_EN_SMALL[n] if 0 <= n <= 10 else n} {noun}"
+    return f"{english_number(n)} {noun}"
 
 
 def korean_days(n: int) -> str:
@@ -118,3 +123,66 @@ def to_ssml(text: str) -> str:
     body = "".join(parts)
     body = re.sub(r"([.?!。])\s+(?=\S)", r'\1 <break time="300ms"/> ', body)
     return f"<speak>{body}</speak>"
+
+
+# -- Korean particles and lists --------------------------------------------------------------------
+
+# Digits read in Sino-Korean: those whose reading ends in a consonant (일, 삼, 육, 칠, 팔, 십/영 …).
+_DIGIT_HAS_FINAL = {"0": True, "1": True, "2": False, "3": True, "4": False, "5": False, "6": True, "7": True,
+                    "8": True, "9": False}
+_PARTICLES = {"은": ("은", "는"), "는": ("은", "는"), "이": ("이", "가"), "가": ("이", "가"), "을": ("을", "를"),
+              "를": ("을", "를"), "과": ("과", "와"), "와": ("과", "와"), "으로": ("으로", "로"), "로": ("으로", "로"),
+              "이나": ("이나", "나"), "나": ("이나", "나"), "이에요": ("이에요", "예요"), "예요": ("이에요", "예요"),
+              "인가요": ("인가요", "인가요")}
+
+
+def _final_consonant(word: str) -> int | None:
+    """Index of the last syllable's final consonant (0 = none), or None when the word ends in no Hangul/digit."""
+    for char in reversed(word.strip()):
+        if "가" <= char <= "힣":
+            return (ord(char) - 0xAC00) % 28
+        if char.isdigit():
+            return 1 if _DIGIT_HAS_FINAL[char] else 0
+        if char.isalpha():
+            return None
+    return None
+
+
+def with_particle(word: str, particle: str) -> str:
+    """'소득금액증명은', '가족관계증명서는', '소득 정보를', '서울로' — the particle that fits the last syllable."""
+    with_final, without_final = _PARTICLES[particle]
+    final = _final_consonant(word)
+    if final is None:
+        return word + particle
+    if with_final == "으로":
+        # ㄹ (final index 8) takes 로, like a vowel: 서울로, 교실로.
+        return word + ("로" if final in (0, 8) else "으로")
+    return word + (with_final if final else without_final)
+
+
+def korean_list(words: list[str], particle: str = "과") -> str:
+    """'A, B와 C' (the particle joins the last two, fitted to the word before it)."""
+    if len(words) <= 1:
+        return "".join(words)
+    return ", ".join(words[:-2] + [with_particle(words[-2], particle) + " " + words[-1]])
+
+
+def english_list(words: list[str], conjunction: str = "and") -> str:
+    if len(words) <= 2:
+        return f" {conjunction} ".join(words)
+    return ", ".join(words[:-1]) + f", {conjunction} " + words[-1]
+
+
+def spoken_count(n: int, locale: str, ko_counter: str, en_singular: str, en_plural: str | None = None) -> str:
+    """'세 건' / 'three certificates'."""
+    if locale.startswith("ko"):
+        return native_korean_count(n, ko_counter)
+    return english_count(n, en_singular, en_plural)
+
+
+def spoken_period(days: int, locale: str) -> str:
+    """A validity period: '1년' / 'one year' for whole years, else '30일' / '30 days'."""
+    years, rest = divmod(days, 365)
+    if years and not rest:
+        return f"{years}년" if locale.startswith("ko") else english_count(years, "year")
+    return f"{days}일" if locale.startswith("ko") else english_count(days, "day")

@@ -5,13 +5,17 @@ import pytest
 from skills.spoken import (
     days_from_now,
     english_count,
+    english_list,
+    korean_list,
     mark_digits,
     native_korean_count,
     plain_speech,
     sino_korean,
+    spoken_count,
     spoken_date,
     spoken_digits,
     to_ssml,
+    with_particle,
 )
 
 
@@ -49,3 +53,23 @@ def test_codes_are_read_digit_by_digit():
     assert '<say-as interpret-as="digits">4071</say-as>' in to_ssml(speech)
     assert spoken_digits("4071", "ko-KR") == "사 공 칠 일"
     assert to_ssml("A & B <c>") == "<speak>A &amp; B &lt;c&gt;</speak>"
+
+
+@pytest.mark.parametrize(("word", "particle", "text"), [
+    ("소득금액증명", "은", "소득금액증명은"), ("가족관계증명서", "은", "가족관계증명서는"),
+    ("소득 정보", "를", "소득 정보를"), ("주민등록표 등본", "이", "주민등록표 등본이"),
+    ("서울", "으로", "서울로"), ("공단", "으로", "공단으로"), ("국세청", "과", "국세청과"),
+    ("국민건강보험공단", "와", "국민건강보험공단과"), ("소득 정보", "인가요", "소득 정보인가요"),
+    ("3", "은", "3은"), ("2", "은", "2는"), ("NTS", "은", "NTS은"),
+])
+def test_korean_particles_fit_the_last_syllable(word, particle, text):
+    assert with_particle(word, particle) == text
+
+
+def test_spoken_lists():
+    assert korean_list(["소득 정보", "건강보험 자격 정보"]) == "소득 정보와 건강보험 자격 정보"
+    assert korean_list(["등본", "초본", "가족관계증명서"]) == "등본, 초본과 가족관계증명서"
+    assert english_list(["a", "b", "c"]) == "a, b, and c"
+    assert english_list(["a", "b"], "or") == "a or b"
+    assert spoken_count(2, "ko-KR", "곳", "place") == "두 곳"
+    assert spoken_count(2, "en-US", "곳", "place") == "two places"
