@@ -9,16 +9,18 @@ MINWON_DEMO is on, and only for the demo citizens of data/demo.yaml.
 from __future__ import annotations
 
 import functools
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 from flask import Blueprint, Response, jsonify, render_template, request
 
-from channels.errors import ApiError
-from channels.native import check_rate, services
-from skills.consent_ledger import ConsentLedger
+from channels.errors import ApiError, json_object
+from channels.native import check_rate, services, turn_from_json
+from settings import SUPPORTED_LOCALES
+from skills.accounts import utcnow
+from skills.consent_ledger import consent_ledger
 from skills.records import CertificateRecords
 from wallet_bridge.wallets import WalletRegistry
 
@@ -65,6 +67,18 @@ def console_page() -> Response:
     return response
 
 
+@bp.post("/v1/console/converse")
+def console_converse() -> Any:
+    """A typed turn from the console: /v1/converse's contract, recorded as the console channel (so a
+    consent changed from the page says so in its history), and the reply's locale for the interface."""
+    state = services()
+    body = json_object(state.settings.max_json_bytes)
+    turn = turn_from_json(body, channel="console")
+    check_rate(f"user:{turn.user_id}", f"ip:{request.remote_addr}")
+    reply = state.dialog.converse(turn)
+    return jsonify({**reply.to_api(), "locale": reply.locale})
+
+
 def _names(slot_type: str, value_id: str) -> dict[str, str]:
     """Display names per language ("ko", "en") from the slot vocabularies the dialog uses."""
     vocabulary = services().dialog.matcher.vocabulary
@@ -73,6 +87,10 @@ def _names(slot_type: str, value_id: str) -> dict[str, str]:
 
 
 def _day(value: date | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _instant(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
@@ -98,15 +116,18 @@ def speaker_overview(user_id: str) -> Any:
         for cert in CertificateRecords(state.db).for_citizen(citizen.id)
     ]
     wallet = WalletRegistry(state.db).for_citizen(citizen.id)
+    ledger = consent_ledger(state)
+    now = utcnow()
     consents = [
         {
             "id": record.id, "recipient": record.recipient, "recipient_names": _names("recipient", record.recipient),
             "data_item": record.data_item, "data_item_names": _names("data_item", record.data_item),
-            "purpose": record.purpose, "active": record.active,
-            "since": record.since.isoformat() if record.since else None,
-            "valid_until": record.valid_until.isoformat() if record.valid_until else None,
+            "purpose": record.purpose, "status": record.status_at(now), "active": record.is_active(now),
+            "since": _instant(record.since), "valid_until": _instant(record.valid_until),
+            "history": [{"seq": event.seq, "event": event.event, "at": _instant(event.at), "channel": event.channel}
+                        for event in ledger.events(record.id)],
         }
-        for record in sorted(ConsentLedger(state.db).records(citizen.id), key=lambda r: (r.recipient, r.data_item))
+        for record in sorted(ledger.records(citizen.id), key=lambda r: (r.recipient, r.data_item, r.purpose))
     ]
     return jsonify({
         "user_id": user_id,
@@ -149,6 +170,20 @@ OPENAPI_COMPONENTS = {
 }
 
 OPENAPI_PATHS = {
+    "/v1/console/converse": {"post": {
+        "summary": "A typed turn from the web console: the same as /v1/converse, recorded as channel `console`, "
+                   "with the session's locale in the reply.",
+        "requestBody": {"required": True, "content": {"application/json": {
+            "schema": {"$ref": "#/components/schemas/ConverseRequest"}}}},
+        "responses": {
+            "200": {"description": "the reply", "content": {"application/json": {"schema": {"allOf": [
+                {"$ref": "#/components/schemas/ConverseResponse"},
+                {"type": "object", "required": ["locale"],
+                 "properties": {"locale": {"type": "string", "enum": list(SUPPORTED_LOCALES)}}}]}}}},
+            **{str(code): {"description": "error", "content": {"application/json": {"schema": _ERROR}}}
+               for code in (400, 413, 415, 429, 500, 503)},
+        },
+    }},
     "/": {"get": {
         "summary": "The web voice console: push-to-talk or hands-free speech, typed turns, and (in demo mode) "
                    "the selected demo citizen's data.",

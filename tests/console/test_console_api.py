@@ -49,7 +49,14 @@ def test_overview_of_the_korean_demo_citizen(client):
     assert body["wallet"]["id"] == "wallet-0001"
     consents = {(c["recipient"], c["data_item"]): c for c in body["consents"]}
     assert set(consents) == {("nhis", "income"), ("hf", "resident-registration"), ("nts", "health-insurance")}
-    assert consents[("hf", "resident-registration")]["active"] is False
+    # Other tests (the console's own consent test among them) may toggle these consents and put them back,
+    # so the seeded start of each history is checked, and the last event against the state.
+    hf = consents[("hf", "resident-registration")]
+    assert [(e["event"], e["channel"]) for e in hf["history"][:2]] == [("given", "seed"), ("withdrawn", "seed")]
+    for consent in consents.values():
+        assert consent["history"][0]["event"] == "given"
+        assert (consent["history"][-1]["event"] in ("given", "renewed")) == consent["active"], consent
+        assert consent["status"] == ("active" if consent["active"] else "withdrawn")
     assert consents[("nts", "health-insurance")]["recipient_names"]["ko"] == "국세청"
 
 
@@ -79,3 +86,24 @@ def test_the_overview_does_not_exist_outside_demo_mode(tmp_path):
     assert response.status_code == 404 and response.get_json()["error"]["code"] == "not_found"
     # The page still works as a voice console, just without demo identities or My data.
     assert page_config(client.get("/").get_data(as_text=True)) == {"demo": False, "speakers": [], "max_recording_s": 30}
+
+
+def test_typed_console_turn_follows_the_converse_contract_and_reports_its_locale(client):
+    response = client.post("/v1/console/converse", json={"user_id": "demo-user-en", "text": "help"})
+    body = response.get_json()
+    assert response.status_code == 200
+    assert body["intent"] == "help" and body["locale"] == "en-US" and body["speech"].startswith("You can say")
+    assert set(body) >= {"session_id", "speech", "ssml", "display", "intent", "end_session", "expects"}
+    # The Korean citizen's session switched to English by the turn's locale.
+    first = client.post("/v1/console/converse", json={"user_id": "demo-user-ko", "text": "도움말"}).get_json()
+    assert first["locale"] == "ko-KR"
+    switched = client.post("/v1/console/converse", json={"user_id": "demo-user-ko", "text": "help", "locale": "en-US",
+                                                          "session_id": first["session_id"]}).get_json()
+    assert switched["locale"] == "en-US" and switched["session_id"] == first["session_id"]
+
+
+def test_typed_console_turn_rejects_bad_input_like_converse(client):
+    assert client.post("/v1/console/converse", json={"user_id": "demo-user-ko"}).status_code == 400
+    assert client.post("/v1/console/converse", json={"user_id": "u", "text": "x", "locale": "fr-FR"}
+                       ).get_json()["error"]["code"] == "unsupported_locale"
+    assert client.post("/v1/console/converse", data="text", content_type="text/plain").status_code == 415

@@ -77,8 +77,8 @@ def test_every_control_is_labelled_and_reachable_by_keyboard(page):
     for control, name in names:
         assert name, f"{control} has no accessible name"
     order = []
-    page.find_element(By.TAG_NAME, "body").click()
-    for _ in range(12):
+    page.find_element(By.TAG_NAME, "h1").click()  # sequential focus starts from the top of the page
+    for _ in range(10):
         ActionChains(page).send_keys(Keys.TAB).perform()
         order.append(page.execute_script("return document.activeElement.id"))
     for control in ("speaker", "language", "new-session", "ptt", "hands-free", "text-input", "send"):
@@ -198,6 +198,18 @@ def test_service_unreachable_is_said_in_words(page):
             "offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
         page.execute_cdp_cmd("Network.disable", {})
     browser_errors(page)  # the refused requests are logged by the browser; that is expected here
+
+
+def test_a_recording_over_the_limit_is_refused_in_words_before_upload(page):
+    page.execute_script("window.__requests = performance.getEntriesByType('resource').length")
+    # 31 s of 16 kHz audio, as the recorder would hand it over.
+    page.execute_script("return window.minwonConsole.sendAudio(new Float32Array(16000 * 31))")
+    wait_for(lambda: error_code(page) == "err_too_long", message="the too-long message")
+    assert "30초" in page.find_element(By.ID, "error").text
+    assert page.find_elements(By.CSS_SELECTOR, "#log .turn") == []
+    uploads = page.execute_script(
+        "return performance.getEntriesByType('resource').filter((e) => e.name.includes('/v1/voice')).length")
+    assert uploads == 0
 
 
 # ---- the page's own audio code, run in the browser on known signals ----------------------------------

@@ -1,4 +1,5 @@
-// The console page: push-to-talk and hands-free speech to /v1/voice, typed turns to /v1/converse,
+// The console page: push-to-talk and hands-free speech to /v1/voice, typed turns to /v1/console/converse
+// (the /v1/converse contract, recorded as the console channel),
 // the conversation with what was heard and done, and the demo citizen's data, refreshed after each turn.
 
 import { MicCapture, MicError, VoiceActivityDetector, concat, encodeWav } from "./audio.js";
@@ -311,12 +312,12 @@ function base64ToBlob(b64, type) {
 async function sendText(text) {
   clearError();
   const turn = addTurn("text", text);
-  const body = { user_id: state.userId, text, locale: state.locale, request_id: newRequestId(), device_id: "web-console" };
+  const body = { user_id: state.userId, text, locale: state.locale, request_id: newRequestId() };
   if (state.sessionId) body.session_id = state.sessionId;
   const started = performance.now();
   let reply;
   try {
-    const response = await request("/v1/converse", {
+    const response = await request("/v1/console/converse", {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
     });
     reply = await response.json();
@@ -358,7 +359,7 @@ async function sendAudio(samples) {
   }
   clearError();
   const turn = addTurn("voice", "");
-  const query = new URLSearchParams({ user_id: state.userId, locale: state.locale, request_id: newRequestId(), device_id: "web-console" });
+  const query = new URLSearchParams({ user_id: state.userId, locale: state.locale, request_id: newRequestId() });
   if (state.sessionId) query.set("session_id", state.sessionId);
   const started = performance.now();
   let result;
