@@ -11,7 +11,9 @@ import base64
 import io
 import wave
 
+import numpy as np
 import pytest
+import soxr
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -260,6 +262,36 @@ def test_resampler_keeps_the_speech_band_and_removes_what_would_alias(page):
     assert abs(result["hz1k"] - 1000) < 5 and abs(result["hz3k"] - 3000) < 5
     # A 10 kHz tone cannot exist at 16 kHz; dropping samples would fold it to 6 kHz at full level.
     assert result["rms10k"] < sine_rms * 0.01                    # at least 40 dB down
+
+
+def test_microphone_capture_reaches_16_khz_intact(page, spoken_help_wav):
+    """The whole capture path (fake microphone → worklet → resampler → WAV) against soxr's resampling of the
+    file the microphone plays: the same waveform, not just the same length."""
+    result = run_module(page, """
+        const chunks = [];
+        const mic = new m.MicCapture({onSamples: (s) => chunks.push(s), workletUrl: '/console/static/capture-worklet.js'});
+        await mic.open();
+        const rate = mic.sampleRate;
+        await new Promise((resolve) => setTimeout(resolve, 2200));
+        const blob = m.encodeWav(m.concat([...chunks, mic.close()]));
+        const url = await new Promise((resolve) => { const r = new FileReader(); r.onload = () => resolve(r.result);
+                                                     r.readAsDataURL(blob); });
+        return {rate, b64: url.split(',')[1]};
+    """)
+    assert "error" not in result, result
+    with wave.open(io.BytesIO(base64.b64decode(result["b64"]))) as wav:
+        assert (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) == (16000, 1, 2)
+        captured = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").astype(np.float32) / 32768
+    with wave.open(str(spoken_help_wav)) as wav:
+        source = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").astype(np.float32) / 32768
+        reference = soxr.resample(source, wav.getframerate(), 16000, quality="HQ")
+    assert 1.8 < len(captured) / 16000 < 2.8
+    correlation = np.correlate(captured, reference, mode="full")
+    peak = correlation.max() / np.sqrt((captured ** 2).sum() * (reference ** 2).sum())
+    # The microphone runs at the browser's rate (44.1 or 48 kHz); the page brings it to 16 kHz as soxr does.
+    assert result["rate"] in (44100, 48000)
+    assert peak > 0.99, f"captured audio correlates {peak:.4f} with the reference"
+    assert np.abs(captured).max() < 0.99, "no clipping (the browser's automatic gain is off)"
 
 
 def test_wav_encoder_writes_16_khz_mono_pcm(page):

@@ -304,8 +304,11 @@ export class MicCapture {
       throw new MicError("insecure");
     }
     try {
+      // The browser's voice processing is off: automatic gain drives loud speech into clipping and noise
+      // suppression smears consonants, both of which cost the recogniser more than they help. Echo
+      // cancellation is not needed because the page never listens while a reply is playing.
       this.stream = await navigator.mediaDevices.getUserMedia({
-        audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+        audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false },
         video: false,
       });
     } catch (error) {
