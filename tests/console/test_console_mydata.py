@@ -50,16 +50,26 @@ def change_consent(driver, request: str) -> list[str]:
     return intents
 
 
+def row(driver) -> dict | None:
+    """The nhis/income consent row, read in one go (the panel is re-rendered whenever it is refreshed)."""
+    return driver.execute_script("""
+        const row = document.querySelector(arguments[0]);
+        if (!row) return null;
+        return {active: row.dataset.active, changed: row.dataset.changed, text: row.textContent,
+                events: [...row.querySelectorAll('.history li')].map((li) => li.textContent)};
+    """, NHIS_INCOME)
+
+
 def row_state(driver) -> str | None:
-    rows = driver.find_elements(By.CSS_SELECTOR, NHIS_INCOME)
-    return rows[0].get_attribute("data-active") if rows else None
+    current = row(driver)
+    return current["active"] if current else None
 
 
 def test_consent_toggle_by_typed_turns_flips_the_row_live(browser, live_server):
     open_console(browser, live_server)
     wait_for(lambda: row_state(browser) is not None, message="the consent rows")
     assert row_state(browser) == "true", "the demo consent nhis/income starts on"
-    history_before = len(browser.find_elements(By.CSS_SELECTOR, f"{NHIS_INCOME} .history li"))
+    history_before = len(row(browser)["events"])
     # A value kept on the page's window object would be lost by a reload.
     browser.execute_script("window.__noReload = true")
 
@@ -68,16 +78,16 @@ def test_consent_toggle_by_typed_turns_flips_the_row_live(browser, live_server):
     last = turns(browser)[-1]
     assert "껐" in last.find_element(By.CSS_SELECTOR, "[data-role=reply]").text
     wait_for(lambda: row_state(browser) == "false", message="the consent row to flip off")
-    row = browser.find_element(By.CSS_SELECTOR, NHIS_INCOME)
-    assert row.get_attribute("data-changed") == "true"
-    assert "공유 안 함" in row.text
+    flipped = row(browser)
+    assert flipped["changed"] == "true"
+    assert "공유 안 함" in flipped["text"]
     assert browser.execute_script("return window.__noReload === true"), "the page reloaded"
     # The change is announced to screen readers, and the history has the withdrawal.
     assert "국민건강보험공단에 소득 정보 공유가 꺼졌어요" in browser.find_element(By.ID, "mydata-changes").get_attribute(
         "textContent")
-    events = browser.find_elements(By.CSS_SELECTOR, f"{NHIS_INCOME} .history li")
+    events = flipped["events"]
     assert len(events) == history_before + 1
-    assert "철회" in events[-1].get_attribute("textContent") and events[-1].get_attribute("textContent").endswith("· console")
+    assert events[-1].startswith("철회") and events[-1].endswith("· console")
     # The typed PIN never appears on the page.
     assert PIN not in browser.find_element(By.ID, "log").text
     assert browser.find_elements(By.CSS_SELECTOR, "#log .turn[data-pin-hidden='true']")

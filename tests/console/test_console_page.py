@@ -146,7 +146,9 @@ def test_typed_turns_in_korean_and_english_with_screenshots(page):
     assert turn.get_attribute("data-intent") == "help"
     reply = turn.find_element(By.CSS_SELECTOR, "[data-role=reply]").text
     assert reply.startswith("You can say") and not has_hangul(reply)
-    consent_titles = [e.text for e in page.find_elements(By.CSS_SELECTOR, "#consents .card-title")]
+    # Read in one go: the panel is re-rendered when the overview is refreshed after a turn.
+    consent_titles = page.execute_script(
+        "return [...document.querySelectorAll('#consents .card-title')].map((e) => e.textContent)")
     assert "National Tax Service · health insurance data" in consent_titles
     save_screenshot(page, "console-en.png")
 
@@ -157,8 +159,8 @@ def test_speaker_selector_switches_citizen_language_and_session(page):
     wait_for(lambda: "citizen-0002" in page.find_element(By.ID, "mydata-who").text, message="Jane's data")
     assert page.execute_script("return document.documentElement.lang") == "en"
     assert page.execute_script("return window.minwonConsole.state.sessionId") is None
-    statuses = {e.get_attribute("data-certificate-id"): e.get_attribute("data-status")
-                for e in page.find_elements(By.CSS_SELECTOR, "#certificates .card")}
+    statuses = dict(page.execute_script(
+        "return [...document.querySelectorAll('#certificates .card')].map((e) => [e.dataset.certificateId, e.dataset.status])"))
     assert statuses == {"cert-0002-rrc": "issued", "cert-0002-vac": "revoked"}
     speaker.select_by_index(2)
     assert speaker.first_selected_option.text.startswith("Unlinked speaker — console-guest-")

@@ -33,6 +33,7 @@ const state = {
   handsFree: null,    // {mic, vad, paused}
   overview: null,
   playing: null,
+  noTts: false,       // the server answered /v1/tts with 404
 };
 
 // ---- interface language ------------------------------------------------------------------------------
@@ -236,6 +237,7 @@ function fillTranscript(turn, transcript, confidence) {
 
 function fillReply(turn, reply, timings) {
   turn.dataset.state = "answered";
+  requestAnimationFrame(() => { const log = $("log"); log.scrollTop = log.scrollHeight; });
   turn.dataset.intent = reply.intent || "";
   const text = turn.querySelector("[data-role=reply]");
   text.replaceChildren(reply.speech || "");
@@ -328,7 +330,7 @@ async function sendText(text) {
   }
   const timings = { round_trip: performance.now() - started };
   followReply(reply);
-  if ($("speak-typed").checked && reply.speech) {
+  if ($("speak-typed").checked && reply.speech && !state.noTts) {
     const ttsStarted = performance.now();
     try {
       const response = await request("/v1/tts", {
@@ -342,8 +344,13 @@ async function sendText(text) {
       await playReply(turn, audio, reply.speech);
       return;
     } catch (error) {
-      if (error.status === 404) turn.querySelector(".assistant").append(el("p", { class: "hint" }, label("no_tts")));
-      else showError(error.key, error.params);
+      if (error.status === 404) {
+        // Said once; typed replies are then captioned only.
+        state.noTts = true;
+        turn.querySelector(".assistant").append(el("p", { class: "hint" }, label("no_tts")));
+      } else {
+        showError(error.key, error.params);
+      }
     }
   }
   fillReply(turn, reply, timings);
@@ -740,7 +747,7 @@ function renderOverview(changedIds = new Set()) {
   $("consents").replaceChildren(...(overview.consents.length ? overview.consents.map((consent) => {
     const details = [consent.purpose === "public-service" ? tr("purpose_public_service") : consent.purpose];
     if (consent.active && consent.since) details.push(tr("consent_since", { d: formatDate(consent.since, locale) }));
-    if (consent.valid_until) details.push(tr("consent_until", { d: formatDate(consent.valid_until, locale) }));
+    if (consent.active && consent.valid_until) details.push(tr("consent_until", { d: formatDate(consent.valid_until, locale) }));
     const card = el("li", {
       class: "card consent", "data-record-id": consent.id, "data-recipient": consent.recipient,
       "data-data-item": consent.data_item, "data-active": String(consent.active), "data-changed": String(changedIds.has(consent.id)),
