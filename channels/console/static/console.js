@@ -285,19 +285,22 @@ function playReply(turn, blob, speech) {
   turn.querySelector(".assistant").append(audio);
   setCaption(speech, true);
   return new Promise((resolve) => {
-    const done = (outcome) => {
+    let finished = false;
+    const finish = (outcome) => {
+      if (finished) return;
+      finished = true;
       turn.dataset.playback = outcome;
       setCaption(speech, false);
-      state.playing = null;
+      if (state.playing && state.playing.audio === audio) state.playing = null;
       resolve(outcome);
     };
-    audio.addEventListener("ended", () => done("ended"), { once: true });
-    audio.addEventListener("error", () => done("error"), { once: true });
-    state.playing = audio;
-    audio.play().then(() => { turn.dataset.playback = "playing"; }).catch(() => {
+    audio.addEventListener("ended", () => finish("ended"), { once: true });
+    audio.addEventListener("error", () => finish("error"), { once: true });
+    state.playing = { audio, finish };
+    audio.play().then(() => { if (!finished) turn.dataset.playback = "playing"; }).catch(() => {
       // Autoplay refused (no user gesture yet): leave the controls so the citizen can press play.
       turn.querySelector(".assistant").append(el("p", { class: "hint" }, label("play_blocked")));
-      done("blocked");
+      finish("blocked");
     });
   });
 }
@@ -330,32 +333,31 @@ async function sendText(text) {
   }
   const timings = { round_trip: performance.now() - started };
   followReply(reply);
-  if ($("speak-typed").checked && reply.speech && !state.noTts) {
-    const ttsStarted = performance.now();
-    try {
-      const response = await request("/v1/tts", {
-        method: "POST", headers: { "Content-Type": "application/json", Accept: "audio/wav" },
-        body: JSON.stringify({ text: reply.speech, locale: reply.locale || state.locale }),
-      });
-      const audio = await response.blob();
-      timings.tts = performance.now() - ttsStarted;
-      fillReply(turn, reply, timings);
-      refreshOverview(true);
-      await playReply(turn, audio, reply.speech);
-      return;
-    } catch (error) {
-      if (error.status === 404) {
-        // Said once; typed replies are then captioned only.
-        state.noTts = true;
-        turn.querySelector(".assistant").append(el("p", { class: "hint" }, label("no_tts")));
-      } else {
-        showError(error.key, error.params);
-      }
-    }
-  }
   fillReply(turn, reply, timings);
   setCaption(reply.speech || "", false);
   refreshOverview(true);
+  if (!$("speak-typed").checked || !reply.speech || state.noTts) return;
+  const ttsStarted = performance.now();
+  let audio;
+  try {
+    const response = await request("/v1/tts", {
+      method: "POST", headers: { "Content-Type": "application/json", Accept: "audio/wav" },
+      body: JSON.stringify({ text: reply.speech, locale: reply.locale || state.locale }),
+    });
+    audio = await response.blob();
+  } catch (error) {
+    if (error.status === 404) {
+      // Said once; typed replies are then captioned only.
+      state.noTts = true;
+      turn.querySelector(".assistant").append(el("p", { class: "hint" }, label("no_tts")));
+    } else {
+      showError(error.key, error.params);
+    }
+    return;
+  }
+  timings.tts = performance.now() - ttsStarted;
+  turn.querySelector("[data-role=timings]").replaceChildren(timingsText(timings));
+  await playReply(turn, audio, reply.speech);
 }
 
 async function sendAudio(samples) {
@@ -380,7 +382,7 @@ async function sendAudio(samples) {
     showError(error.key, error.params);
     return;
   }
-  const reply = result.response || {};
+  const reply = { locale: result.locale, ...(result.response || {}) };
   fillTranscript(turn, result.transcript || "", result.confidence);
   followReply(reply);
   fillReply(turn, reply, { ...(result.timings_ms || {}), round_trip: performance.now() - started });
@@ -485,10 +487,11 @@ async function stopRecording(mode) {
   }
 }
 
+// Speaking (or typing) over a reply cuts it short, as on a speaker.
 function stopPlayback() {
   if (state.playing) {
-    state.playing.pause();
-    state.playing.dispatchEvent(new Event("ended"));
+    state.playing.audio.pause();
+    state.playing.finish("interrupted");
   }
 }
 
