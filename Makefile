@@ -34,5 +34,11 @@ test: install
 test-browser: install
 	$(PY) -m pytest tests/console
 
+bench: install
+	$(PY) app.py bench
+
+soak: install
+	$(PY) -m bench.soak
+
 lint: install
 	.venv/bin/ruff check .

@@ -7,20 +7,25 @@ import logging
 import secrets
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, g, request
 
 from channels import api_docs, console, native
+from channels.alexa import webhook as alexa_webhook
+from channels.alexa.interaction_model import DEFAULT_INVOCATION_NAME, MODEL_PATH, AlexaCatalog, write_model
 from channels.errors import register_error_handlers
+from channels.kakao import webhook as kakao_webhook
+from channels.nugu import webhook as nugu_webhook
 from channels.rate_limit import RateLimiter
 from observability import configure_logging, request_id_var
-from services import Services
+from services import DATA, Services
 from settings import Settings
 
 log = logging.getLogger("minwon")
 
-BLUEPRINTS = (native.bp, api_docs.bp, console.bp)
+BLUEPRINTS = (native.bp, api_docs.bp, alexa_webhook.bp, kakao_webhook.bp, nugu_webhook.bp, console.bp)
 
 
 def create_app(settings: Settings | None = None, *, start: bool = True) -> Flask:
@@ -32,7 +37,11 @@ def create_app(settings: Settings | None = None, *, start: bool = True) -> Flask
     app.json.ensure_ascii = False
     state = Services(settings)
     app.extensions["minwon"] = state
-    app.extensions["minwon_rate_limiter"] = RateLimiter(settings.rate_limit_per_minute)
+    app.extensions["minwon_rate_limiters"] = {
+        "user": RateLimiter(settings.rate_limit_per_minute),
+        "device": RateLimiter(settings.rate_limit_per_minute),
+        "ip": RateLimiter(settings.ip_rate_limit_per_minute),
+    }
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
     register_error_handlers(app)
@@ -89,6 +98,21 @@ def _link_code(args: argparse.Namespace) -> int:
     return 0
 
 
+def _alexa_model(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    invocation = args.invocation_name or settings.get("MINWON_ALEXA_INVOCATION_NAME", DEFAULT_INVOCATION_NAME)
+    path = write_model(AlexaCatalog.load(DATA, invocation), args.output)
+    print(path)
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from bench import load
+
+    load.run(concurrency=tuple(args.clients), per_level=args.requests, leak_requests=args.leak_requests)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="app.py", description="Minwon Voice service and tools.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -99,6 +123,15 @@ def build_parser() -> argparse.ArgumentParser:
     link = sub.add_parser("link-code", help="issue a one-time code that links a speaker to a citizen")
     link.add_argument("citizen_id")
     link.set_defaults(func=_link_code)
+    model = sub.add_parser("alexa-model", help="generate the Alexa en-US interaction model from data/intents")
+    model.add_argument("--output", type=Path, default=MODEL_PATH)
+    model.add_argument("--invocation-name", default="")
+    model.set_defaults(func=_alexa_model)
+    bench = sub.add_parser("bench", help="every benchmark side by side; JSON, a table and a chart in bench/out/")
+    bench.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32, 64])
+    bench.add_argument("--requests", type=int, default=400, help="requests per scenario and concurrency level")
+    bench.add_argument("--leak-requests", type=int, default=10_000, help="requests of the memory-growth run")
+    bench.set_defaults(func=_bench)
     return parser
 
 

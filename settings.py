@@ -32,6 +32,8 @@ class Settings:
     max_text_chars: int = 1000
     max_json_bytes: int = 64 * 1024
     rate_limit_per_minute: int = 120
+    # One platform (Alexa, Kakao) calls from few addresses for many users, so the per-IP budget is larger.
+    ip_rate_limit_per_minute: int = 6000
     log_level: str = "INFO"
     # Components that are slow to load can be switched off for tools that do not need them.
     load_models: bool = True
@@ -49,6 +51,7 @@ class Settings:
             admin_api_key=env.get("MINWON_ADMIN_API_KEY", ""),
             session_ttl_s=int(env.get("MINWON_SESSION_TTL_S", "900")),
             rate_limit_per_minute=int(env.get("MINWON_RATE_LIMIT_PER_MINUTE", "120")),
+            ip_rate_limit_per_minute=int(env.get("MINWON_IP_RATE_LIMIT_PER_MINUTE", "6000")),
             log_level=env.get("MINWON_LOG_LEVEL", "INFO"),
             extra={k: v for k, v in env.items() if k.startswith("MINWON_")},
         )

@@ -74,7 +74,7 @@ def console_converse() -> Any:
     state = services()
     body = json_object(state.settings.max_json_bytes)
     turn = turn_from_json(body, channel="console")
-    check_rate(f"user:{turn.user_id}", f"ip:{request.remote_addr}")
+    check_rate(user=turn.user_id)
     reply = state.dialog.converse(turn)
     return jsonify({**reply.to_api(), "locale": reply.locale})
 
@@ -99,7 +99,7 @@ def speaker_overview(user_id: str) -> Any:
     state = services()
     if not state.settings.demo:
         raise ApiError(404, "not_found", "The console's data view exists only in demo mode (MINWON_DEMO).")
-    check_rate(f"ip:{request.remote_addr}")
+    check_rate()
     citizen = state.accounts.citizen_for_user(user_id)
     if citizen is None:
         # An unlinked speaker has no data; that is a state the page shows, not an error.

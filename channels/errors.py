@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -39,7 +40,10 @@ def json_object(max_bytes: int) -> dict[str, Any]:
     raw = request.get_data(cache=True)
     if len(raw) > max_bytes:
         raise ApiError(413, "payload_too_large", f"The request body is larger than {max_bytes} bytes.")
-    body = request.get_json(silent=True)
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):  # RecursionError: hostile nesting depth
+        body = None
     if not isinstance(body, dict):
         raise ApiError(400, "malformed_json", "The request body must be a JSON object.")
     return body

@@ -17,10 +17,13 @@ def services() -> Any:
     return current_app.extensions["minwon"]
 
 
-def check_rate(*keys: str) -> None:
-    limiter = current_app.extensions["minwon_rate_limiter"]
-    for key in keys:
-        wait = limiter.retry_after(key)
+def check_rate(user: str | None = None, device: str | None = None) -> None:
+    """429 when the user, the device or the calling address has used up its budget."""
+    limiters = current_app.extensions["minwon_rate_limiters"]
+    for kind, key in (("user", user), ("device", device), ("ip", request.remote_addr or "-")):
+        if key is None:
+            continue
+        wait = limiters[kind].retry_after(key)
         if wait:
             raise ApiError(429, "rate_limited", "Too many requests. Please slow down.", {"Retry-After": str(wait)})
 
@@ -68,8 +71,7 @@ def converse() -> Any:
     state = services()
     body = json_object(state.settings.max_json_bytes)
     turn = turn_from_json(body)
-    check_rate(f"user:{turn.user_id}", f"ip:{request.remote_addr}", *([f"device:{turn.device_id}"]
-                                                                      if turn.device_id else []))
+    check_rate(user=turn.user_id, device=turn.device_id)
     reply = state.dialog.converse(turn)
     return jsonify(reply.to_api())
 

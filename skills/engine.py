@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PERSONAL_PREFIX = "personal:"
+# Reply.skill of the linking instructions a personal request gets from an unlinked speaker user.
+LINK_REQUIRED_SKILL = "account_link"
 
 
 @dataclass
@@ -119,12 +121,15 @@ class DialogContext:
     def require_personal(self) -> Reply | None:
         """Linking instructions, a lockout notice or a PIN prompt; None once personal data may be spoken."""
         if self.citizen is None:
-            return self.say(
+            reply = self.say(
                 "이 스피커는 아직 본인 계정에 연결되지 않았어요. 정부24 앱에서 연결 코드를 받은 뒤, 연결 코드 다음에 여섯 자리 숫자를 말씀해 주세요.",
                 "This speaker is not linked to your account yet. Get a link code in the government app, "
                 "then say link code followed by the six digits.",
                 title=self.text("계정 연결 필요", "Account linking needed"),
             )
+            # Channels tell the platform (NUGU's result code, Alexa's card) that linking is missing.
+            reply.skill = LINK_REQUIRED_SKILL
+            return reply
         if self.engine.accounts.lock_state(self.citizen.id):
             return self.say(
                 "비밀번호를 여러 번 틀려서 15분 동안 개인 정보를 들을 수 없어요. 잠시 후에 다시 시도해 주세요.",

@@ -131,3 +131,10 @@ def test_retry_with_same_request_id_returns_the_same_reply(conversation):
 def test_unknown_route_is_json_404(client):
     response = client.get("/no/such/thing")
     assert response.status_code == 404 and response.get_json()["error"]["code"] == "not_found"
+
+
+def test_rate_limit_per_ip_covers_many_users(tmp_path):
+    app = create_app(make_settings(tmp_path, ip_rate_limit_per_minute=4), start=False)
+    client = app.test_client()
+    statuses = [client.post("/v1/converse", json={"user_id": f"u{i}", "text": "help"}).status_code for i in range(6)]
+    assert statuses[:4] == [200] * 4 and 429 in statuses[4:]

@@ -1,0 +1,144 @@
+"""``POST /alexa``: the Alexa custom-skill endpoint.
+
+Every request is verified as Amazon requires (``verification.py``) before its body is read; a failure
+is HTTP 400 and nothing runs. ``MINWON_ALEXA_VERIFY=0`` turns verification off for development only,
+and every start of the app then logs a warning. Settings: ``MINWON_ALEXA_SKILL_ID`` (the skill id the
+requests must carry), ``MINWON_ALEXA_TRUST_STORE`` (a PEM bundle of roots; default: the CA bundle of
+``requests``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, request
+from flask.blueprints import BlueprintSetupState
+
+from channels.alexa.interaction_model import AlexaCatalog
+from channels.alexa.request import parse_alexa_request
+from channels.alexa.response import render_alexa, render_delegate, render_empty
+from channels.alexa.verification import AlexaRequestVerifier, AlexaVerificationError, load_trust_roots
+from channels.errors import ApiError
+from channels.native import check_rate
+from channels.speaker_dialog import converse_for_speaker
+from services import DATA
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("alexa", __name__)
+
+HANDLED_TYPES = ("LaunchRequest", "IntentRequest", "SessionEndedRequest")
+_OFF = {"0", "false", "no", "off"}
+
+
+@dataclass
+class AlexaChannel:
+    verify: bool
+    verifier: AlexaRequestVerifier
+    catalog: AlexaCatalog
+
+
+@bp.record_once
+def _configure(state: BlueprintSetupState) -> None:
+    settings = state.app.extensions["minwon"].settings
+    verify = settings.get("MINWON_ALEXA_VERIFY", "1").strip().lower() not in _OFF
+    skill_id = settings.get("MINWON_ALEXA_SKILL_ID", "").strip()
+    trust_store = settings.get("MINWON_ALEXA_TRUST_STORE", "").strip()
+    if not verify:
+        log.warning("Alexa request verification is OFF (MINWON_ALEXA_VERIFY=0): development only, never in production")
+    elif not skill_id:
+        log.warning("MINWON_ALEXA_SKILL_ID is unset: every Alexa request will be refused")
+    roots = load_trust_roots(trust_store) if trust_store else None
+    state.app.extensions["minwon_alexa"] = AlexaChannel(
+        verify=verify,
+        verifier=AlexaRequestVerifier(skill_id, trust_roots=roots),
+        catalog=AlexaCatalog.load(DATA),
+    )
+
+
+def _envelope(channel: AlexaChannel, max_bytes: int) -> dict[str, Any]:
+    if request.mimetype != "application/json":
+        raise ApiError(415, "unsupported_media_type", "Send the request body as application/json.")
+    raw = request.get_data(cache=True)
+    if len(raw) > max_bytes:
+        raise ApiError(413, "payload_too_large", f"The request body is larger than {max_bytes} bytes.")
+    if channel.verify:
+        try:
+            return channel.verifier.verify(request.headers, raw)
+        except AlexaVerificationError as exc:
+            log.warning("alexa request refused", extra={"code": exc.code})
+            raise ApiError(exc.status, exc.code, exc.message) from exc
+    try:
+        envelope = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ApiError(400, "malformed_json", "The request body must be a JSON object.") from exc
+    if not isinstance(envelope, dict):
+        raise ApiError(400, "malformed_json", "The request body must be a JSON object.")
+    return envelope
+
+
+@bp.post("/alexa")
+def alexa() -> Any:
+    services = current_app.extensions["minwon"]
+    channel: AlexaChannel = current_app.extensions["minwon_alexa"]
+    envelope = _envelope(channel, services.settings.max_json_bytes)
+    parsed = parse_alexa_request(envelope)
+    if parsed.request_type not in HANDLED_TYPES:
+        # System.ExceptionEncountered reports that Alexa could not use an earlier response; player
+        # events and other types need no speech. None of them runs a dialog turn.
+        log.warning("alexa request without a turn", extra={"type": parsed.request_type, "error": parsed.error_type})
+        return jsonify(render_empty())
+    if parsed.in_dialog:
+        return jsonify(render_delegate(parsed.raw_intent, parsed.session_attributes))
+    turn = parsed.to_turn(channel.catalog)
+    check_rate(user=turn.user_id, device=turn.device_id)
+    outcome = converse_for_speaker(services.dialog, turn)
+    if parsed.request_type == "SessionEndedRequest":
+        return jsonify(render_empty())
+    return jsonify(render_alexa(outcome.reply, parsed.session_attributes))
+
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+
+OPENAPI_PATHS = {
+    "/alexa": {
+        "post": {
+            "summary": "Alexa custom-skill endpoint (request and response as in the Alexa Skills Kit reference).",
+            "description": (
+                "Verified as Amazon requires: SignatureCertChainUrl and Signature-256 headers, certificate "
+                "chain and SAN echo-api.amazon.com, RSA/SHA-256 signature of the raw body, timestamp within "
+                "150 s, application id equal to MINWON_ALEXA_SKILL_ID. Any failure is 400 and nothing runs."
+            ),
+            "parameters": [
+                {"name": "SignatureCertChainUrl", "in": "header", "required": True, "schema": {"type": "string"}},
+                {"name": "Signature-256", "in": "header", "required": True, "schema": {"type": "string"}},
+            ],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+            "responses": {
+                "200": {
+                    "description": "Alexa response (schema: channels/schemas/alexa_response.json)",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AlexaResponse"}}},
+                },
+                **{
+                    str(code): {"description": "error", "content": {"application/json": {"schema": _ERROR}}}
+                    for code in (400, 413, 415, 429, 500)
+                },
+            },
+        }
+    }
+}
+
+OPENAPI_COMPONENTS = {
+    "AlexaResponse": {
+        "type": "object",
+        "required": ["version", "response"],
+        "properties": {
+            "version": {"type": "string"},
+            "sessionAttributes": {"type": "object"},
+            "response": {"type": "object"},
+        },
+    }
+}

@@ -1,0 +1,146 @@
+"""``POST /kakao``: the Kakao i Open Builder skill endpoint.
+
+Settings: ``MINWON_KAKAO_TOKEN`` (the shared secret the bot sends), ``MINWON_KAKAO_TOKEN_HEADER``
+(default ``X-Skill-Token``), ``MINWON_KAKAO_BUDGET_S`` (default 3.5: longer turns go through the
+callback), ``MINWON_KAKAO_CALLBACK_HOSTS`` (comma-separated allowed callback hosts, default
+``kakao.com`` and its subdomains), ``MINWON_KAKAO_WORKERS`` (default 4).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, request
+from flask.blueprints import BlueprintSetupState
+
+from channels.errors import json_object
+from channels.kakao.callback import CallbackPolicy, CallbackWorker
+from channels.kakao.request import parse_kakao_request
+from channels.kakao.response import render_callback_ack, render_kakao
+from channels.native import check_rate
+from channels.speaker_auth import require_token
+from channels.speaker_dialog import SpeakerTurn, converse_for_speaker
+from skills.engine import Turn
+from storage import StorageUnavailable
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("kakao", __name__)
+
+DEFAULT_TOKEN_HEADER = "X-Skill-Token"
+DEFAULT_BUDGET_S = 3.5
+
+
+@dataclass
+class KakaoChannel:
+    token: str
+    token_header: str
+    budget_s: float
+    callbacks: CallbackPolicy
+    worker: CallbackWorker
+    converse: Callable[[Turn], SpeakerTurn]
+
+
+@bp.record_once
+def _configure(state: BlueprintSetupState) -> None:
+    services = state.app.extensions["minwon"]
+    settings = services.settings
+    token = settings.get("MINWON_KAKAO_TOKEN", "")
+    if not token:
+        log.warning("no Kakao skill secret configured (set MINWON_KAKAO_TOKEN): POST /kakao refuses every request")
+    hosts = settings.get("MINWON_KAKAO_CALLBACK_HOSTS", "kakao.com").split(",")
+    state.app.extensions["minwon_kakao"] = KakaoChannel(
+        token=token,
+        token_header=settings.get("MINWON_KAKAO_TOKEN_HEADER", DEFAULT_TOKEN_HEADER),
+        budget_s=float(settings.get("MINWON_KAKAO_BUDGET_S", str(DEFAULT_BUDGET_S))),
+        callbacks=CallbackPolicy(hosts),
+        worker=CallbackWorker(workers=int(settings.get("MINWON_KAKAO_WORKERS", "4"))),
+        converse=lambda turn: _converse(services, turn),
+    )
+
+
+def _converse(services: Any, turn: Turn) -> SpeakerTurn:
+    outcome = converse_for_speaker(services.dialog, turn)
+    if outcome.reply.end_session and turn.session_id and not outcome.failure:
+        # Kakao has no sessions: the service's session for this chat ends when the dialog does, so the
+        # next message starts afresh (a PIN given before "그만" does not carry over).
+        try:
+            services.sessions.end(turn.session_id)
+        except StorageUnavailable:
+            log.warning("kakao session could not be ended now; it expires with its TTL")
+    return outcome
+
+
+def _render(outcome: SpeakerTurn) -> dict[str, Any]:
+    return render_kakao(outcome.reply)
+
+
+@bp.post("/kakao")
+def kakao() -> Any:
+    services = current_app.extensions["minwon"]
+    channel: KakaoChannel = current_app.extensions["minwon_kakao"]
+    require_token(request.headers.get(channel.token_header), channel.token, "Kakao")
+    body = json_object(services.settings.max_json_bytes)
+    parsed = parse_kakao_request(body, services.settings.max_text_chars)
+    turn = parsed.to_turn()
+    check_rate(user=turn.user_id, device=turn.device_id)
+    callback_url = parsed.callback_url
+    if callback_url and not channel.callbacks.allows(callback_url):
+        log.warning("kakao callbackUrl on a host that is not allowed: answering without callback")
+        callback_url = None
+    future = channel.worker.submit(channel.converse, turn)
+    try:
+        outcome = future.result(timeout=channel.budget_s)
+    except FutureTimeout:
+        if callback_url is None:
+            # No callback to fall back on: the answer is late, but it is the only way to give it.
+            outcome = future.result()
+        else:
+            channel.worker.post_when_done(future, callback_url, _render)
+            return jsonify(render_callback_ack(turn.locale))
+    return jsonify(_render(outcome))
+
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+
+OPENAPI_PATHS = {
+    "/kakao": {
+        "post": {
+            "summary": "Kakao i Open Builder skill endpoint (SkillPayload in, SkillResponse version 2.0 out).",
+            "description": (
+                "Authenticated by the shared token header (X-Skill-Token by default). A turn that takes longer "
+                "than the budget (3.5 s) is answered with useCallback and its reply POSTed to "
+                "userRequest.callbackUrl once."
+            ),
+            "parameters": [{"name": "X-Skill-Token", "in": "header", "required": True, "schema": {"type": "string"}}],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+            "responses": {
+                "200": {
+                    "description": "SkillResponse (schema: channels/schemas/kakao_response.json)",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/KakaoResponse"}}},
+                },
+                **{
+                    str(code): {"description": "error", "content": {"application/json": {"schema": _ERROR}}}
+                    for code in (400, 401, 413, 415, 429, 500, 503)
+                },
+            },
+        }
+    }
+}
+
+OPENAPI_COMPONENTS = {
+    "KakaoResponse": {
+        "type": "object",
+        "required": ["version"],
+        "properties": {
+            "version": {"const": "2.0"},
+            "template": {"type": "object"},
+            "useCallback": {"type": "boolean"},
+            "data": {"type": "object"},
+        },
+    }
+}

@@ -1,0 +1,135 @@
+"""``POST /nugu/<action>`` and ``GET /nugu/health``: the NUGU backend proxy.
+
+The play's backend proxy URL is ``https://<host>/nugu``: NUGU calls ``<url>/<actionName>`` for each action
+and ``<url>/health`` to check the server. Every action request must carry ``Authorization: token
+<MINWON_NUGU_TOKEN>``; a missing or wrong token is 401 and nothing runs. Handled outcomes, failures
+included, are HTTP 200 with a result code (``channels/nugu/README.md``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, request
+from flask.blueprints import BlueprintSetupState
+
+from channels.errors import json_object
+from channels.native import check_rate
+from channels.nugu.request import parse_nugu_request
+from channels.nugu.response import ACCOUNT_NOT_LINKED, BACKEND_ERROR, OK, SERVICE_BUSY, render_nugu
+from channels.speaker_auth import authorization_token, require_token
+from channels.speaker_dialog import SpeakerTurn, converse_for_speaker
+from skills.engine import Turn
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("nugu", __name__)
+
+_FAILURE_CODES = {"busy": SERVICE_BUSY, "error": BACKEND_ERROR}
+
+
+@dataclass
+class NuguChannel:
+    token: str
+    converse: Callable[[Turn], SpeakerTurn]
+
+
+@bp.record_once
+def _configure(state: BlueprintSetupState) -> None:
+    services = state.app.extensions["minwon"]
+    token = services.settings.get("MINWON_NUGU_TOKEN", "")
+    if not token:
+        log.warning("no NUGU API key configured (set MINWON_NUGU_TOKEN): POST /nugu/<action> refuses every request")
+    state.app.extensions["minwon_nugu"] = NuguChannel(
+        token=token, converse=lambda turn: converse_for_speaker(services.dialog, turn)
+    )
+
+
+def _resolve_slot(slot_type: str, words: str) -> str | None:
+    """The value id that the play's entity words name, when the parameter is one of the service's slot types."""
+    vocabulary = current_app.extensions["minwon"].dialog.matcher.vocabulary
+    if slot_type not in vocabulary.types:
+        return None
+    _, found = vocabulary.find(words, only=slot_type)
+    ids = found.get(slot_type, [])
+    return ids[0] if len(ids) == 1 else None
+
+
+@bp.post("/nugu/<action>")
+def nugu_action(action: str) -> Any:
+    services = current_app.extensions["minwon"]
+    channel: NuguChannel = current_app.extensions["minwon_nugu"]
+    require_token(authorization_token(request.headers.get("Authorization")), channel.token, "NUGU")
+    body = json_object(services.settings.max_json_bytes)
+    parsed = parse_nugu_request(body, action)
+    turn = parsed.to_turn(intents=services.dialog.matcher.intents, resolve_slot=_resolve_slot)
+    check_rate(user=turn.user_id, device=turn.device_id)
+    outcome = channel.converse(turn)
+    if outcome.failure:
+        code = _FAILURE_CODES[outcome.failure]
+    elif outcome.needs_linking:
+        code = ACCOUNT_NOT_LINKED
+    else:
+        code = OK
+    return jsonify(render_nugu(outcome.reply, code))
+
+
+@bp.get("/nugu/health")
+def nugu_health() -> Any:
+    """NUGU's server check: 200 once the service can answer, 503 while it is still loading."""
+    services = current_app.extensions["minwon"]
+    if not services.ready:
+        return jsonify({"status": "starting"}), 503
+    return jsonify({"status": "ok"})
+
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+
+OPENAPI_PATHS = {
+    "/nugu/{action}": {
+        "post": {
+            "summary": "NUGU backend proxy action (request and response version 2.0).",
+            "description": (
+                "Authorization: token <MINWON_NUGU_TOKEN>. Handled outcomes are HTTP 200 with resultCode OK, "
+                "accountNotLinked, serviceBusy or backendError; output keys are listed in channels/nugu/README.md."
+            ),
+            "parameters": [
+                {"name": "action", "in": "path", "required": True, "schema": {"type": "string"}},
+                {"name": "Authorization", "in": "header", "required": True, "schema": {"type": "string"}},
+            ],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+            "responses": {
+                "200": {
+                    "description": "backend proxy response (schema: channels/schemas/nugu_response.json)",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/NuguResponse"}}},
+                },
+                **{
+                    str(code): {"description": "error", "content": {"application/json": {"schema": _ERROR}}}
+                    for code in (400, 401, 413, 415, 429, 500, 503)
+                },
+            },
+        }
+    },
+    "/nugu/health": {
+        "get": {
+            "summary": "NUGU health check: 200 when the backend proxy can answer, 503 while starting.",
+            "responses": {"200": {"description": "ready"}, "503": {"description": "starting"}},
+        }
+    },
+}
+
+OPENAPI_COMPONENTS = {
+    "NuguResponse": {
+        "type": "object",
+        "required": ["version", "resultCode", "output"],
+        "properties": {
+            "version": {"const": "2.0"},
+            "resultCode": {"type": "string"},
+            "output": {"type": "object", "additionalProperties": {"type": "string"}},
+            "directives": {"type": "array", "items": {"type": "object"}},
+        },
+    }
+}

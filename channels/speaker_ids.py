@@ -1,0 +1,34 @@
+"""How a speaker platform's user and session ids become the service's ids.
+
+Each platform's ids are namespaced (``alexa:…``, ``kakao:…``, ``nugu:…``) so that one platform can never
+address another's user, and bounded to the storage columns (user ids 200, session ids 64 characters):
+an id that is too long, or that is itself a credential (NUGU's access token), is replaced by a keyed
+digest of it. The mapping is deterministic, so account linking (speaker user → citizen) holds across
+sessions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+MAX_USER_ID = 200
+MAX_SESSION_ID = 64
+
+
+def _digest(platform: str, raw: str, length: int) -> str:
+    return hashlib.sha256(f"{platform}\x00{raw}".encode()).hexdigest()[:length]
+
+
+def speaker_user_id(platform: str, raw: str, *, secret: bool = False) -> str:
+    """``alexa`` + ``amzn1.ask.account.X`` → ``alexa:amzn1.ask.account.X`` (a digest when long or secret)."""
+    plain = f"{platform}:{raw}"
+    if secret or len(plain) > MAX_USER_ID:
+        return f"{platform}:h:{_digest(platform, raw, 64)}"
+    return plain
+
+
+def speaker_session_id(platform: str, raw: str) -> str:
+    plain = f"{platform}-{raw}"
+    if len(plain) > MAX_SESSION_ID or not plain.isascii() or not plain.isprintable():
+        return f"{platform}-h-{_digest(platform, raw, 48)}"
+    return plain

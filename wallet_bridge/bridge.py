@@ -1,0 +1,64 @@
+"""The wallet bridge assembled: one object per process that the HTTP endpoints, the CLI and the voice
+skill share (keys, status lists, offers, issuance, revocation, push delivery, verification)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+
+from storage import Database
+from wallet_bridge.clock import Clock, utc_now
+from wallet_bridge.config import WalletConfig
+from wallet_bridge.issuance import CredentialIssuance, DocumentSource
+from wallet_bridge.issuer_keys import IssuerKeyring
+from wallet_bridge.nonces import NonceStore
+from wallet_bridge.offers import CredentialOffers
+from wallet_bridge.outbox import OfferOutbox
+from wallet_bridge.revocation import CredentialStatusControl
+from wallet_bridge.status_list import StatusLists
+from wallet_bridge.verification import KeySet, StatusListUnavailable, VerificationResult, verify_credential
+
+
+class WalletBridge:
+    def __init__(
+        self,
+        db: Database,
+        config: WalletConfig,
+        documents: DocumentSource,
+        clock: Clock = utc_now,
+        http: requests.Session | None = None,
+    ) -> None:
+        self.db = db
+        self.config = config
+        self.clock = clock
+        self.keyring = IssuerKeyring(config.data_dir, config.secret_key, lambda: clock().timestamp())
+        self.status_lists = StatusLists(config, self.keyring, clock)
+        self.nonces = NonceStore(db, config.nonce_ttl_s, clock)
+        self.offers = CredentialOffers(db, config, clock)
+        self.issuance = CredentialIssuance(
+            db, config, self.keyring, self.status_lists, self.nonces, self.offers, documents, clock
+        )
+        self.status_control = CredentialStatusControl(db, self.status_lists, clock)
+        self.outbox = OfferOutbox(db, config, self.offers, clock, http)
+
+    def key_set(self) -> KeySet:
+        """This issuer's published keys, only for credentials that name this issuer."""
+        return KeySet(self.keyring.jwks()["keys"], issuer=self.config.issuer)
+
+    def status_list_jwt(self, list_id: str) -> str | None:
+        with self.db.read() as conn:
+            return self.status_lists.signed_list_credential(conn, list_id)
+
+    def fetch_own_status_list(self, url: str) -> str:
+        prefix = self.config.url("/status/")
+        if not url.startswith(prefix):
+            raise StatusListUnavailable("the status list is not published by this issuer")
+        token = self.status_list_jwt(url[len(prefix) :])
+        if token is None:
+            raise StatusListUnavailable("no such status list")
+        return token
+
+    def verify(self, token: str, holder_jwk: dict[str, Any] | None = None) -> VerificationResult:
+        """Verify a credential of this issuer with its published keys and its own status lists."""
+        return verify_credential(token, self.key_set(), self.clock(), self.fetch_own_status_list, holder_jwk)
