@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from flask import Blueprint, Response, jsonify, render_template, request
+from flask import Blueprint, Response, jsonify, render_template
 
 from channels.errors import ApiError, json_object
 from channels.native import check_rate, services, turn_from_json
