@@ -224,7 +224,7 @@ function timingsText(timings) {
   return out;
 }
 
-function fillTranscript(turn, transcript, confidence) {
+function fillTranscript(turn, transcript, confidence, mode) {
   const said = turn.querySelector(".said");
   const hidden = turn.dataset.pinHidden === "true";
   said.replaceChildren(hidden ? label("pin_hidden") : transcript ? el("q", { "data-role": "transcript", text: transcript })
@@ -232,6 +232,9 @@ function fillTranscript(turn, transcript, confidence) {
   const facts = turn.querySelector(".you-facts");
   if (typeof confidence === "number") {
     addFact(facts, "confidence", `${Math.round(confidence * 100)}%`, { "data-role": "confidence" });
+  }
+  if (mode === "open" || mode === "limited") {
+    addFact(facts, "asr_mode", label("asr_mode_" + mode), { "data-role": "asr-mode" });
   }
 }
 
@@ -383,7 +386,7 @@ async function sendAudio(samples) {
     return;
   }
   const reply = { locale: result.locale, ...(result.response || {}) };
-  fillTranscript(turn, result.transcript || "", result.confidence);
+  fillTranscript(turn, result.transcript || "", result.confidence, result.asr_mode);
   followReply(reply);
   fillReply(turn, reply, { ...(result.timings_ms || {}), round_trip: performance.now() - started });
   refreshOverview(true);
