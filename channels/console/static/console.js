@@ -224,11 +224,14 @@ function timingsText(timings) {
   return out;
 }
 
-function fillTranscript(turn, transcript, confidence, mode) {
+// `heard` is what the recogniser made of the audio before its confidence floor and phrase matching;
+// when nothing was understood, it is still worth seeing.
+function fillTranscript(turn, transcript, confidence, mode, heard) {
   const said = turn.querySelector(".said");
-  const hidden = turn.dataset.pinHidden === "true";
-  said.replaceChildren(hidden ? label("pin_hidden") : transcript ? el("q", { "data-role": "transcript", text: transcript })
-    : label("transcript_empty"));
+  if (turn.dataset.pinHidden === "true") said.replaceChildren(label("pin_hidden"));
+  else if (transcript) said.replaceChildren(el("q", { "data-role": "transcript", text: transcript }));
+  else if (heard) said.replaceChildren(el("q", { "data-role": "heard", text: heard }), " ", label("not_understood"));
+  else said.replaceChildren(label("transcript_empty"));
   const facts = turn.querySelector(".you-facts");
   if (typeof confidence === "number") {
     addFact(facts, "confidence", `${Math.round(confidence * 100)}%`, { "data-role": "confidence" });
@@ -386,7 +389,7 @@ async function sendAudio(samples) {
     return;
   }
   const reply = { locale: result.locale, ...(result.response || {}) };
-  fillTranscript(turn, result.transcript || "", result.confidence, result.asr_mode);
+  fillTranscript(turn, result.transcript || "", result.confidence, result.asr_mode, result.heard || "");
   followReply(reply);
   fillReply(turn, reply, { ...(result.timings_ms || {}), round_trip: performance.now() - started });
   refreshOverview(true);
