@@ -8,7 +8,7 @@ const STRINGS = {
     language: "언어",
     new_session: "새 대화",
     talk: "대화",
-    ptt_idle: "눌러서 말하기",
+    ptt_idle: "누른 채 말하기",
     ptt_opening: "마이크 준비 중…",
     ptt_recording: "듣고 있어요 — 떼면 보내요",
     ptt_toggle_recording: "듣고 있어요 — Enter를 다시 누르면 보내요",
