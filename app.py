@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import Flask, g, request
 
-from channels import api_docs, console, native
+from channels import api_docs, console, mydata, native
 from channels.alexa import webhook as alexa_webhook
 from channels.alexa.interaction_model import DEFAULT_INVOCATION_NAME, MODEL_PATH, AlexaCatalog, write_model
 from channels.errors import register_error_handlers
@@ -22,10 +22,13 @@ from channels.rate_limit import RateLimiter
 from observability import configure_logging, request_id_var
 from services import DATA, Services
 from settings import Settings
+from wallet_bridge import cli as wallet_cli
+from wallet_bridge import endpoints as wallet_endpoints
 
 log = logging.getLogger("minwon")
 
-BLUEPRINTS = (native.bp, api_docs.bp, alexa_webhook.bp, kakao_webhook.bp, nugu_webhook.bp, console.bp)
+BLUEPRINTS = (native.bp, api_docs.bp, alexa_webhook.bp, kakao_webhook.bp, nugu_webhook.bp, wallet_endpoints.bp,
+              mydata.bp, console.bp)
 
 
 def create_app(settings: Settings | None = None, *, start: bool = True) -> Flask:
@@ -98,6 +101,26 @@ def _link_code(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verify_consent_chain(_args: argparse.Namespace) -> int:
+    from skills.consent_ledger import consent_ledger
+
+    report = consent_ledger(Services(Settings.from_env(load_models=False))).verify_chain()
+    print(report.describe())
+    return 0 if report.ok else 1
+
+
+def _citizen_token(args: argparse.Namespace) -> int:
+    from skills.citizen_tokens import CitizenTokens
+
+    state = Services(Settings.from_env(load_models=False))
+    if state.accounts.citizen(args.citizen_id) is None:
+        print(f"no citizen {args.citizen_id}", file=sys.stderr)
+        return 1
+    # Printed once for the citizen's app; only its hash is stored, and it is never logged.
+    print(CitizenTokens(state.db).issue(args.citizen_id))
+    return 0
+
+
 def _alexa_model(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     invocation = args.invocation_name or settings.get("MINWON_ALEXA_INVOCATION_NAME", DEFAULT_INVOCATION_NAME)
@@ -123,6 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
     link = sub.add_parser("link-code", help="issue a one-time code that links a speaker to a citizen")
     link.add_argument("citizen_id")
     link.set_defaults(func=_link_code)
+    chain = sub.add_parser("verify-consent-chain",
+                           help="check the consent ledger's hash chain and receipts; reports the first broken link")
+    chain.set_defaults(func=_verify_consent_chain)
+    token = sub.add_parser("citizen-token", help="issue an app token that lets a citizen read their consents")
+    token.add_argument("citizen_id")
+    token.set_defaults(func=_citizen_token)
     model = sub.add_parser("alexa-model", help="generate the Alexa en-US interaction model from data/intents")
     model.add_argument("--output", type=Path, default=MODEL_PATH)
     model.add_argument("--invocation-name", default="")
@@ -132,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--requests", type=int, default=400, help="requests per scenario and concurrency level")
     bench.add_argument("--leak-requests", type=int, default=10_000, help="requests of the memory-growth run")
     bench.set_defaults(func=_bench)
+    wallet_cli.add_commands(sub)
     return parser
 
 

@@ -18,6 +18,7 @@ from settings import Settings
 from skills.accounts import Accounts
 from skills.sessions import SessionStore
 from storage import Database
+from wallet_bridge.bridge import WalletBridge
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +33,17 @@ class Services:
         self.db.upgrade()
         self.accounts = Accounts(self.db, self.settings.secret_key)
         self.sessions = SessionStore(self.db, self.settings.session_ttl_s)
+        self.wallet = WalletBridge.for_service(self.settings, self.db, self.accounts)
         self.metrics = Metrics()
         self.components: dict[str, Any] = {}
         self._loaders: list[tuple[str, Callable[[Services], Any]]] = []
         self._ready = threading.Event()
         self.load_error: str | None = None
         if self.settings.demo:
+            from skills.consent_ledger import consent_ledger
             from skills.demo import seed_demo
 
-            if seed_demo(self.db, self.accounts, DATA / "demo.yaml", self.settings.secret_key):
+            if seed_demo(self.db, self.accounts, DATA / "demo.yaml", consent_ledger(self)):
                 log.info("demo data seeded")
         from skills.registry import build_dialog_engine
 
@@ -51,6 +54,7 @@ class Services:
         self._loaders.append((name, loader))
 
     def start(self, background: bool = True) -> None:
+        self.wallet.outbox_worker.start()
         if not self.settings.load_models:
             self._ready.set()
             return

@@ -83,8 +83,10 @@ class Database:
 
             @event.listens_for(engine, "begin")
             def _sqlite_begin(conn):  # noqa: ANN001
-                # IMMEDIATE takes the write lock at BEGIN, so two writers never deadlock on upgrade.
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                # A writer takes the write lock at BEGIN (IMMEDIATE), so two writers never deadlock upgrading a
+                # read lock; a reader begins DEFERRED and, in WAL mode, never waits for a writer.
+                write = conn.get_execution_options().get("minwon_write", False)
+                conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
             return engine
         return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
@@ -96,8 +98,10 @@ class Database:
         if lock is not None and not lock.acquire(timeout=10):
             raise StorageUnavailable("storage is busy")
         try:
-            with self.engine.begin() as conn:
-                yield conn
+            with self.engine.connect() as conn:
+                conn.execution_options(minwon_write=True)
+                with conn.begin():
+                    yield conn
         except OperationalError as exc:
             raise StorageUnavailable("storage is busy or unavailable") from exc
         finally:

@@ -13,17 +13,19 @@ bp = Blueprint("api_docs", __name__)
 def build_openapi(app: Flask) -> dict[str, Any]:
     paths: dict[str, Any] = {}
     schemas: dict[str, Any] = {}
+    security_schemes: dict[str, Any] = {}
     for blueprint in app.blueprints.values():
         module = sys.modules[blueprint.import_name]
         for path, spec in getattr(module, "OPENAPI_PATHS", {}).items():
             paths.setdefault(path, {}).update(spec)
         schemas.update(getattr(module, "OPENAPI_COMPONENTS", {}))
+        security_schemes.update(getattr(module, "OPENAPI_SECURITY_SCHEMES", {}))
     return {
         "openapi": "3.1.0",
         "info": {"title": "Minwon Voice", "version": "1.0.0",
                  "description": "Voice and AI-speaker assistant for citizens' dealings with the government."},
         "paths": dict(sorted(paths.items())),
-        "components": {"schemas": schemas},
+        "components": {"schemas": schemas, "securitySchemes": security_schemes},
     }
 
 

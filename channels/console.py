@@ -116,6 +116,12 @@ def speaker_overview(user_id: str) -> Any:
         for cert in CertificateRecords(state.db).for_citizen(citizen.id)
     ]
     wallet = WalletRegistry(state.db).for_citizen(citizen.id)
+    copies = [
+        {"id": copy.id, "doc_type": copy.doc_type, "names": _names("document", copy.doc_type),
+         "certificate_id": copy.certificate_id, "status": copy.status, "issued_at": _instant(copy.issued_at),
+         "valid_until": _instant(copy.valid_until)}
+        for copy in state.wallet.status_control.for_citizen(citizen.id)
+    ]
     ledger = consent_ledger(state)
     now = utcnow()
     consents = [
@@ -134,7 +140,7 @@ def speaker_overview(user_id: str) -> Any:
         "citizen": {"id": citizen.id, "name": citizen.name, "locale": citizen.locale},
         "as_of": today.isoformat(),
         "certificates": certificates,
-        "wallet": {"id": wallet.id} if wallet else None,
+        "wallet": {"id": wallet.id, "copies": copies} if wallet else None,
         "consents": consents,
     })
 
@@ -160,7 +166,14 @@ OPENAPI_COMPONENTS = {
                 "status": {"enum": ["issued", "expired", "in_progress", "revoked", "suspended"],
                            "description": "The state as of `as_of` (an issued certificate past its date is expired)."},
                 "applied_on": _DAY, "issued_on": _DAY, "valid_until": _DAY}}},
-            "wallet": {"oneOf": [{"type": "null"}, {"type": "object", "properties": {"id": {"type": "string"}}}]},
+            "wallet": {"oneOf": [{"type": "null"}, {"type": "object", "properties": {
+                "id": {"type": "string"},
+                "copies": {"type": "array", "description": "credentials issued to the citizen's wallet, oldest first",
+                           "items": {"type": "object", "properties": {
+                               "id": {"type": "string"}, "doc_type": {"type": "string"}, "names": _NAMES,
+                               "certificate_id": {"type": ["string", "null"]},
+                               "status": {"enum": ["valid", "revoked", "suspended"]},
+                               "issued_at": _INSTANT, "valid_until": _INSTANT}}}}}]},
             "consents": {"type": "array", "items": {"type": "object", "properties": {
                 "id": {"type": "string"}, "recipient": {"type": "string"}, "recipient_names": _NAMES,
                 "data_item": {"type": "string"}, "data_item_names": _NAMES, "purpose": {"type": "string"},

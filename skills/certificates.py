@@ -9,15 +9,13 @@ A general question is answered briefly — counts first, then the ones that need
 rest is offered as details. With the citizen's privacy setting "brief" only a count is spoken, never
 a document name. Nothing personal is said before the PIN step-up (`ctx.require_personal`).
 
-Wallet copies: the wallet issue owns credentials. It reports which documents have a copy in the
-citizen's wallet by registering a component named "wallet_copies" — a callable
-`(citizen_id) -> set[doc_type]` — with `services.add_loader("wallet_copies", ...)`. Until that exists
-this skill says nothing about the wallet rather than guessing.
+Wallet copies come from the wallet bridge's record of issued credentials: a valid copy is mentioned
+with a valid document, and a revoked or suspended copy is always said, since the citizen may be
+showing it to someone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -36,7 +34,6 @@ from skills.spoken import (
 
 EXPIRING_WITHIN_DAYS = 14
 ATTENTION = ("expiring", "expired", "revoked", "suspended")
-WALLET_COPIES_COMPONENT = "wallet_copies"
 
 
 @dataclass(frozen=True)
@@ -66,10 +63,16 @@ def classify(certificate: Certificate, today: date) -> CertificateState:
     return CertificateState(certificate, status)
 
 
-def wallet_copies(services: Any, citizen_id: str) -> set[str] | None:
-    """Document types with a copy in the citizen's wallet, or None while no wallet component reports them."""
-    lookup: Callable[[str], set[str]] | None = services.components.get(WALLET_COPIES_COMPONENT)
-    return None if lookup is None else set(lookup(citizen_id))
+def wallet_copies(services: Any, citizen_id: str) -> dict[str, str]:
+    """doc_type → the state of its newest copy in the citizen's wallet: valid | revoked | suspended."""
+    return {state.doc_type: state.status for state in services.wallet.status_control.for_citizen(citizen_id)}
+
+
+def document_name(ctx: DialogContext, doc_type: str) -> str:
+    """The spoken name of a document type; a type the vocabulary does not know yet is said by its id."""
+    if doc_type in ctx.engine.matcher.vocabulary.types.get("document", {}):
+        return ctx.slot_name("document", doc_type)
+    return doc_type.replace("-", " ")
 
 
 def document_from_text(ctx: DialogContext) -> str | None:
@@ -134,9 +137,9 @@ class CertificateStatusSkill:
             f"{'needs' if attention == 1 else 'need'} attention. Please check the app.",
         )
 
-    def _one(self, ctx: DialogContext, document: str, states: list[CertificateState], copies: set[str] | None,
+    def _one(self, ctx: DialogContext, document: str, states: list[CertificateState], copies: dict[str, str],
              today: date) -> Reply:
-        name = ctx.slot_name("document", document)
+        name = document_name(ctx, document)
         title = name
         if not states:
             return ctx.say(f"{with_particle(name, '은')} 발급받았거나 신청한 기록이 없어요.",
@@ -158,12 +161,12 @@ class CertificateStatusSkill:
             ko.append("곧 만료되는 증명서는 없어요.")
             en.append("Nothing expires soon.")
         for s in expiring + expired:
-            k, e = sentence(ctx, s, today, None)
+            k, e = sentence(ctx, s, today, {})
             ko.append(k)
             en.append(e)
         return ctx.say(" ".join(ko), " ".join(en), title=ctx.text("만료 예정 증명서", "Expiring certificates"))
 
-    def _summary(self, ctx: DialogContext, states: list[CertificateState], copies: set[str] | None,
+    def _summary(self, ctx: DialogContext, states: list[CertificateState], copies: dict[str, str],
                  today: date) -> Reply:
         if not states:
             return ctx.say("발급받았거나 신청한 증명서가 없어요.", "You have no certificates issued or applied for.")
@@ -187,8 +190,8 @@ class CertificateStatusSkill:
             ko.append(k)
             en.append(e)
         if in_progress:
-            names_ko = korean_list([ctx.slot_name("document", s.certificate.doc_type) for s in in_progress])
-            names_en = english_list([ctx.slot_name("document", s.certificate.doc_type) for s in in_progress])
+            names_ko = korean_list([document_name(ctx, s.certificate.doc_type) for s in in_progress])
+            names_en = english_list([document_name(ctx, s.certificate.doc_type) for s in in_progress])
             ko.append(f"{with_particle(names_ko, '은')} 처리 중이에요.")
             en.append(f"Your {names_en} {'is' if len(in_progress) == 1 else 'are'} in progress.")
         rest = [s for s in states if not s.needs_attention]
@@ -200,11 +203,11 @@ class CertificateStatusSkill:
                                     title=ctx.text("내 증명서", "My certificates"))
 
 
-def sentence(ctx: DialogContext, state: CertificateState, today: date, copies: set[str] | None,
+def sentence(ctx: DialogContext, state: CertificateState, today: date, copies: dict[str, str],
              wallet_absent: bool = False) -> tuple[str, str]:
     """One certificate's state in a Korean and an English sentence."""
     cert = state.certificate
-    name = ctx.slot_name("document", cert.doc_type)
+    name = document_name(ctx, cert.doc_type)
     topic = with_particle(name, "은")
     when = (lambda d: spoken_date(d, "ko-KR", today)), (lambda d: spoken_date(d, "en-US", today))
     kind = state.kind
@@ -244,8 +247,15 @@ def sentence(ctx: DialogContext, state: CertificateState, today: date, copies: s
         else:
             ko = f"{topic} 처리 중이에요. 발급되면 알림을 보내 드려요."
             en = f"Your {name} is in progress. You'll get a notification when it's issued."
-    if copies is not None and kind in ("valid", "valid_open", "expiring"):
-        if cert.doc_type in copies:
+    copy = copies.get(cert.doc_type)
+    if copy == "revoked":
+        ko += " 전자문서지갑의 사본은 폐기되었어요."
+        en += " The copy in your wallet has been revoked."
+    elif copy == "suspended":
+        ko += " 전자문서지갑의 사본은 효력이 정지되어 있어요."
+        en += " The copy in your wallet is suspended."
+    elif kind in ("valid", "valid_open", "expiring"):
+        if copy == "valid":
             ko += " 전자문서지갑에도 사본이 있어요."
             en += " A copy is in your wallet."
         elif wallet_absent:

@@ -24,12 +24,11 @@ CONSENT_SLOTS = ("recipient", "data_item")
 
 
 def consent_slots(ctx: DialogContext) -> dict[str, list[str]]:
-    """Recipients and data items named in this turn: exact aliases first, then near misses in what is left,
-    so "건강보험 공유 꺼줘" is the data item 건강보험, not a misheard 건강보험공단."""
-    vocabulary = ctx.engine.matcher.vocabulary
-    rest, found = vocabulary.find(ctx.turn.text, only=CONSENT_SLOTS, near_misses=False)
-    _, near = vocabulary.find(rest, only=[t for t in CONSENT_SLOTS if t not in found])
-    return {**found, **near}
+    """Recipients and data items named in this turn, looked up among those two types only (건보 is the
+    agency here, not the document), exact aliases before near misses ("건강보험 공유 꺼줘" is the data item,
+    not a misheard 건강보험공단)."""
+    _, found = ctx.engine.matcher.vocabulary.find(ctx.turn.text, only=CONSENT_SLOTS)
+    return found
 
 
 class ConsentSkill:

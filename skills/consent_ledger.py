@@ -11,20 +11,24 @@ compact JWS (ES256) that the citizen can fetch and check against the published k
 Every change is one transaction. The chain head row is locked first (FOR UPDATE on PostgreSQL; SQLite
 already serialises writers with BEGIN IMMEDIATE), so two writers never append after the same event.
 A change that carries an idempotency key (a retried request) is answered from the event it made.
+
+Receipts are signed with the wallet bridge's JOSE code and key handling (wallet_bridge.jws,
+IssuerKeyring) but with keys of their own, in `<data dir>/consent-receipts/`: a receipt key is not a
+credential issuer key. Rotated keys stay published, so old receipts keep verifying.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import (
     DDL,
     Column,
@@ -43,7 +47,8 @@ from sqlalchemy import (
 from skills.accounts import _aware, utcnow
 from skills.consent_terms import DEFAULT_PURPOSE, ConsentTerms, load_terms
 from storage import Database, metadata
-from wallet_bridge.jose import JoseError, canonical_json, jwk_thumbprint, public_jwk, sign_es256, verify_es256
+from wallet_bridge.issuer_keys import IssuerKeyring
+from wallet_bridge.jws import JWSError, parse_compact, sign_compact, signature_is_valid
 
 GENESIS_HASH = "0" * 64
 RECEIPT_VERSION = "ISO/IEC TS 27560:2023"
@@ -96,6 +101,24 @@ consent_chain_head = Table(
 # The head row exists from the start, so the first two writers lock the same row instead of racing to insert it.
 event.listen(consent_chain_head, "after_create",
              DDL(f"INSERT INTO consent_chain_head (id, seq, hash) VALUES (1, 0, '{GENESIS_HASH}')"))
+
+
+RECEIPT_KEYS_DIR = "consent-receipts"
+
+
+class ReceiptError(ValueError):
+    """A receipt that does not parse, names an unknown key, or whose signature does not verify."""
+
+
+def canonical_json(value: Any) -> bytes:
+    """Sorted keys, no spaces, UTF-8: the same bytes for the same facts, so a hash can be recomputed."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+@cache
+def _receipt_keyring(data_dir: Path, secret_key: bytes) -> IssuerKeyring:
+    # One keyring per directory and process: it re-reads its directory only when a key is added.
+    return IssuerKeyring(data_dir / RECEIPT_KEYS_DIR, secret_key)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -197,15 +220,13 @@ def event_digest(prev_hash: str, seq: int, record: ConsentRecord, kind: str, at:
 
 
 class ConsentLedger:
-    def __init__(self, db: Database, secret_key: bytes, terms: ConsentTerms | None = None) -> None:
+    def __init__(self, db: Database, secret_key: bytes, data_dir: Path, terms: ConsentTerms | None = None) -> None:
         if not secret_key:
             raise ValueError("the consent ledger needs the service's secret key")
         self.db = db
         self.terms = terms or load_terms()
         self._pseudonym_key = hashlib.sha256(b"minwon-consent-principal-v1" + secret_key).digest()
-        self._signing_key = _receipt_signing_key(secret_key)
-        self._jwk = public_jwk(self._signing_key)
-        self.kid = jwk_thumbprint(self._jwk)
+        self.keyring = _receipt_keyring(Path(data_dir).resolve(), secret_key)
 
     # -- identities and keys ---------------------------------------------------------------------------
 
@@ -213,8 +234,8 @@ class ConsentLedger:
         return hmac.new(self._pseudonym_key, citizen_id.encode(), hashlib.sha256).hexdigest()[:32]
 
     def jwks(self) -> dict[str, Any]:
-        """The key that verifies consent receipts (a JWK Set with one key)."""
-        return {"keys": [{**self._jwk, "kid": self.kid, "alg": "ES256", "use": "sig"}]}
+        """The keys that verify consent receipts, the signing one first."""
+        return self.keyring.jwks()
 
     # -- reading ---------------------------------------------------------------------------------------
 
@@ -317,8 +338,10 @@ class ConsentLedger:
         since = at if kind in ("given", "renewed") else record.since
         record = ConsentRecord(**{**record.__dict__, "status": status, "since": since, "valid_until": valid_until})
         digest = event_digest(head["hash"], seq, record, kind, at, channel, actor, valid_until)
-        receipt = sign_es256(self._receipt_claims(record, seq, kind, at, channel, actor, head["hash"], digest),
-                             self._signing_key, {"typ": "JWT", "kid": self.kid})
+        signer = self.keyring.active_key()
+        receipt = sign_compact({"typ": "JWT", "kid": signer.kid},
+                               self._receipt_claims(record, seq, kind, at, channel, actor, head["hash"], digest),
+                               signer.private_key)
         conn.execute(consent_events.insert().values(
             seq=seq, record_id=record.id, event=kind, at=at, channel=channel, actor=actor, valid_until=valid_until,
             idempotency_key=key, prev_hash=head["hash"], hash=digest, receipt=receipt))
@@ -353,9 +376,17 @@ class ConsentLedger:
         }
 
     def read_receipt(self, receipt: str) -> dict[str, Any]:
-        """The claims of a receipt whose signature verifies under the ledger's key; JoseError otherwise."""
-        _, claims = verify_es256(receipt, self._signing_key.public_key())
-        return claims
+        """The claims of a receipt whose ES256 signature verifies under one of the receipt keys."""
+        try:
+            token = parse_compact(receipt)
+            key = self.keyring.find(str(token.header.get("kid", "")))
+            if key is None or token.header.get("alg") != "ES256":
+                raise ReceiptError("the receipt names no receipt key")
+            if not signature_is_valid(token, key.private_key.public_key()):
+                raise ReceiptError("the receipt's signature does not verify")
+            return token.claims()
+        except JWSError as exc:
+            raise ReceiptError(str(exc)) from exc
 
     def describe(self, record: ConsentRecord, now: datetime | None = None) -> dict[str, Any]:
         """The record as the citizen's app shows it: the TS 27560 fields, in the record's language."""
@@ -402,7 +433,7 @@ class ConsentLedger:
                 return broken("its content or its record's identity was changed")
             try:
                 claims = self.read_receipt(ev.receipt)
-            except JoseError:
+            except ReceiptError:
                 return broken("its receipt's signature does not verify")
             if claims.get("event", {}).get("hash") != ev.hash or claims.get("record_id") != ev.record_id:
                 return broken("its receipt belongs to another event")
@@ -429,19 +460,10 @@ class ConsentLedger:
             consent_records.c.id == record_id)).mappings().one())
 
 
-def _receipt_signing_key(secret_key: bytes) -> ec.EllipticCurvePrivateKey:
-    """A P-256 key derived from the service secret: every worker signs with the same key, and no key file
-    needs to be shared or backed up separately. Rotating the secret rotates this key."""
-    material = HKDF(algorithm=hashes.SHA256(), length=48, salt=b"minwon-consent-receipts",
-                    info=b"es256 signing key v1").derive(secret_key)
-    order = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551  # the order of P-256
-    return ec.derive_private_key(int.from_bytes(material, "big") % (order - 1) + 1, ec.SECP256R1())
-
-
 def consent_ledger(services: Any) -> ConsentLedger:
     """The ledger for this process's database and secret (cheap to build; it holds no connection)."""
-    return ConsentLedger(services.db, services.settings.secret_key)
+    return ConsentLedger(services.db, services.settings.secret_key, services.settings.data_dir)
 
 
 __all__ = ["DEFAULT_PURPOSE", "ChainReport", "ConsentChange", "ConsentEvent", "ConsentLedger", "ConsentRecord",
-           "consent_ledger", "idempotency_key"]
+           "ReceiptError", "consent_ledger", "idempotency_key"]

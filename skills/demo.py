@@ -17,7 +17,7 @@ from storage import Database
 from wallet_bridge.wallets import WalletRegistry
 
 
-def seed_demo(db: Database, accounts: Accounts, demo_file: Path, secret_key: bytes, today: date | None = None) -> bool:
+def seed_demo(db: Database, accounts: Accounts, demo_file: Path, ledger: ConsentLedger, today: date | None = None) -> bool:
     """Returns True when it seeded; an existing database (any citizen) is left alone."""
     with db.read() as conn:
         if conn.execute(select(func.count()).select_from(citizens)).scalar():
@@ -25,7 +25,6 @@ def seed_demo(db: Database, accounts: Accounts, demo_file: Path, secret_key: byt
     today = today or date.today()
     spec = yaml.safe_load(demo_file.read_text(encoding="utf-8"))
     records = CertificateRecords(db)
-    ledger = ConsentLedger(db, secret_key)
     wallets = WalletRegistry(db)
     tokens = CitizenTokens(db)
     citizen_data = CitizenData(db, accounts.cipher)

@@ -47,7 +47,7 @@ share_requests = Table(
     Column("citizen_id", String(64), nullable=False, index=True),
     Column("data_item", String(64), nullable=False),
     Column("purpose", String(64), nullable=False),
-    Column("outcome", String(16), nullable=False),  # released | refused
+    Column("outcome", String(16), nullable=False),  # released | refused | no_data
     Column("consent_record_id", String(64), nullable=True),
 )
 
@@ -99,7 +99,7 @@ class CitizenData:
 
 @dataclass(frozen=True)
 class ShareDecision:
-    released: bool
+    outcome: str  # released | refused (no active consent) | no_data (consent, but nothing on record)
     request_id: str
     data: dict[str, Any] | None = None
     consent_record_id: str | None = None
@@ -117,11 +117,11 @@ def decide_share(db: Database, ledger: ConsentLedger, data: CitizenData, agency_
         if record is not None:
             value_enc = conn.execute(select(mydata_items.c.value_enc).where(
                 mydata_items.c.citizen_id == citizen_id, mydata_items.c.data_item == data_item)).scalar()
-        released = value_enc is not None
+        outcome = "refused" if record is None else "no_data" if value_enc is None else "released"
         conn.execute(share_requests.insert().values(
             id=request_id, at=now, agency_id=agency_id, citizen_id=citizen_id, data_item=data_item, purpose=purpose,
-            outcome="released" if released else "refused", consent_record_id=record.id if record else None))
-    if not released:
-        return ShareDecision(False, request_id)
+            outcome=outcome, consent_record_id=record.id if record else None))
+    if outcome != "released":
+        return ShareDecision(outcome, request_id)
     assert record is not None and value_enc is not None
-    return ShareDecision(True, request_id, data.decrypt(value_enc), record.id, record.valid_until)
+    return ShareDecision(outcome, request_id, data.decrypt(value_enc), record.id, record.valid_until)

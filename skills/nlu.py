@@ -54,7 +54,7 @@ class SlotVocabulary:
         # a fixed order (type, value), so the same text parses the same way in every process.
         self._aliases = sorted(
             {(squash(a), t, v.id) for t, values in types.items() for v in values.values() for a in v.aliases},
-            key=lambda item: (-len(item[0]), item[1], item[2], item[0]),
+            key=lambda item: (-len(item[0]), item),  # ties in a fixed order, not the set's hash order
         )
         self._short_latin = [item for item in self._aliases if _is_short_latin(item[0])]
 
@@ -76,15 +76,9 @@ class SlotVocabulary:
     def value(self, slot_type: str, value_id: str) -> SlotValue:
         return self.types[slot_type][value_id]
 
-    def find(
-        self, text: str, only: str | Collection[str] | None = None, near_misses: bool = True,
-    ) -> tuple[str, dict[str, list[str]]]:
+    def find(self, text: str, only: str | Collection[str] | None = None) -> tuple[str, dict[str, list[str]]]:
         """Returns the squashed text with each found value replaced by {type}, and type → value ids found.
-
-        `only` limits the search to one slot type or several; `near_misses=False` takes exact aliases only
-        (a caller can then look for near misses in what is left, so that a misheard long alias never
-        swallows a word that is exactly another value).
-        """
+        `only` limits the search to one slot type or several."""
         found: dict[str, list[str]] = {}
         types = None if only is None else ({only} if isinstance(only, str) else set(only))
         # Short Latin aliases (NTS, HF) would match inside other words once spaces are gone ("do-nt s-hare")
@@ -99,18 +93,20 @@ class SlotVocabulary:
                 if value_id not in ids:
                     ids.append(value_id)
         squashed = squash(text)
-        for alias, slot_type, value_id in self._aliases:
-            if types is not None and slot_type not in types or not alias or _is_short_latin(alias):
-                continue
-            start = squashed.find(alias)
-            if start < 0 and near_misses and len(alias) >= 4:
-                start = _near_miss(squashed, alias)
-            if start < 0:
-                continue
-            squashed = squashed[:start] + "{" + slot_type + "}" + squashed[start + len(alias):]
-            ids = found.setdefault(slot_type, [])
-            if value_id not in ids:
-                ids.append(value_id)
+        # Exact aliases first: a near miss of one value ("주민등록표초본") must not take the words that
+        # spell another value exactly ("주민등록표등본"), nor swallow the next syllable ("소득금액증명 언…").
+        # Near misses are looked for only in utterance-length text: the scan is quadratic in the length.
+        for near in (False, True) if len(squashed) <= 120 else (False,):
+            for alias, slot_type, value_id in self._aliases:
+                if types is not None and slot_type not in types or not alias or _is_short_latin(alias):
+                    continue
+                start = squashed.find(alias) if not near else _near_miss(squashed, alias) if len(alias) >= 4 else -1
+                if start < 0:
+                    continue
+                squashed = squashed[:start] + "{" + slot_type + "}" + squashed[start + len(alias):]
+                ids = found.setdefault(slot_type, [])
+                if value_id not in ids:
+                    ids.append(value_id)
         return squashed, found
 
 
@@ -154,27 +150,33 @@ class IntentMatcher:
         return sorted(self.examples)
 
     def parse(self, text: str, locale: str) -> Parse:
-        # Exact aliases first, near misses only in what is left: otherwise a misheard long alias can swallow
-        # the next syllable ("소득금액증명 언…" read as 소득금액증명원) or a word that is exactly another value.
-        template, found = self.vocabulary.find(text, near_misses=False)
-        template, near = self.vocabulary.find(template)
-        for slot_type, ids in near.items():
-            found.setdefault(slot_type, []).extend(i for i in ids if i not in found[slot_type])
-        template = _CODE_RUN.sub("{code}", template)
+        template, found = self.vocabulary.find(text)
+        readings = [(template, found)]
+        # An alias that two slot types share ("건강보험": a document and a data item) is read both ways;
+        # the reading that fits an intent's examples best wins.
+        for slot_type in self.vocabulary.types:
+            alt_template, alt_found = self.vocabulary.find(text, only=slot_type)
+            if alt_found.get(slot_type) and alt_found.get(slot_type) != found.get(slot_type):
+                readings.append((alt_template, alt_found))
         best = Parse(intent=None, score=0.0)
-        if not template.strip("{}"):
-            return best
-        compact = _compact(template)
-        for intent, examples in self.examples.items():
-            for example_locale, example in examples:
-                # A placeholder weighs one character: "{document}" is one word, and its ten letters would
-                # otherwise make "등본 떼려면 어떻게 해" (an FAQ question) look like "등본 어떻게 됐어".
-                score = fuzz.ratio(compact, _compact(example))
-                # A same-language example is a slightly better witness than a cross-language one.
-                if example_locale != locale:
-                    score -= 2
-                if score > best.score:
-                    best = Parse(intent=intent, score=score)
+        best_found: dict[str, list[str]] = {}
+        for template, reading in readings:
+            template = _CODE_RUN.sub("{code}", template)
+            if not template.strip("{}"):
+                continue
+            compact = _compact(template)
+            for intent, examples in self.examples.items():
+                for example_locale, example in examples:
+                    # A placeholder weighs one character: "{document}" is one word, and its ten letters would
+                    # otherwise make "등본 떼려면 어떻게 해" (an FAQ question) look like "등본 어떻게 됐어".
+                    score = fuzz.ratio(compact, _compact(example))
+                    # A same-language example is a slightly better witness than a cross-language one.
+                    if example_locale != locale:
+                        score -= 2
+                    if score > best.score:
+                        best = Parse(intent=intent, score=score)
+                        best_found = reading
+        found = best_found
         if best.score < INTENT_THRESHOLD:
             return Parse(intent=None, score=best.score)
         best.slots = {t: ids[0] for t, ids in found.items() if len(ids) == 1}

@@ -10,6 +10,7 @@ from skills.certificates import CertificateStatusSkill
 from skills.consent import ConsentSkill
 from skills.engine import DialogEngine, Skill
 from skills.nlu import IntentMatcher
+from skills.wallet import SendToWalletSkill
 
 if TYPE_CHECKING:
     from services import Services
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 
 def build_dialog_engine(services: Services) -> DialogEngine:
     skills: list[Skill] = [
-        WelcomeSkill(), HelpSkill(), CancelSkill(), RepeatSkill(), LinkAccountSkill(),
+        WelcomeSkill(), HelpSkill(), CancelSkill(), RepeatSkill(), LinkAccountSkill(), SendToWalletSkill(),
         CertificateStatusSkill(), ConsentSkill(),
     ]
     return DialogEngine(services, IntentMatcher.load(DATA), skills, fallback=NotUnderstoodSkill())

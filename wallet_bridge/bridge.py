@@ -7,17 +7,33 @@ from typing import Any
 
 import requests
 
+from settings import Settings
+from skills.accounts import Accounts
+from skills.records import CertificateRecords
 from storage import Database
+from wallet_bridge.certificate_documents import CertificateDocuments
 from wallet_bridge.clock import Clock, utc_now
 from wallet_bridge.config import WalletConfig
 from wallet_bridge.issuance import CredentialIssuance, DocumentSource
 from wallet_bridge.issuer_keys import IssuerKeyring
 from wallet_bridge.nonces import NonceStore
 from wallet_bridge.offers import CredentialOffers
-from wallet_bridge.outbox import OfferOutbox
+from wallet_bridge.outbox import OfferOutbox, OutboxWorker
 from wallet_bridge.revocation import CredentialStatusControl
 from wallet_bridge.status_list import StatusLists
 from wallet_bridge.verification import KeySet, StatusListUnavailable, VerificationResult, verify_credential
+from wallet_bridge.wallets import WalletRegistry
+
+DEFAULT_ISSUER = "http://127.0.0.1:8080"  # where `make run` serves; set MINWON_ISSUER_URL in production
+
+
+def wallet_config(settings: Settings) -> WalletConfig:
+    return WalletConfig(
+        issuer=settings.get("MINWON_ISSUER_URL", DEFAULT_ISSUER).rstrip("/"),
+        data_dir=settings.data_dir,
+        secret_key=settings.secret_key,
+        tx_code_length=int(settings.get("MINWON_WALLET_TX_CODE_LENGTH", "6")),
+    )
 
 
 class WalletBridge:
@@ -32,6 +48,7 @@ class WalletBridge:
         self.db = db
         self.config = config
         self.clock = clock
+        self.documents = documents
         self.keyring = IssuerKeyring(config.data_dir, config.secret_key, lambda: clock().timestamp())
         self.status_lists = StatusLists(config, self.keyring, clock)
         self.nonces = NonceStore(db, config.nonce_ttl_s, clock)
@@ -41,6 +58,16 @@ class WalletBridge:
         )
         self.status_control = CredentialStatusControl(db, self.status_lists, clock)
         self.outbox = OfferOutbox(db, config, self.offers, clock, http)
+        self.outbox_worker = OutboxWorker(self.outbox)
+        self.wallets = WalletRegistry(db)
+
+    @classmethod
+    def for_service(cls, settings: Settings, db: Database, accounts: Accounts) -> WalletBridge:
+        """The bridge over the service's own certificate records; makes the first issuer key if there is none."""
+        certificates = CertificateDocuments(CertificateRecords(db), accounts, utc_now)
+        bridge = cls(db, wallet_config(settings), certificates)
+        bridge.keyring.keys()
+        return bridge
 
     def key_set(self) -> KeySet:
         """This issuer's published keys, only for credentials that name this issuer."""

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 Clock = Callable[[], datetime]
+KST = timezone(timedelta(hours=9), "KST")  # certificate dates are Korean calendar days
 
 
 def utc_now() -> datetime:

@@ -1,24 +1,27 @@
 """Document types that can go into a wallet, their credential types and this issuer's JSON-LD context.
 
 A credential type name, the OID4VCI credential configuration id and the issuing authority are fixed
-per document type here; the spoken names of the documents are the dialog's business (data/slots).
+per document type here; the documents' names come from the dialog's slot vocabulary (data/slots).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 VCDM_V2_CONTEXT = "https://www.w3.org/ns/credentials/v2"
 CONTEXT_PATH = "/contexts/minwon-v1.jsonld"
+SLOT_VOCABULARY = Path(__file__).resolve().parents[1] / "data" / "slots" / "document.yaml"
 
 
 @dataclass(frozen=True)
 class DocumentType:
     doc_type: str  # the id the certificate records use, e.g. "resident-registration-copy"
     credential_type: str  # the VC `type` after VerifiableCredential
-    name_ko: str
-    name_en: str
     authority_ko: str
     authority_en: str
     default_validity_days: int  # when the record has no end date of its own
@@ -27,73 +30,38 @@ class DocumentType:
     def configuration_id(self) -> str:
         return self.credential_type
 
+    @property
+    def name_ko(self) -> str:
+        return _spoken_names()[self.doc_type]["ko"]
+
+    @property
+    def name_en(self) -> str:
+        name = _spoken_names()[self.doc_type]["en"]
+        return name[:1].upper() + name[1:]
+
+
+@cache
+def _spoken_names() -> dict[str, dict[str, str]]:
+    # The dialog's slot vocabulary is the one place a document's Korean and English names are written.
+    return yaml.safe_load(SLOT_VOCABULARY.read_text(encoding="utf-8"))
+
 
 DOCUMENT_TYPES: dict[str, DocumentType] = {
     d.doc_type: d
     for d in (
-        DocumentType(
-            "resident-registration-copy",
-            "ResidentRegistrationCopyCredential",
-            "주민등록표 등본",
-            "Resident registration copy",
-            "행정안전부",
-            "Ministry of the Interior and Safety",
-            90,
-        ),
-        DocumentType(
-            "resident-registration-abstract",
-            "ResidentRegistrationAbstractCredential",
-            "주민등록표 초본",
-            "Resident registration abstract",
-            "행정안전부",
-            "Ministry of the Interior and Safety",
-            90,
-        ),
-        DocumentType(
-            "family-relation-certificate",
-            "FamilyRelationCertificateCredential",
-            "가족관계증명서",
-            "Family relation certificate",
-            "대법원",
-            "Supreme Court of Korea",
-            90,
-        ),
-        DocumentType(
-            "basic-certificate",
-            "BasicCertificateCredential",
-            "기본증명서",
-            "Basic certificate",
-            "대법원",
-            "Supreme Court of Korea",
-            90,
-        ),
-        DocumentType(
-            "health-insurance-eligibility",
-            "HealthInsuranceEligibilityCredential",
-            "건강보험자격득실확인서",
-            "Health insurance eligibility certificate",
-            "국민건강보험공단",
-            "National Health Insurance Service",
-            90,
-        ),
-        DocumentType(
-            "income-amount-certificate",
-            "IncomeAmountCertificateCredential",
-            "소득금액증명",
-            "Income amount certificate",
-            "국세청",
-            "National Tax Service",
-            90,
-        ),
-        DocumentType(
-            "vaccination-certificate",
-            "VaccinationCertificateCredential",
-            "예방접종증명서",
-            "Vaccination certificate",
-            "질병관리청",
-            "Korea Disease Control and Prevention Agency",
-            365,
-        ),
+        DocumentType("resident-registration-copy", "ResidentRegistrationCopyCredential",
+                     "행정안전부", "Ministry of the Interior and Safety", 90),
+        DocumentType("resident-registration-abstract", "ResidentRegistrationAbstractCredential",
+                     "행정안전부", "Ministry of the Interior and Safety", 90),
+        DocumentType("family-relation-certificate", "FamilyRelationCertificateCredential",
+                     "대법원", "Supreme Court of Korea", 90),
+        DocumentType("basic-certificate", "BasicCertificateCredential", "대법원", "Supreme Court of Korea", 90),
+        DocumentType("health-insurance-eligibility", "HealthInsuranceEligibilityCredential",
+                     "국민건강보험공단", "National Health Insurance Service", 90),
+        DocumentType("income-amount-certificate", "IncomeAmountCertificateCredential",
+                     "국세청", "National Tax Service", 90),
+        DocumentType("vaccination-certificate", "VaccinationCertificateCredential",
+                     "질병관리청", "Korea Disease Control and Prevention Agency", 365),
     )
 }
 

@@ -13,13 +13,14 @@ import hmac
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, insert, select
 
+from skills.accounts import FieldCipher
 from storage import Database
-from wallet_bridge.clock import Clock
+from wallet_bridge.clock import KST, Clock
 from wallet_bridge.config import WalletConfig
 from wallet_bridge.credentials import format_date_time, sign_credential, validate_credential_document
 from wallet_bridge.documents import DOCUMENT_TYPES, VCDM_V2_CONTEXT, DocumentType, context_url
@@ -29,11 +30,8 @@ from wallet_bridge.nonces import NonceStore
 from wallet_bridge.oauth_errors import OAuthError
 from wallet_bridge.offers import ISSUED, CredentialOffers, RedeemedOffer
 from wallet_bridge.proofs import KeyProof, check_proof_jwt, invalid_proof
-from wallet_bridge.sealing import SealedBox
 from wallet_bridge.status_list import REVOCATION, SUSPENSION, StatusLists
 from wallet_bridge.tables import issued_credentials
-
-KST = timezone(timedelta(hours=9), "KST")  # certificate dates are Korean calendar days
 
 
 @dataclass(frozen=True)
@@ -136,10 +134,13 @@ class CredentialIssuance:
         self.offers = offers
         self.documents = documents
         self.clock = clock
-        self.box = SealedBox(config.secret_key)
+        self.box = FieldCipher(config.secret_key)
 
     def handle(self, authorization: str | None, body: Any) -> dict[str, Any]:
         """The Credential Response for a request, or OAuthError with the spec's error code."""
+        # The certificate records are read before the issuance transaction: a second connection opened
+        # inside it would wait for the write lock that the transaction itself holds.
+        document = self._document_for(authorization)
         with self.db.transaction() as conn:
             offer = self.offers.authenticate(conn, authorization)
             request = parse_credential_request(body)
@@ -172,7 +173,7 @@ class CredentialIssuance:
             if offer.state == ISSUED:
                 credential = self._already_issued(conn, offer.id, holder_jwk)
             else:
-                credential = self._issue(conn, offer, holder_jwk)
+                credential = self._issue(conn, offer, document, holder_jwk)
         return {"credentials": [{"credential": credential}]}
 
     def _already_issued(self, conn: Connection, offer_id: str, holder_jwk: dict[str, Any]) -> str:
@@ -185,9 +186,17 @@ class CredentialIssuance:
             raise OAuthError("credential_request_denied", "this offer's credential was issued to another key")
         return self.box.decrypt(row["credential_sealed"])
 
-    def _issue(self, conn: Connection, offer: RedeemedOffer, holder_jwk: dict[str, Any]) -> str:
-        document = self.documents(offer.citizen_id, offer.certificate_id)
-        if document is None or document.doc_type != offer.doc_type:
+    def _document_for(self, authorization: str | None) -> IssuableDocument | None:
+        try:
+            with self.db.read() as conn:
+                offer = self.offers.authenticate(conn, authorization)
+        except OAuthError:
+            return None  # answered properly inside the transaction
+        return self.documents(offer.citizen_id, offer.certificate_id)
+
+    def _issue(self, conn: Connection, offer: RedeemedOffer, document: IssuableDocument | None,
+               holder_jwk: dict[str, Any]) -> str:
+        if document is None or document.doc_type != offer.doc_type or document.certificate_id != offer.certificate_id:
             raise OAuthError("credential_request_denied", "the document is no longer available")
         if document.status != "issued":
             raise OAuthError("credential_request_denied", f"the document is {document.status}, not issued")

@@ -17,14 +17,15 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
+from skills.accounts import FieldCipher
 from storage import Database
 from wallet_bridge.clock import Clock, aware
 from wallet_bridge.config import WalletConfig
 from wallet_bridge.credentials import format_date_time
 from wallet_bridge.documents import DOCUMENT_TYPES
+from wallet_bridge.lookup_hash import keyed_hash
 from wallet_bridge.oauth_errors import OAuthError, invalid_token
 from wallet_bridge.rate_limits import AttemptLimiter
-from wallet_bridge.sealing import SealedBox, keyed_hash
 from wallet_bridge.tables import offers, outbox
 
 PRE_AUTHORIZED_GRANT = "urn:ietf:params:oauth:grant-type:pre-authorized_code"
@@ -61,7 +62,7 @@ class CredentialOffers:
         self.db = db
         self.config = config
         self.clock = clock
-        self.box = SealedBox(config.secret_key)
+        self.box = FieldCipher(config.secret_key)
         self.limiter = AttemptLimiter(config.token_attempts_per_minute, 60, clock)
 
     def _hash(self, purpose: str, value: str) -> str:

@@ -10,6 +10,7 @@ this: an offer whose push never got through is still there to fetch.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -136,3 +137,31 @@ class OfferOutbox:
         except requests.RequestException as exc:
             return type(exc).__name__
         return "ok" if 200 <= response.status_code < 300 else str(response.status_code)
+
+
+class OutboxWorker:
+    """Runs the dispatcher every few seconds on a daemon thread, for as long as the process lives."""
+
+    def __init__(self, outbox: OfferOutbox, interval_s: float = 2.0) -> None:
+        self.outbox = outbox
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="wallet-outbox", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.outbox.dispatch_due()
+            except Exception:  # noqa: BLE001 - a busy database or a bug must not end push delivery for good
+                log.exception("offer push round failed")
+            self._stop.wait(self.interval_s)

@@ -40,6 +40,11 @@ class WalletRegistry:
             conn.execute(wallets.insert().values(
                 id=wallet_id, citizen_id=citizen_id, token_hash=token_hash(token), push_url=push_url))
 
+    def set_push_url(self, wallet_id: str, push_url: str | None) -> None:
+        """Offers made from now on are also POSTed to `push_url` (None: mailbox only)."""
+        with self.db.transaction() as conn:
+            conn.execute(wallets.update().where(wallets.c.id == wallet_id).values(push_url=push_url))
+
     def for_citizen(self, citizen_id: str) -> Wallet | None:
         with self.db.read() as conn:
             row = conn.execute(select(wallets).where(wallets.c.citizen_id == citizen_id)).mappings().first()

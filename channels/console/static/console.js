@@ -3,7 +3,7 @@
 // the conversation with what was heard and done, and the demo citizen's data, refreshed after each turn.
 
 import { MicCapture, MicError, VoiceActivityDetector, concat, encodeWav } from "./audio.js";
-import { formatDate, formatDateTime, lang, particleRo, t } from "./i18n.js";
+import { formatDate, formatDateTime, lang, particleIGa, particleRo, t } from "./i18n.js";
 
 const config = JSON.parse(document.getElementById("console-config").textContent);
 const WORKLET_URL = new URL("./capture-worklet.js", import.meta.url).href;
@@ -700,6 +700,15 @@ function changesBetween(before, after) {
       changes.push({ id: cert.id, message: tr("changed_certificate", { name: pick(cert.names), status, status_ro: particleRo(status) }) });
     }
   }
+  const oldCopies = new Map(((before.wallet && before.wallet.copies) || []).map((c) => [c.id, c]));
+  for (const copy of (after.wallet && after.wallet.copies) || []) {
+    const old = oldCopies.get(copy.id);
+    const status = tr("s_" + copy.status);
+    if (!old) changes.push({ id: copy.id, message: tr("changed_copy_new", { name: pick(copy.names), name_iga: particleIGa(pick(copy.names)) }) });
+    else if (old.status !== copy.status) {
+      changes.push({ id: copy.id, message: tr("changed_copy", { name: pick(copy.names), status, status_ro: particleRo(status) }) });
+    }
+  }
   return changes;
 }
 
@@ -747,7 +756,9 @@ function renderOverview(changedIds = new Set()) {
   const walletBox = $("wallet");
   walletBox.replaceChildren(el("p", { text: wallet ? tr("wallet_line", { id: wallet.id }) : tr("no_wallet") }));
   if (wallet && wallet.copies && wallet.copies.length) {
-    walletBox.append(el("ul", { class: "cards" }, ...wallet.copies.map((copy) => el("li", { class: "card", "data-copy-id": copy.id },
+    walletBox.append(el("ul", { class: "cards" }, ...wallet.copies.map((copy) => el("li", {
+      class: "card", "data-copy-id": copy.id, "data-status": copy.status, "data-changed": String(changedIds.has(copy.id)),
+    },
       el("span", { class: "card-title", text: pick(copy.names) || copy.doc_type }),
       el("span", { class: `badge status-${copy.status}`, text: tr("s_" + copy.status) }),
       el("span", { class: "card-detail", text: copy.issued_at ? tr("issued_on", { d: formatDate(copy.issued_at, locale) }) : "" })))));

@@ -70,6 +70,7 @@ const STRINGS = {
     s_in_progress: "처리 중",
     s_revoked: "취소됨",
     s_suspended: "정지됨",
+    s_valid: "유효",
     applied_on: "신청 {d}",
     issued_on: "발급 {d}",
     valid_until: "{d}까지",
@@ -87,6 +88,8 @@ const STRINGS = {
     changed_consent_on: "{recipient}에 {item} 공유가 켜졌어요.",
     changed_consent_off: "{recipient}에 {item} 공유가 꺼졌어요.",
     changed_certificate: "{name} 상태가 {status_ro} 바뀌었어요.",
+    changed_copy_new: "지갑에 {name_iga} 들어왔어요.",
+    changed_copy: "지갑의 {name} 사본이 {status_ro} 바뀌었어요.",
     svc_checking: "서비스 확인 중…",
     svc_ready: "서비스 준비됨",
     svc_starting: "서비스가 시작하는 중이에요. 모델을 불러오고 있어요…",
@@ -176,6 +179,7 @@ const STRINGS = {
     s_in_progress: "in progress",
     s_revoked: "revoked",
     s_suspended: "suspended",
+    s_valid: "valid",
     applied_on: "applied {d}",
     issued_on: "issued {d}",
     valid_until: "valid until {d}",
@@ -193,6 +197,8 @@ const STRINGS = {
     changed_consent_on: "Sharing {item} with {recipient} is now on.",
     changed_consent_off: "Sharing {item} with {recipient} is now off.",
     changed_certificate: "{name} is now {status}.",
+    changed_copy_new: "The {name} is now in the wallet.",
+    changed_copy: "The wallet copy of the {name} is now {status}.",
     svc_checking: "Checking the service…",
     svc_ready: "Service ready",
     svc_starting: "The service is starting and loading its models…",
@@ -225,12 +231,22 @@ export function t(key, locale, params = {}) {
   return text.replace(/\{(\w+)\}/g, (_, name) => (name in params ? String(params[name]) : `{${name}}`));
 }
 
+// The final consonant of a word's last syllable: 0 for none, 8 for ㄹ, -1 when it is not Hangul.
+function finalConsonant(word) {
+  const last = word.charCodeAt(word.length - 1);
+  return last >= 0xac00 && last <= 0xd7a3 ? (last - 0xac00) % 28 : -1;
+}
+
 // Korean "(으)로" after a word: 로 after a vowel or ㄹ, 으로 after another final consonant.
 export function particleRo(word) {
-  const last = word.charCodeAt(word.length - 1);
-  if (last < 0xac00 || last > 0xd7a3) return word + "(으)로";
-  const final = (last - 0xac00) % 28;
-  return word + (final === 0 || final === 8 ? "로" : "으로");
+  const final = finalConsonant(word);
+  return word + (final < 0 ? "(으)로" : final === 0 || final === 8 ? "로" : "으로");
+}
+
+// Korean subject particle: 가 after a vowel, 이 after a consonant.
+export function particleIGa(word) {
+  const final = finalConsonant(word);
+  return word + (final < 0 ? "이(가)" : final === 0 ? "가" : "이");
 }
 
 export function formatDate(iso, locale) {

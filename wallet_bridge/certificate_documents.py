@@ -1,0 +1,40 @@
+"""The certificate records, as the credential endpoint needs them: is the document issued, and for whom."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from skills.accounts import Accounts
+from skills.records import Certificate, CertificateRecords
+from wallet_bridge.clock import KST, Clock
+from wallet_bridge.issuance import IssuableDocument
+
+
+def korean_today(clock: Clock) -> date:
+    """Certificates expire at the end of a Korean calendar day, whatever the server's time zone."""
+    return clock().astimezone(KST).date()
+
+
+class CertificateDocuments:
+    def __init__(self, records: CertificateRecords, accounts: Accounts, clock: Clock) -> None:
+        self.records = records
+        self.accounts = accounts
+        self.clock = clock
+
+    def certificates(self, citizen_id: str, doc_type: str) -> list[Certificate]:
+        """The citizen's certificates of one type, the most recently issued first."""
+        found = [c for c in self.records.for_citizen(citizen_id) if c.doc_type == doc_type]
+        return sorted(found, key=lambda c: (c.issued_on or date.min, c.id), reverse=True)
+
+    def status(self, certificate: Certificate) -> str:
+        return certificate.status_on(korean_today(self.clock))
+
+    def __call__(self, citizen_id: str, certificate_id: str) -> IssuableDocument | None:
+        certificate = next((c for c in self.records.for_citizen(citizen_id) if c.id == certificate_id), None)
+        citizen = self.accounts.citizen(citizen_id)
+        if certificate is None or citizen is None:
+            return None
+        return IssuableDocument(
+            certificate_id=certificate.id, doc_type=certificate.doc_type, status=self.status(certificate),
+            issued_on=certificate.issued_on, valid_until=certificate.valid_until, holder_name=citizen.name,
+        )
