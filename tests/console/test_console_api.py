@@ -107,3 +107,24 @@ def test_typed_console_turn_rejects_bad_input_like_converse(client):
     assert client.post("/v1/console/converse", json={"user_id": "u", "text": "x", "locale": "fr-FR"}
                        ).get_json()["error"]["code"] == "unsupported_locale"
     assert client.post("/v1/console/converse", data="text", content_type="text/plain").status_code == 415
+
+
+def test_overview_lists_wallet_copies_with_their_status(tmp_path):
+    """A credential really issued to the demo wallet (the in-process OID4VCI flow of the wallet tests) shows
+    in the overview, and a suspension shows too. Own database: the shared one's certificates stay copy-free."""
+    from tests.wallet.conftest import Holder, redeem_offer
+
+    app = create_app(make_settings(tmp_path, load_models=False), start=False)
+    bridge = app.extensions["minwon"].wallet
+    client = app.test_client()
+    assert client.get("/v1/console/speakers/demo-user-ko/overview").get_json()["wallet"]["copies"] == []
+    redeem_offer(bridge, Holder())
+    copies = client.get("/v1/console/speakers/demo-user-ko/overview").get_json()["wallet"]["copies"]
+    assert len(copies) == 1
+    copy = copies[0]
+    assert (copy["doc_type"], copy["certificate_id"], copy["status"]) == (
+        "resident-registration-copy", "cert-0001-rrc", "valid")
+    assert copy["names"]["ko"] == "주민등록표 등본" and copy["issued_at"]
+    bridge.status_control.suspend(copy["id"])
+    copies = client.get("/v1/console/speakers/demo-user-ko/overview").get_json()["wallet"]["copies"]
+    assert [c["status"] for c in copies] == ["suspended"]
