@@ -207,13 +207,6 @@ def match_phrase(heard: str, forms: Mapping[str, str], threshold: float) -> tupl
 
 # --- grammar -----------------------------------------------------------------------------------
 
-# Digits in an expected phrase list ("0".."9", for PINs and codes) are heard as these words.
-DIGIT_WORDS = {
-    "ko": {"0": ("공", "영"), "1": ("일",), "2": ("이",), "3": ("삼",), "4": ("사",), "5": ("오",),
-           "6": ("육",), "7": ("칠",), "8": ("팔",), "9": ("구",)},
-    "en": {"0": ("zero", "oh"), "1": ("one",), "2": ("two",), "3": ("three",), "4": ("four",),
-           "5": ("five",), "6": ("six",), "7": ("seven",), "8": ("eight",), "9": ("nine",)},
-}
 DECOY_DIR = Path(__file__).resolve().parent.parent / "data" / "voice"
 
 
@@ -289,18 +282,16 @@ class CompiledGrammar:
         return matched or None
 
 
-def compile_grammar(phrases: Iterable[str], language: str, known: Callable[[str], bool],
-                    decoys: Iterable[str] = (), threshold: float = 75.0) -> CompiledGrammar:
+def compile_grammar(phrases: Iterable[str], known: Callable[[str], bool], decoys: Iterable[str] = (),
+                    threshold: float = 75.0) -> CompiledGrammar:
     forms: dict[str, str] = {}
     dropped = []
-    digit_words = DIGIT_WORDS.get(language, {})
     for phrase in phrases:
-        spoken = [_spoken_form(text, known) for text in digit_words.get(phrase.strip(), (phrase,))]
-        spoken = [form for form in spoken if form]
-        if not spoken:
+        spoken = _spoken_form(phrase, known)
+        if spoken is None:
             dropped.append(phrase)
-        for form in spoken:
-            forms.setdefault(form, phrase)
+        else:
+            forms.setdefault(spoken, phrase)
     form_words = sorted({w for form in forms for w in form.split()}, key=len, reverse=True)
     kept_decoys = []
     for decoy in decoys:
@@ -505,8 +496,7 @@ class SpeechRecognizer:
         def known(word: str) -> bool:
             return model.vosk_model_find_word(word) >= 0
 
-        grammar = compile_grammar(phrases, language, known, load_decoys(language),
-                                  self.config.match_threshold)
+        grammar = compile_grammar(phrases, known, load_decoys(language), self.config.match_threshold)
         if grammar.dropped:
             log.warning("expected phrases outside the model vocabulary",
                         extra={"dropped": len(grammar.dropped), "kept": len(grammar.forms)})

@@ -15,6 +15,7 @@ from pathlib import Path
 
 # espeak-ng voice identifiers (as pyttsx3 lists them) for the project's voices.
 ESPEAK_VOICES = {"ko": "ko", "en": "gmw/en-us"}
+_WAV_HEADER_BYTES = 44
 
 
 def _send(out: int, ok: bool, payload: bytes) -> None:
@@ -41,9 +42,13 @@ def main() -> None:
             engine.setProperty("voice", ESPEAK_VOICES[job["voice"]])
             engine.setProperty("rate", int(job["rate"]))
             engine.setProperty("volume", float(job["volume"]))
-            # The espeak driver keeps only the last save_to_file of a loop run: one job per run.
-            engine.save_to_file(job["text"], str(path))
-            engine.runAndWait()
+            # The espeak driver keeps only the last save_to_file of a loop run: one job per run. It
+            # also drops the audio of its last callback, which now and then is all of it: try again.
+            for _ in range(3):
+                engine.save_to_file(job["text"], str(path))
+                engine.runAndWait()
+                if path.is_file() and path.stat().st_size > _WAV_HEADER_BYTES:
+                    break
             _send(out, True, path.read_bytes())
         except Exception as exc:  # report any engine failure to the parent instead of dying
             _send(out, False, f"{type(exc).__name__}: {exc}".encode())
