@@ -79,9 +79,13 @@ def language_of(locale: str | None) -> str:
 class AsrConfig:
     model_dirs: dict[str, Path]
     n_best: int = 5
+    n_best_limited: int = 10
     min_confidence_open: float = 0.35
-    min_confidence_limited: float = 0.5
+    min_confidence_limited: float = 0.15
     match_threshold: float = 75.0     # rapidfuzz ratio (0-100) on jamo strings
+    # How far (in log score) an all-expected alternative may trail a decoy and still win: 0 trusts
+    # the decoys fully, a large value ignores them. Measured on synthesised speech (README, Voice).
+    decoy_margin: float = 2.0
 
     @classmethod
     def from_settings(cls, settings: SettingsLike) -> AsrConfig:
@@ -96,7 +100,8 @@ class AsrConfig:
             model_dirs=dirs,
             n_best=int(settings.get("MINWON_ASR_NBEST", "5")),
             min_confidence_open=float(settings.get("MINWON_ASR_MIN_CONFIDENCE_OPEN", "0.35")),
-            min_confidence_limited=float(settings.get("MINWON_ASR_MIN_CONFIDENCE_LIMITED", "0.5")),
+            min_confidence_limited=float(settings.get("MINWON_ASR_MIN_CONFIDENCE_LIMITED", "0.15")),
+            decoy_margin=float(settings.get("MINWON_ASR_DECOY_MARGIN", "2.0")),
             match_threshold=float(settings.get("MINWON_ASR_MATCH_THRESHOLD", "75")),
         )
 
@@ -265,6 +270,10 @@ class CompiledGrammar:
     dropped: tuple[str, ...]         # expected phrases the model cannot say
 
     @property
+    def form_words(self) -> frozenset[str]:
+        return frozenset(w for form in self.forms for w in form.split())
+
+    @property
     def vosk_phrases(self) -> list[str]:
         return [*self.forms, *self.decoys, *([self.unknown_token] if self.unknown_token else [])]
 
@@ -327,36 +336,36 @@ def _overlaps(a: dict, b: dict) -> bool:
 
 @dataclass
 class _Segment:
-    """One endpointed stretch of speech: its alternatives (text, posterior) and best words."""
+    """One endpointed stretch of speech and its N-best alternatives, best first."""
 
-    texts: list[str]
+    raw_texts: list[str]          # as decoded, noise tokens and <UNK> included
+    texts: list[str]              # speech words only
+    scores: list[float]
     posteriors: list[float]
-    words: list[Word]
+    words: list[list[dict]]       # speech words of each alternative, with timings
+
+    def word_confidences(self, index: int) -> list[Word]:
+        """Each word of alternative `index`, with the posterior mass of alternatives that agree on it."""
+        out = []
+        for word in self.words[index]:
+            agree = sum(p for p, other in zip(self.posteriors, self.words, strict=True)
+                        if any(o["word"] == word["word"] and _overlaps(word, o) for o in other))
+            out.append(Word(word["word"], word["start"], word["end"], float(min(agree, 1.0))))
+        return out
 
 
-def _open_segment(result: dict) -> _Segment | None:
+def _segment(result: dict) -> _Segment | None:
     alternatives = result.get("alternatives") or []
-    if not alternatives:
+    if not alternatives or not alternatives[0].get("text"):
         return None
-    posteriors = _nbest_posteriors(alternatives)
     spoken = [_speech_words(a.get("result", [])) for a in alternatives]
-    texts = [" ".join(w["word"] for w in words) for words in spoken]
-    words = []
-    for word in spoken[0]:
-        agree = sum(p for p, other in zip(posteriors, spoken, strict=True)
-                    if any(o["word"] == word["word"] and _overlaps(word, o) for o in other))
-        words.append(Word(word["word"], word["start"], word["end"], float(min(agree, 1.0))))
-    if not texts[0]:
-        return None
-    return _Segment(texts=texts, posteriors=[float(p) for p in posteriors], words=words)
-
-
-def _limited_segment(result: dict) -> _Segment | None:
-    words = [Word(w["word"], w["start"], w["end"], float(w.get("conf", 1.0)))
-             for w in _speech_words(result.get("result", []))]
-    if not words:
-        return None
-    return _Segment(texts=[" ".join(w.word for w in words)], posteriors=[1.0], words=words)
+    return _Segment(
+        raw_texts=[a.get("text", "") for a in alternatives],
+        texts=[" ".join(w["word"] for w in words) for words in spoken],
+        scores=[float(a.get("confidence", 0.0)) for a in alternatives],
+        posteriors=[float(p) for p in _nbest_posteriors(alternatives)],
+        words=spoken,
+    )
 
 
 def _combine_alternatives(segments: list[_Segment], n_best: int) -> list[str]:
@@ -396,11 +405,9 @@ class RecognitionStream:
 
     def accept(self, pcm: np.ndarray | bytes) -> None:
         data = pcm if isinstance(pcm, bytes) else np.asarray(pcm, dtype="<i2").tobytes()
-        if data:
-            self._samples += len(data) // 2
-            self._decode(data)
-
-    def _decode(self, data: bytes) -> None:
+        if not data:
+            return
+        self._samples += len(data) // 2
         started = time.perf_counter()
         if self._recognizer.AcceptWaveform(data):
             self._take(json.loads(self._recognizer.Result()))
@@ -416,32 +423,51 @@ class RecognitionStream:
         return transcript
 
     def _take(self, result: dict) -> None:
-        segment = _open_segment(result) if self._grammar is None else _limited_segment(result)
-        if segment is not None:
+        segment = _segment(result)
+        if segment is not None and (segment.texts[0] or self._grammar is not None):
             self._segments.append(segment)
 
     def _open_transcript(self) -> Transcript:
-        words = [w for s in self._segments for w in s.words]
-        text = " ".join(s.texts[0] for s in self._segments)
+        segments = [s for s in self._segments if s.texts[0]]
+        words = [w for s in segments for w in s.word_confidences(0)]
+        text = " ".join(s.texts[0] for s in segments)
         confidence = float(np.mean([w.conf for w in words])) if words else 0.0
         understood = bool(text) and confidence >= self._config.min_confidence_open
         return Transcript(text=text if understood else "", heard=text, confidence=confidence,
                           understood=understood, mode="open", words=words,
-                          alternatives=_combine_alternatives(self._segments, self._config.n_best))
+                          alternatives=_combine_alternatives(segments, self._config.n_best))
 
-    def _limited_transcript(self) -> Transcript:
+    def _canonical(self, text: str) -> str | None:
+        """The expected phrase (or run of phrases, for a sequence) that `text` stands for."""
         assert self._grammar is not None
-        words = [w for s in self._segments for w in s.words]
-        heard = " ".join(w.word for w in words)
-        confidence = float(np.mean([w.conf for w in words])) if words else 0.0
         threshold = self._config.match_threshold
         if self._sequence:
-            matched = self._grammar.match_sequence(heard, threshold)
-            text = " ".join(matched) if matched else ""
-        else:
-            text = self._grammar.match(heard, threshold) or ""
-        understood = bool(text) and confidence >= self._config.min_confidence_limited
-        return Transcript(text=text if understood else "", heard=heard, confidence=confidence,
+            matched = self._grammar.match_sequence(text, threshold)
+            return " ".join(matched) if matched else None
+        return self._grammar.match(text, threshold)
+
+    def _limited_transcript(self) -> Transcript:
+        """Per segment: the best alternative made only of expected words, if it scores close enough to
+        the best alternative overall (which may be a decoy). Confidence: the N-best posterior mass of
+        the alternatives that stand for the same phrase."""
+        assert self._grammar is not None
+        heard = " ".join(s.raw_texts[0] for s in self._segments)
+        chosen, masses, words = [], [], []
+        for segment in self._segments:
+            pick = next((i for i, raw in enumerate(segment.raw_texts)
+                         if raw and all(w in self._grammar.form_words for w in raw.split())), None)
+            if pick is None or segment.scores[0] - segment.scores[pick] > self._config.decoy_margin:
+                chosen = []
+                break
+            meaning = self._canonical(segment.texts[pick])
+            masses.append(sum(p for p, text in zip(segment.posteriors, segment.texts, strict=True)
+                              if meaning is not None and self._canonical(text) == meaning))
+            chosen.append(segment.texts[pick])
+            words.extend(segment.word_confidences(pick))
+        text = self._canonical(" ".join(chosen)) if chosen else None
+        confidence = float(np.mean(masses)) if chosen else 0.0
+        understood = text is not None and confidence >= self._config.min_confidence_limited
+        return Transcript(text=text if understood and text else "", heard=heard, confidence=confidence,
                           understood=understood, mode="limited", words=words)
 
 
@@ -509,6 +535,7 @@ class SpeechRecognizer:
             if grammar.forms:
                 phrases = json.dumps(grammar.vosk_phrases, ensure_ascii=False)
                 recognizer = vosk.KaldiRecognizer(model, TARGET_RATE, phrases)
+                recognizer.SetMaxAlternatives(self.config.n_best_limited)
                 recognizer.SetWords(True)
                 return RecognitionStream(recognizer, self.config, grammar, expectation.sequence)
             log.warning("no expected phrase is in the model vocabulary: recognising open speech")

@@ -40,12 +40,14 @@ def main() -> None:
         try:
             job = json.loads(line)
             engine.setProperty("voice", ESPEAK_VOICES[job["voice"]])
-            engine.setProperty("rate", int(job["rate"]))
-            engine.setProperty("volume", float(job["volume"]))
+            # Rate and volume go in as espeak embedded commands (Ctrl-A, value, S = speed in words per
+            # minute, A = amplitude in percent): pyttsx3's setProperty reaches espeak through its
+            # asynchronous command queue and now and then takes effect one utterance late.
+            text = f"\x01{int(job['rate'])}S\x01{round(float(job['volume']) * 100)}A{job['text']}"
             # The espeak driver keeps only the last save_to_file of a loop run: one job per run. It
             # also drops the audio of its last callback, which now and then is all of it: try again.
             for _ in range(3):
-                engine.save_to_file(job["text"], str(path))
+                engine.save_to_file(text, str(path))
                 engine.runAndWait()
                 if path.is_file() and path.stat().st_size > _WAV_HEADER_BYTES:
                     break
