@@ -86,6 +86,13 @@ class AsrConfig:
     # How far (in log score) an all-expected alternative may trail a decoy and still win: 0 trusts
     # the decoys fully, a large value ignores them. Measured on synthesised speech (README, Voice).
     decoy_margin: float = 2.0
+    # A command spotted during open speech gets a smaller margin than an expected answer: taking a
+    # question for a command loses the question, so the bar is higher.
+    spot_commands: bool = True
+    spot_margin: float = 1.0
+    # Short decoys swallow short commands ("음악" for a synthesised "도움말"): the command pass only
+    # uses decoys of at least this many syllables.
+    spot_decoy_syllables: int = 3
 
     @classmethod
     def from_settings(cls, settings: SettingsLike) -> AsrConfig:
@@ -102,6 +109,8 @@ class AsrConfig:
             min_confidence_open=float(settings.get("MINWON_ASR_MIN_CONFIDENCE_OPEN", "0.35")),
             min_confidence_limited=float(settings.get("MINWON_ASR_MIN_CONFIDENCE_LIMITED", "0.15")),
             decoy_margin=float(settings.get("MINWON_ASR_DECOY_MARGIN", "2.0")),
+            spot_commands=settings.get("MINWON_ASR_SPOT_COMMANDS", "1").lower() in {"1", "true", "yes", "on"},
+            spot_margin=float(settings.get("MINWON_ASR_SPOT_MARGIN", "1.0")),
             match_threshold=float(settings.get("MINWON_ASR_MATCH_THRESHOLD", "75")),
         )
 
@@ -142,6 +151,7 @@ class Transcript:
     mode: str
     words: list[Word] = field(default_factory=list)
     alternatives: list[str] = field(default_factory=list)   # N-best after `text` (open mode)
+    spotted: bool = False       # open mode: `text` is a command found by the command grammar pass
     duration_s: float = 0.0
     decode_s: float = 0.0
 
@@ -390,11 +400,14 @@ class RecognitionStream:
     """One request's recognition: `accept()` 16 kHz int16 audio as it arrives, then `finish()`."""
 
     def __init__(self, recognizer: vosk.KaldiRecognizer, config: AsrConfig,
-                 grammar: CompiledGrammar | None = None, sequence: bool = False) -> None:
+                 grammar: CompiledGrammar | None = None, sequence: bool = False,
+                 margin: float | None = None, spotter: RecognitionStream | None = None) -> None:
         self._recognizer = recognizer
         self._config = config
         self._grammar = grammar
         self._sequence = sequence
+        self._margin = config.decoy_margin if margin is None else margin
+        self._spotter = spotter
         self._segments: list[_Segment] = []
         self._samples = 0
         self.decode_s = 0.0
@@ -412,6 +425,8 @@ class RecognitionStream:
         if self._recognizer.AcceptWaveform(data):
             self._take(json.loads(self._recognizer.Result()))
         self.decode_s += time.perf_counter() - started
+        if self._spotter is not None:
+            self._spotter.accept(data)
 
     def finish(self) -> Transcript:
         started = time.perf_counter()
@@ -420,6 +435,17 @@ class RecognitionStream:
         transcript = self._open_transcript() if self._grammar is None else self._limited_transcript()
         transcript.duration_s = self._samples / TARGET_RATE
         transcript.decode_s = self.decode_s
+        if self._spotter is not None:
+            spotted = self._spotter.finish()
+            transcript.decode_s += spotted.decode_s
+            if spotted.understood:
+                # A command the grammar pass is sure of beats the open transcript, which stays first
+                # among the alternatives for the dialog to weigh.
+                heard = [t for t in [transcript.heard, *transcript.alternatives] if t and t != spotted.text]
+                transcript.alternatives = heard[: max(self._config.n_best - 1, 0)]
+                transcript.text, transcript.confidence, transcript.understood = (
+                    spotted.text, spotted.confidence, True)
+                transcript.spotted = True
         return transcript
 
     def _take(self, result: dict) -> None:
@@ -456,7 +482,7 @@ class RecognitionStream:
         for segment in self._segments:
             pick = next((i for i, raw in enumerate(segment.raw_texts)
                          if raw and all(w in self._grammar.form_words for w in raw.split())), None)
-            if pick is None or segment.scores[0] - segment.scores[pick] > self._config.decoy_margin:
+            if pick is None or segment.scores[0] - segment.scores[pick] > self._margin:
                 chosen = []
                 break
             meaning = self._canonical(segment.texts[pick])
@@ -511,41 +537,56 @@ class SpeechRecognizer:
         """Whether the word is in the model's own vocabulary (its word symbol table)."""
         return self.model(locale).vosk_model_find_word(word) >= 0
 
-    def grammar_for(self, locale: str | None, phrases: Sequence[str]) -> CompiledGrammar:
+    def grammar_for(self, locale: str | None, phrases: Sequence[str], decoy_syllables: int = 0) -> CompiledGrammar:
         """The expected phrases as a grammar over the model's vocabulary (cached per phrase set)."""
-        return self._compiled_grammar(language_of(locale), tuple(phrases))
+        return self._compiled_grammar(language_of(locale), tuple(phrases), decoy_syllables)
 
     @lru_cache(maxsize=256)  # noqa: B019 - one recogniser object per process, so the cache lives as long
-    def _compiled_grammar(self, language: str, phrases: tuple[str, ...]) -> CompiledGrammar:
+    def _compiled_grammar(self, language: str, phrases: tuple[str, ...], decoy_syllables: int) -> CompiledGrammar:
         model = self.model(language)
 
         def known(word: str) -> bool:
             return model.vosk_model_find_word(word) >= 0
 
-        grammar = compile_grammar(phrases, known, load_decoys(language), self.config.match_threshold)
+        decoys = [d for d in load_decoys(language) if len(d.replace(" ", "")) >= decoy_syllables]
+        grammar = compile_grammar(phrases, known, decoys, self.config.match_threshold)
         if grammar.dropped:
             log.warning("expected phrases outside the model vocabulary",
                         extra={"dropped": len(grammar.dropped), "kept": len(grammar.forms)})
         return grammar
 
-    def start(self, locale: str | None, expectation: Expectation = OPEN_SPEECH) -> RecognitionStream:
+    def start(self, locale: str | None, expectation: Expectation = OPEN_SPEECH,
+              commands: Sequence[str] = ()) -> RecognitionStream:
+        """A recognition for one request. In open mode, `commands` (help, cancel, repeat …) are also
+        listened for by a cheap grammar pass run on the same audio: free speech recognition garbles
+        short commands, a grammar does not."""
         model = self.model(locale)
         if expectation.mode == "limited":
-            grammar = self.grammar_for(locale, expectation.phrases)
-            if grammar.forms:
-                phrases = json.dumps(grammar.vosk_phrases, ensure_ascii=False)
-                recognizer = vosk.KaldiRecognizer(model, TARGET_RATE, phrases)
-                recognizer.SetMaxAlternatives(self.config.n_best_limited)
-                recognizer.SetWords(True)
-                return RecognitionStream(recognizer, self.config, grammar, expectation.sequence)
+            stream = self._grammar_stream(model, locale, expectation.phrases, expectation.sequence)
+            if stream is not None:
+                return stream
             log.warning("no expected phrase is in the model vocabulary: recognising open speech")
+        spotter = None
+        if commands and self.config.spot_commands:
+            spotter = self._grammar_stream(model, locale, commands, False, margin=self.config.spot_margin,
+                                           decoy_syllables=self.config.spot_decoy_syllables)
         recognizer = vosk.KaldiRecognizer(model, TARGET_RATE)
         recognizer.SetMaxAlternatives(self.config.n_best)
         recognizer.SetWords(True)
-        return RecognitionStream(recognizer, self.config)
+        return RecognitionStream(recognizer, self.config, spotter=spotter)
 
-    def recognize(self, pcm: np.ndarray, locale: str | None,
-                  expectation: Expectation = OPEN_SPEECH) -> Transcript:
-        stream = self.start(locale, expectation)
+    def _grammar_stream(self, model: vosk.Model, locale: str | None, phrases: Sequence[str], sequence: bool,
+                        margin: float | None = None, decoy_syllables: int = 0) -> RecognitionStream | None:
+        grammar = self.grammar_for(locale, phrases, decoy_syllables)
+        if not grammar.forms:
+            return None
+        recognizer = vosk.KaldiRecognizer(model, TARGET_RATE, json.dumps(grammar.vosk_phrases, ensure_ascii=False))
+        recognizer.SetMaxAlternatives(self.config.n_best_limited)
+        recognizer.SetWords(True)
+        return RecognitionStream(recognizer, self.config, grammar, sequence, margin=margin)
+
+    def recognize(self, pcm: np.ndarray, locale: str | None, expectation: Expectation = OPEN_SPEECH,
+                  commands: Sequence[str] = ()) -> Transcript:
+        stream = self.start(locale, expectation, commands)
         stream.accept(pcm)
         return stream.finish()

@@ -158,3 +158,19 @@ def test_model_directories_come_from_settings():
 def test_a_configured_directory_without_a_model_fails_to_load(tmp_path):
     with pytest.raises(ModelLoadError, match="no Vosk model"):
         SpeechRecognizer.load(AsrConfig(model_dirs={"en": tmp_path}))
+
+
+COMMANDS = ["도움말", "도와줘", "취소", "취소해줘", "그만", "종료", "다시말해줘", "다시", "한번더"]
+
+
+@pytest.mark.parametrize("command", ["도움말", "도와줘"])
+def test_open_mode_spots_a_spoken_command(recognizer, speak, command):
+    result = recognizer.recognize(speak(command), "ko-KR", OPEN_SPEECH, commands=COMMANDS)
+    assert result.spotted and result.understood and result.text == command
+    assert result.text not in result.alternatives
+
+
+@pytest.mark.parametrize("request_text", ["주민등록등본 발급", "가족관계증명서 떼고 싶어요", "인증서 상태 알려줘"])
+def test_open_mode_does_not_take_a_request_for_a_command(recognizer, speak, request_text):
+    result = recognizer.recognize(speak(request_text), "ko-KR", OPEN_SPEECH, commands=COMMANDS)
+    assert not result.spotted and result.text not in COMMANDS
