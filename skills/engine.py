@@ -68,6 +68,7 @@ class ExpectedInput:
     mode: str  # "open" | "limited"
     phrases: list[str]
     locale: str
+    expects: str | None = None  # the open question's kind: "pin" answers are a run of digit phrases
 
 
 class Skill(Protocol):
@@ -236,7 +237,7 @@ class DialogEngine:
             return ExpectedInput("open", [], DEFAULT_LOCALE)
         last = session.last_reply or {}
         if session.pending and last.get("grammar"):
-            return ExpectedInput("limited", list(last["grammar"]), session.locale)
+            return ExpectedInput("limited", list(last["grammar"]), session.locale, last.get("expects"))
         return ExpectedInput("open", [], session.locale)
 
     def _dispatch(self, ctx: DialogContext) -> Reply:
@@ -249,7 +250,10 @@ class DialogEngine:
             return self._route(ctx, "launch")
         if not turn.text.strip() and not turn.intent:
             ctx.intent = ctx.intent or "not_understood"
-            return ctx.say("잘 듣지 못했어요. 다시 말씀해 주세요.", "Sorry, I didn't catch that. Please say it again.")
+            # The open question stays open, and so does what the speech recogniser should listen for.
+            last = (ctx.session.last_reply or {}) if ctx.session.pending else {}
+            return ctx.say("잘 듣지 못했어요. 다시 말씀해 주세요.", "Sorry, I didn't catch that. Please say it again.",
+                           expects=last.get("expects"), grammar=last.get("grammar"))
         parse = self._parse(ctx)
         pending = ctx.session.pending
         if pending and parse.intent not in ("cancel", "stop", "help", "repeat"):

@@ -1,0 +1,176 @@
+"""Recognition with the packaged Korean Vosk model, on speech synthesised by espeak-ng."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rapidfuzz import fuzz
+
+from settings import Settings
+from skills.nlu import DIGIT_PHRASES, YES_NO_PHRASES
+from voice.asr import (
+    OPEN_SPEECH,
+    AsrConfig,
+    Expectation,
+    ModelLoadError,
+    NoModelForLocale,
+    SpeechRecognizer,
+    compile_grammar,
+    match_phrase,
+    packaged_korean_model,
+    to_jamo,
+)
+
+YES_NO = Expectation.limited(YES_NO_PHRASES["ko"])
+PIN = Expectation.limited(DIGIT_PHRASES["ko"], sequence=True)
+YES = {"네", "예", "응", "그래"}
+
+
+# --- the correction step (no audio) --------------------------------------------------------------
+
+def test_jamo_decomposition_spells_out_syllables():
+    assert to_jamo("예") == "ㅇㅖ"
+    assert to_jamo("아니요 네") == "ㅇㅏㄴㅣㅇㅛㄴㅔ"
+    assert to_jamo("ok 값") == "okㄱㅏㅄ"
+
+
+@pytest.mark.parametrize(("heard", "expected"), [
+    ("아니오", "아니요"),      # one vowel off
+    ("아니 요", "아니요"),     # split by the recogniser
+    ("예 예", "예"),          # repeated
+    ("네.", "네"),
+    ("그래요", "그래"),
+])
+def test_near_misses_map_onto_the_expected_phrase(heard, expected):
+    forms = {p: p for p in YES_NO_PHRASES["ko"]}
+    assert match_phrase(heard, forms, 75)[0] == expected
+
+
+@pytest.mark.parametrize("heard", ["도움말", "오늘 날씨 어때", "아니요 예 아니요", "주민등록 등본", ""])
+def test_unrelated_or_mixed_speech_matches_no_phrase(heard):
+    forms = {p: p for p in YES_NO_PHRASES["ko"]}
+    assert match_phrase(heard, forms, 75)[0] is None
+
+
+def test_grammar_keeps_only_words_the_model_knows_and_splits_compounds(recognizer):
+    grammar = recognizer.grammar_for("ko-KR", ["예", "주민등록표등본", "xqzzy", "가족관계증명서 발급"])
+    assert grammar.forms == {"예": "예", "주민등록표 등본": "주민등록표등본", "가족관계증명서 발급": "가족관계증명서 발급"}
+    assert grammar.dropped == ("xqzzy",)
+    assert recognizer.knows_word("ko", "예") and not recognizer.knows_word("ko", "xqzzy")
+
+
+def test_decoys_that_sound_like_an_expected_phrase_are_left_out():
+    known = {"이", "사", "이사", "회사", "아니요", "아니오", "도움말"}.__contains__
+    grammar = compile_grammar(["이", "사", "아니요"], known, decoys=["이사", "회사", "아니오", "도움말", "없는말"])
+    # 이사 is 이 + 사 and 아니오 sounds like 아니요; 없는말 is not in the vocabulary.
+    assert grammar.decoys == ("회사", "도움말")
+
+
+# --- limited mode on synthesised speech ----------------------------------------------------------
+
+@pytest.mark.parametrize("rate", [145, 165, 190])
+@pytest.mark.parametrize(("text", "is_yes"), [("예", True), ("네", True), ("아니요", False), ("아니오", False)])
+def test_yes_and_no_are_recognised_in_limited_mode(recognizer, speak, text, rate, is_yes):
+    result = recognizer.recognize(speak(text, rate=rate), "ko-KR", YES_NO)
+    assert result.understood, result
+    assert result.mode == "limited"
+    assert (result.text in YES) is is_yes
+    assert result.confidence >= recognizer.config.min_confidence_limited
+    assert all(0 <= w.start < w.end <= result.duration_s + 0.05 for w in result.words)
+
+
+@pytest.mark.parametrize("text", ["도움말", "오늘 날씨 어때", "주민등록등본 발급", "감사합니다", "전화번호 알려줘"])
+def test_unrelated_speech_does_not_confirm(recognizer, speak, text):
+    result = recognizer.recognize(speak(text), "ko-KR", YES_NO)
+    assert not result.understood and result.text == "", result
+
+
+@pytest.mark.parametrize("digits", ["오 삼 사 이", "오 사 오 삼"])
+def test_pin_digits_are_recognised_as_a_sequence(recognizer, speak, digits):
+    # espeak-ng's Korean renders 일 칠 팔 육 공 구 so that the model hears other digits (see the voice
+    # README section); these PINs use the digits it renders recognisably.
+    result = recognizer.recognize(speak(digits), "ko-KR", PIN)
+    assert result.understood, result
+    assert result.text == digits
+
+
+def test_a_garbled_yes_still_confirms(recognizer, speak):
+    clean = speak("예").astype(np.float64)
+    noisy = clean + np.random.default_rng(7).normal(0, np.sqrt(np.mean(clean ** 2)) / 3, len(clean))  # ~10 dB SNR
+    result = recognizer.recognize(np.clip(noisy, -32768, 32767).astype(np.int16), "ko-KR", YES_NO)
+    assert result.understood and result.text in YES, result
+
+
+# --- open mode -----------------------------------------------------------------------------------
+
+def test_open_mode_returns_text_nbest_and_word_timings(recognizer, speak):
+    audio = speak("주민등록등본 발급 방법을 알려 주세요")
+    result = recognizer.recognize(audio, "ko-KR", OPEN_SPEECH)
+    assert result.mode == "open"
+    assert result.heard and result.text == result.heard
+    assert 1 <= len(result.alternatives) <= recognizer.config.n_best - 1
+    assert result.text not in result.alternatives
+    assert len(result.words) == len(result.text.split())
+    starts = [w.start for w in result.words]
+    assert starts == sorted(starts) and result.words[-1].end <= len(audio) / 16000 + 0.05
+    assert all(0 < w.conf <= 1 for w in result.words)
+    assert result.rtf > 0 and result.duration_s == pytest.approx(len(audio) / 16000)
+
+
+def test_streaming_chunks_gives_the_same_transcript_as_one_buffer(recognizer, speak):
+    audio = speak("가족관계증명서는 어디서 발급받나요")
+    whole = recognizer.recognize(audio, "ko-KR", OPEN_SPEECH)
+    stream = recognizer.start("ko-KR", OPEN_SPEECH)
+    for i in range(0, len(audio), 1600):
+        stream.accept(audio[i:i + 1600])
+    streamed = stream.finish()
+    # Vosk's endpointing and i-vector updates follow the chunking, so the words may differ a little;
+    # the audio accounted for may not.
+    assert fuzz.ratio(streamed.heard, whole.heard) >= 70, (streamed.heard, whole.heard)
+    assert streamed.duration_s == whole.duration_s
+
+
+def test_low_confidence_is_not_understood(recognizer, speak):
+    strict = SpeechRecognizer(recognizer._models, AsrConfig(  # noqa: SLF001 - same loaded model, other floors
+        model_dirs={}, min_confidence_open=1.01, min_confidence_limited=1.01))
+    for expectation in (OPEN_SPEECH, YES_NO):
+        result = strict.recognize(speak("예"), "ko-KR", expectation)
+        assert result.heard and not result.understood and result.text == ""
+
+
+# --- models and locales --------------------------------------------------------------------------
+
+def test_a_locale_without_a_model_is_a_422_naming_the_setting(recognizer, speak):
+    with pytest.raises(NoModelForLocale) as caught:
+        recognizer.start("en-US")
+    assert caught.value.status == 422 and "MINWON_ASR_MODEL_EN" in caught.value.message
+
+
+def test_model_directories_come_from_settings():
+    config = AsrConfig.from_settings(Settings.from_env({"MINWON_ASR_MODEL_EN": "/models/en", "MINWON_ASR_NBEST": "3"}))
+    assert config.model_dirs == {"ko": packaged_korean_model(), "en": Path("/models/en")}
+    assert config.n_best == 3
+    assert (packaged_korean_model() / "am" / "final.mdl").is_file()
+
+
+def test_a_configured_directory_without_a_model_fails_to_load(tmp_path):
+    with pytest.raises(ModelLoadError, match="no Vosk model"):
+        SpeechRecognizer.load(AsrConfig(model_dirs={"en": tmp_path}))
+
+
+COMMANDS = ["도움말", "도와줘", "취소", "취소해줘", "그만", "종료", "다시말해줘", "다시", "한번더"]
+
+
+@pytest.mark.parametrize("command", ["도움말", "도와줘"])
+def test_open_mode_spots_a_spoken_command(recognizer, speak, command):
+    result = recognizer.recognize(speak(command), "ko-KR", OPEN_SPEECH, commands=COMMANDS)
+    assert result.spotted and result.understood and result.text == command
+    assert result.text not in result.alternatives
+
+
+@pytest.mark.parametrize("request_text", ["주민등록등본 발급", "가족관계증명서 떼고 싶어요", "인증서 상태 알려줘"])
+def test_open_mode_does_not_take_a_request_for_a_command(recognizer, speak, request_text):
+    result = recognizer.recognize(speak(request_text), "ko-KR", OPEN_SPEECH, commands=COMMANDS)
+    assert not result.spotted and result.text not in COMMANDS

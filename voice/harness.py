@@ -1,0 +1,205 @@
+"""Talk to a running Minwon Voice service: `python -m voice.harness --url http://127.0.0.1:8080`.
+
+Each turn sends audio to /v1/voice, prints what was heard and what the service answered, and plays
+the answer (or saves it with --out). The session is kept across turns until the service ends it.
+
+Audio comes from the microphone (push-to-talk with Enter, or --vad to start and stop on voice),
+from WAV files (--wav FILE, repeatable), or from text synthesised here first (--say "text", repeatable:
+a loopback test that needs no microphone).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import queue
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import requests
+
+from voice.audio import TARGET_RATE, decode_audio, encode_wav
+
+NO_MICROPHONE = 2
+HTTP_FAILED = 1
+
+
+class MicrophoneUnavailable(Exception):
+    pass
+
+
+# --- audio sources ------------------------------------------------------------------------------
+
+def _sounddevice():
+    try:
+        import sounddevice
+    except (ImportError, OSError) as exc:  # OSError: the PortAudio library itself is missing
+        raise MicrophoneUnavailable(
+            f"no microphone support: {exc}. Install PortAudio (Debian: libportaudio2), or use --wav or --say.") from None
+    return sounddevice
+
+
+def _input_device(sd) -> int | str | None:
+    wanted = os.environ.get("MINWON_HARNESS_INPUT_DEVICE") or None
+    try:
+        sd.query_devices(wanted, kind="input")
+    except (ValueError, sd.PortAudioError) as exc:
+        raise MicrophoneUnavailable(f"no microphone found ({exc}); use --wav FILE or --say TEXT instead.") from None
+    return wanted
+
+
+def record_push_to_talk() -> bytes | None:
+    """Enter starts, Enter stops; 'q' quits. Returns a 16 kHz mono WAV, or None to quit."""
+    sd = _sounddevice()
+    device = _input_device(sd)
+    if input("[Enter] to speak, q [Enter] to quit: ").strip().lower() == "q":
+        return None
+    frames: queue.Queue[np.ndarray] = queue.Queue()
+    with sd.InputStream(samplerate=TARGET_RATE, channels=1, dtype="int16", device=device,
+                        callback=lambda data, *_: frames.put(data.copy())):
+        input("recording … [Enter] to stop ")
+    chunks = []
+    while not frames.empty():
+        chunks.append(frames.get())
+    return encode_wav(np.concatenate(chunks)[:, 0] if chunks else np.zeros(0, np.int16), TARGET_RATE)
+
+
+def record_until_silence(max_s: float = 15.0, trailing_silence_s: float = 0.8) -> bytes | None:
+    """Waits for speech, records until it stops. The threshold sits 12 dB over the room's own noise."""
+    sd = _sounddevice()
+    device = _input_device(sd)
+    block = TARGET_RATE // 50
+    print("listening … (Ctrl-C to quit)")
+    try:
+        with sd.InputStream(samplerate=TARGET_RATE, channels=1, dtype="int16", device=device, blocksize=block) as mic:
+            noise = [float(np.sqrt(np.mean(mic.read(block)[0].astype(np.float64) ** 2))) for _ in range(25)]
+            threshold = max(np.median(noise) * 4, 60.0)
+            recorded: list[np.ndarray] = []
+            quiet = 0
+            while len(recorded) * block < max_s * TARGET_RATE:
+                data = mic.read(block)[0][:, 0]
+                loud = np.sqrt(np.mean(data.astype(np.float64) ** 2)) > threshold
+                if recorded or loud:
+                    recorded.append(data)
+                    quiet = 0 if loud else quiet + 1
+                    if quiet * block >= trailing_silence_s * TARGET_RATE:
+                        break
+    except KeyboardInterrupt:
+        return None
+    return encode_wav(np.concatenate(recorded), TARGET_RATE)
+
+
+def synthesised(texts: list[str], voice: str) -> Iterator[bytes]:
+    from voice.tts import SpeechSynthesizer
+
+    tts = SpeechSynthesizer()
+    try:
+        for text in texts:
+            print(f"(say) {text}")
+            yield tts.synthesize(text, voice, sample_rate=TARGET_RATE)
+    finally:
+        tts.close()
+
+
+def from_files(paths: list[Path]) -> Iterator[bytes]:
+    for path in paths:
+        yield path.read_bytes()
+
+
+# --- the conversation ---------------------------------------------------------------------------
+
+def play(wav: bytes) -> None:
+    try:
+        sd = _sounddevice()
+        audio = decode_audio(wav, "audio/wav", target_rate=22050, reject_silence=False)
+        sd.play(audio.samples, 22050, blocking=True)
+    except Exception as exc:  # noqa: BLE001 - playback is a convenience; --out is the way to keep it
+        print(f"(cannot play the answer: {exc}; use --out to save it)")
+
+
+def out_path(out: Path, turn: int) -> Path:
+    return out if turn == 1 else out.with_name(f"{out.stem}-{turn}{out.suffix or '.wav'}")
+
+
+def converse(url: str, user_id: str, locale: str | None, turns: Iterator[bytes | None], out: Path | None) -> int:
+    session_id: str | None = None
+    http = requests.Session()
+    for number, wav in enumerate(turns, start=1):
+        if wav is None:
+            break
+        params = {"user_id": user_id, **({"session_id": session_id} if session_id else {}),
+                  **({"locale": locale} if locale else {})}
+        response = http.post(f"{url.rstrip('/')}/v1/voice", params=params, data=wav,
+                             headers={"Content-Type": "audio/wav", "Accept": "application/json"}, timeout=120)
+        if response.status_code != 200:
+            print(f"error {response.status_code}: {response.text}", file=sys.stderr)
+            return HTTP_FAILED
+        body = response.json()
+        reply = body["response"]
+        session_id = reply["session_id"]
+        print(f"you:     {body['transcript'] or '(not understood)'}")
+        print(f"service: {reply['speech']}")
+        print(f"session: {session_id} intent={reply['intent']} expects={reply['expects']}")
+        if body.get("audio_b64"):
+            answer = base64.b64decode(body["audio_b64"])
+            if out:
+                path = out_path(out, number)
+                path.write_bytes(answer)
+                print(f"saved:   {path}")
+            else:
+                play(answer)
+        if reply["end_session"]:
+            print("(the service ended the session)")
+            break
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m voice.harness", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--url", default="http://127.0.0.1:8080", help="the running service")
+    parser.add_argument("--user-id", default=f"harness-{uuid.uuid4().hex[:8]}")
+    parser.add_argument("--locale", choices=["ko-KR", "en-US"], default=None)
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--say", action="append", metavar="TEXT", help="synthesise TEXT and send it (repeatable)")
+    source.add_argument("--wav", action="append", type=Path, metavar="FILE", help="send a WAV file (repeatable)")
+    source.add_argument("--vad", action="store_true", help="microphone: start and stop on voice, not on Enter")
+    parser.add_argument("--voice", default="ko", choices=["ko", "en"], help="voice for --say")
+    parser.add_argument("--out", type=Path, help="save answers here (turn 2 → NAME-2.wav …) instead of playing")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.say:
+        turns: Iterator[bytes | None] = synthesised(args.say, args.voice)
+    elif args.wav:
+        turns = from_files(args.wav)
+    else:
+        try:
+            _input_device(_sounddevice())
+        except MicrophoneUnavailable as exc:
+            print(exc, file=sys.stderr)
+            return NO_MICROPHONE
+        record = record_until_silence if args.vad else record_push_to_talk
+
+        def microphone() -> Iterator[bytes | None]:
+            while True:
+                yield record()
+
+        turns = microphone()
+    try:
+        return converse(args.url, args.user_id, args.locale, turns, args.out)
+    except MicrophoneUnavailable as exc:
+        print(exc, file=sys.stderr)
+        return NO_MICROPHONE
+    except requests.ConnectionError:
+        print(f"cannot reach the service at {args.url}: is it running (python app.py serve)?", file=sys.stderr)
+        return HTTP_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
