@@ -23,6 +23,7 @@ from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
 
 from tests.conftest import ROOT  # noqa: E402
+from voice.tts import TtsConfig  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -64,10 +65,11 @@ def launch_chromium(user_data_dir: Path, fake_mic_wav: Path | None = None, *, fa
 
 
 def espeak_wav(text: str, voice: str, path: Path, lead_s: float = 0.5, tail_s: float = 1.2) -> Path:
-    """Speech synthesised by espeak-ng, with silence before and after (so a looping fake microphone
-    plays one clear utterance per loop)."""
+    """Speech synthesised by espeak-ng at the speaking rate of the service's own synthesis, with silence
+    before and after (so a looping fake microphone plays one clear utterance per loop)."""
     raw = path.with_suffix(".espeak.wav")
-    subprocess.run(["espeak-ng", "-v", voice, "-w", str(raw), text], check=True, timeout=60)
+    rate = str(TtsConfig().rate_wpm)
+    subprocess.run(["espeak-ng", "-v", voice, "-s", rate, "-w", str(raw), text], check=True, timeout=60)
     with wave.open(str(raw), "rb") as source:
         params = source.getparams()
         frames = source.readframes(source.getnframes())

@@ -34,6 +34,8 @@ const state = {
   overview: null,
   playing: null,
   noTts: false,       // the server answered /v1/tts with 404
+  turnSeq: 0,         // the newest turn; only its reply plays by itself
+  ttsAbort: null,     // cancels the synthesis of a typed reply a newer turn has overtaken
 };
 
 // ---- interface language ------------------------------------------------------------------------------
@@ -182,7 +184,9 @@ function newRequestId() {
 // Adds a turn to the log; the reply is filled in later. A PIN the citizen gives is never shown.
 function addTurn(mode, text) {
   const hidden = state.expects === "pin";
-  const turn = el("li", { class: "turn", "data-mode": mode, "data-state": "waiting" });
+  state.turnSeq += 1;
+  if (state.ttsAbort) state.ttsAbort.abort();
+  const turn = el("li", { class: "turn", "data-mode": mode, "data-state": "waiting", "data-seq": String(state.turnSeq) });
   const said = el("p", { class: "said" });
   if (mode === "text") said.append(hidden ? label("pin_hidden") : el("q", { text }));
   const you = el("div", { class: "bubble you" },
@@ -283,12 +287,18 @@ function setCaption(text, speaking, locale) {
   caption.dataset.speaking = String(speaking);
 }
 
-// Plays a reply's audio (a WAV blob) in the turn, with its caption; resolves when playback is over.
+// Plays a reply's audio (a WAV blob) in the turn, with its caption; resolves when playback is over. A reply
+// that a newer turn has overtaken keeps its controls but does not play by itself.
 function playReply(turn, blob, speech) {
   const url = URL.createObjectURL(blob);
   const audio = el("audio", { controls: true, preload: "auto", src: url, "aria-label": tr("reply_audio") });
   audio.dataset.role = "reply-audio";
   turn.querySelector(".assistant").append(audio);
+  if (Number(turn.dataset.seq) !== state.turnSeq) {
+    turn.dataset.playback = "overtaken";
+    return Promise.resolve("overtaken");
+  }
+  stopPlayback();
   setCaption(speech, true);
   return new Promise((resolve) => {
     let finished = false;
@@ -320,6 +330,8 @@ function base64ToBlob(b64, type) {
 
 // ---- turns -------------------------------------------------------------------------------------------
 
+// A typed turn. Resolves once the reply is shown, to {playback}: a promise of the end of its speech (an
+// object, so that awaiting the turn does not also wait for the speech).
 async function sendText(text) {
   clearError();
   const turn = addTurn("text", text);
@@ -335,42 +347,53 @@ async function sendText(text) {
   } catch (error) {
     failTurn(turn, error);
     showError(error.key, error.params);
-    return;
+    return { playback: Promise.resolve("failed") };
   }
   const timings = { round_trip: performance.now() - started };
   followReply(reply);
   fillReply(turn, reply, timings);
   setCaption(reply.speech || "", false);
   refreshOverview(true);
-  if (!$("speak-typed").checked || !reply.speech || state.noTts) return;
+  if (!$("speak-typed").checked || !reply.speech || state.noTts) return { playback: Promise.resolve("silent") };
+  return { playback: speakTypedReply(turn, reply, timings) };
+}
+
+async function speakTypedReply(turn, reply, timings) {
+  const abort = new AbortController();
+  state.ttsAbort = abort;
   const ttsStarted = performance.now();
   let audio;
   try {
     const response = await request("/v1/tts", {
       method: "POST", headers: { "Content-Type": "application/json", Accept: "audio/wav" },
-      body: JSON.stringify({ text: reply.speech, locale: reply.locale || state.locale }),
+      body: JSON.stringify({ text: reply.speech, locale: reply.locale || state.locale }), signal: abort.signal,
     });
     audio = await response.blob();
   } catch (error) {
-    if (error.status === 404) {
+    if (abort.signal.aborted) {
+      turn.dataset.playback = "overtaken";
+    } else if (error.status === 404) {
       // Said once; typed replies are then captioned only.
       state.noTts = true;
       turn.querySelector(".assistant").append(el("p", { class: "hint" }, label("no_tts")));
     } else {
       showError(error.key, error.params);
     }
-    return;
+    return "silent";
+  } finally {
+    if (state.ttsAbort === abort) state.ttsAbort = null;
   }
   timings.tts = performance.now() - ttsStarted;
   turn.querySelector("[data-role=timings]").replaceChildren(timingsText(timings));
-  await playReply(turn, audio, reply.speech);
+  return playReply(turn, audio, reply.speech);
 }
 
+// A spoken turn (16 kHz samples). Resolves once the reply is shown, to {playback} as sendText does.
 async function sendAudio(samples) {
   const seconds = samples.length / 16000;
   if (seconds > config.max_recording_s) {
     showError("err_too_long", { s: config.max_recording_s });
-    return;
+    return { playback: Promise.resolve("refused") };
   }
   clearError();
   const turn = addTurn("voice", "");
@@ -386,15 +409,18 @@ async function sendAudio(samples) {
   } catch (error) {
     failTurn(turn, error);
     showError(error.key, error.params);
-    return;
+    return { playback: Promise.resolve("failed") };
   }
   const reply = { locale: result.locale, ...(result.response || {}) };
   fillTranscript(turn, result.transcript || "", result.confidence, result.asr_mode, result.heard || "");
   followReply(reply);
   fillReply(turn, reply, { ...(result.timings_ms || {}), round_trip: performance.now() - started });
   refreshOverview(true);
-  if (result.audio_b64) await playReply(turn, base64ToBlob(result.audio_b64, "audio/wav"), reply.speech || "");
-  else setCaption(reply.speech || "", false);
+  if (!result.audio_b64) {
+    setCaption(reply.speech || "", false);
+    return { playback: Promise.resolve("silent") };
+  }
+  return { playback: playReply(turn, base64ToBlob(result.audio_b64, "audio/wav"), reply.speech || "") };
 }
 
 // ---- push-to-talk ------------------------------------------------------------------------------------
@@ -603,7 +629,9 @@ async function handsFreeUtterance(session, samples) {
   $("mic-status").dataset.state = "paused";
   state.busy = true;
   try {
-    await sendAudio(samples);
+    const { playback } = await sendAudio(samples);
+    state.busy = false;
+    await playback;
   } finally {
     state.busy = false;
     if (state.handsFree === session) {
