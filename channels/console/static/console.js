@@ -29,7 +29,7 @@ const state = {
   sessionId: null,
   expects: null,
   busy: false,
-  recording: null,    // {mode, mic, chunks, samples, started, stop}
+  recording: null,    // {mode: pointer | key | toggle, mic, chunks, released, tooLong}
   handsFree: null,    // {mic, vad, paused}
   overview: null,
   playing: null,
@@ -448,7 +448,7 @@ async function startRecording(mode) {
   if (state.recording || state.busy || state.handsFree) return;
   clearError();
   stopPlayback();
-  const recording = { mode, mic: null, chunks: [], released: false, started: 0 };
+  const recording = { mode, mic: null, chunks: [], released: false, tooLong: false };
   state.recording = recording;
   renderPtt();
   const mic = new MicCapture({
@@ -473,7 +473,6 @@ async function startRecording(mode) {
     return;
   }
   recording.mic = mic;
-  recording.started = performance.now();
   renderPtt();
   $("mic-status").textContent = "";
   if (recording.released) stopRecording(recording.mode);
