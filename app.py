@@ -20,6 +20,8 @@ from channels.kakao import webhook as kakao_webhook
 from channels.nugu import webhook as nugu_webhook
 from channels.rate_limit import RateLimiter
 from observability import configure_logging, request_id_var
+from retrieval import cli as retrieval_cli
+from retrieval import endpoints as retrieval_endpoints
 from services import DATA, Services
 from settings import Settings
 from voice import routes as voice_routes
@@ -29,7 +31,7 @@ from wallet_bridge import endpoints as wallet_endpoints
 log = logging.getLogger("minwon")
 
 BLUEPRINTS = (native.bp, api_docs.bp, alexa_webhook.bp, kakao_webhook.bp, nugu_webhook.bp, wallet_endpoints.bp,
-              mydata.bp, voice_routes.bp, console.bp)
+              mydata.bp, retrieval_endpoints.bp, voice_routes.bp, console.bp)
 
 
 def create_app(settings: Settings | None = None, *, start: bool = True) -> Flask:
@@ -171,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--leak-requests", type=int, default=10_000, help="requests of the memory-growth run")
     bench.set_defaults(func=_bench)
     wallet_cli.add_commands(sub)
+    retrieval_cli.add_commands(sub)
     bench_voice = sub.add_parser("bench-voice", help="speech benchmarks: raw Vosk vs /v1/asr, RTF, latency, TTS, RSS")
     bench_voice.add_argument("--repeats", type=int, default=3, help="passes over the benchmark clips")
     bench_voice.set_defaults(func=_bench_voice)

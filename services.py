@@ -48,6 +48,9 @@ class Services:
         from skills.registry import build_dialog_engine
 
         self.dialog = build_dialog_engine(self)
+        from retrieval.service_loader import COMPONENT, load_faq_searcher
+
+        self.add_loader(COMPONENT, load_faq_searcher)
 
     def add_loader(self, name: str, loader: Callable[[Services], Any]) -> None:
         """`loader(services)` builds a component once; its result is `services.components[name]`."""

@@ -9,6 +9,7 @@ from skills.builtin import CancelSkill, HelpSkill, LinkAccountSkill, NotUndersto
 from skills.certificates import CertificateStatusSkill
 from skills.consent import ConsentSkill
 from skills.engine import DialogEngine, Skill
+from skills.faq import FaqSkill, load_topic_names
 from skills.nlu import IntentMatcher
 from skills.wallet import SendToWalletSkill
 
@@ -21,4 +22,6 @@ def build_dialog_engine(services: Services) -> DialogEngine:
         WelcomeSkill(), HelpSkill(), CancelSkill(), RepeatSkill(), LinkAccountSkill(), SendToWalletSkill(),
         CertificateStatusSkill(), ConsentSkill(),
     ]
-    return DialogEngine(services, IntentMatcher.load(DATA), skills, fallback=NotUnderstoodSkill())
+    # Anything no skill claims is a question for the FAQ; without a loaded index, the plain fallback.
+    faq = FaqSkill(load_topic_names(DATA / "retrieval" / "topic_names.yaml"), unavailable=NotUnderstoodSkill())
+    return DialogEngine(services, IntentMatcher.load(DATA), skills, fallback=faq)

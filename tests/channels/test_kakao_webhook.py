@@ -259,3 +259,22 @@ def test_fast_turn_with_callback_url_answers_directly(kakao_user, callback_serve
 )
 def test_callback_policy(url, allowed):
     assert CallbackPolicy(["kakao.com"]).allows(url) is allowed
+
+
+def test_failing_callback_url_loses_no_turn_and_the_worker_goes_on(kakao_user, callback_server, slow_turns):
+    """Fault: the callback target refuses the connection. The turn was still taken (its reply can be
+    repeated), nothing is sent twice, and the next slow turn's callback is delivered."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead_port = sock.getsockname()[1]  # closed again before the callback is tried: connection refused
+    body = valid(kakao_user.say("도움말", callbackUrl=f"http://127.0.0.1:{dead_port}/v1/callback/dead"))
+    assert body["useCallback"] is True
+    time.sleep(1.5)  # the turn finishes and its one callback attempt fails
+    repeated = valid(kakao_user.say("다시 말해줘"))
+    assert "말해 보세요" in texts(repeated)
+    base, recorder = callback_server
+    valid(kakao_user.say("도움말", callbackUrl=f"{base}/v1/callback/after"))
+    assert recorder.arrived.wait(10)
+    assert [r["path"] for r in recorder.received] == ["/v1/callback/after"]

@@ -1,0 +1,83 @@
+"""The retrieval commands of `python app.py`, run as a citizen's administrator would run them."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+from tests.retrieval.conftest import CORPUS_DIR, ROOT
+
+DEVSET = """\
+- {query: "여권 처음 만드는 곳", locale: ko-KR, topic: passport-issuance, kind: colloquial-ko}
+- {query: "운전면허갱신기간", locale: ko-KR, topic: driver-license-renewal, kind: nospace}
+- {query: "tell me a bedtime story", locale: en-US, topic: null, kind: ood}
+"""
+
+
+def run_app(*args: str, data_dir, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MINWON_DATA_DIR": str(data_dir)}
+    return subprocess.run([sys.executable, "app.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_build_index_then_eval_retrieval(tmp_path):
+    corpus = tmp_path / "faq"
+    corpus.mkdir()
+    for topic in ("passport-issuance", "driver-license-renewal", "move-in-report"):
+        shutil.copy(CORPUS_DIR / f"{topic}.yaml", corpus)
+    data = tmp_path / "data"
+    built = run_app("build-index", "--corpus", str(corpus), data_dir=data)
+    assert built.returncode == 0, built.stderr
+    summary = json.loads(built.stdout)
+    written_entries = [line for p in corpus.glob("*.yaml")
+                       for line in p.read_text(encoding="utf-8").splitlines() if line.startswith("- id:")]
+    assert summary["entries"] == len(written_entries)
+    manifest = data / "index" / "faq" / "manifest.json"
+    built_at = json.loads(manifest.read_text())["built_at"]
+
+    devset = tmp_path / "devset.yaml"
+    devset.write_text(DEVSET, encoding="utf-8")
+    out = tmp_path / "eval.json"
+    evaluated = run_app("eval-retrieval", "--corpus", str(corpus), "--devset", str(devset), "--out", str(out),
+                        data_dir=data)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads(manifest.read_text())["built_at"] == built_at  # the stored index was reused
+    for column in ("lexical", "dense", "hybrid"):
+        assert column in evaluated.stdout
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert report["queries"] == 3
+    assert report["rankers"]["hybrid"]["recall_at_1"] == 1.0
+    assert report["rankers"]["hybrid"]["ood_rejection"] == 1.0
+
+
+def test_build_index_reports_a_broken_corpus(tmp_path):
+    corpus = tmp_path / "faq"
+    corpus.mkdir()
+    (corpus / "bad.yaml").write_text("- id: bad\n  topic: bad\n", encoding="utf-8")
+    result = run_app("build-index", "--corpus", str(corpus), data_dir=tmp_path / "data", timeout=120)
+    assert result.returncode == 1
+    assert "bad.yaml:1: locale: missing field" in result.stderr
+
+
+def test_import_faq_command(tmp_path):
+    corpus = tmp_path / "faq"
+    corpus.mkdir()
+    shutil.copy(CORPUS_DIR / "passport-issuance.yaml", corpus)
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps([{"질문": "여권 사진 규격은?", "답변": "여권 사진은 가로 3.5센티미터, 세로 4.5센티미터예요. "
+                                                                 "6개월 안에 찍은 사진이어야 해요."}],
+                                 ensure_ascii=False), encoding="utf-8")
+    result = run_app("import-faq", str(export), "--topic", "passport-issuance", "--locale", "ko-KR",
+                     "--agency", "외교부", "--source-url", "https://www.passport.go.kr", "--corpus", str(corpus),
+                     data_dir=tmp_path / "data", timeout=120)
+    assert result.returncode == 0, result.stderr
+    written = corpus / "passport-issuance-import.yaml"
+    assert result.stdout.strip() == str(written)
+    assert "여권 사진 규격은?" in written.read_text(encoding="utf-8")
+    failed = run_app("import-faq", str(export), "--topic", "Bad Topic", "--locale", "ko-KR", "--agency", "x",
+                     "--source-url", "https://x.go.kr", "--corpus", str(corpus), data_dir=tmp_path / "data",
+                     timeout=120)
+    assert failed.returncode == 1 and "bad topic id" in failed.stderr
