@@ -1,10 +1,10 @@
 # Two commands on a fresh machine: `make run` and `make test`. Both install what is missing first.
 SHELL := /bin/bash
 PY := .venv/bin/python
-APT_PACKAGES := espeak-ng libespeak-ng1 libportaudio2
+APT_PACKAGES := espeak-ng libespeak-ng1 libportaudio2 chromium chromium-driver fonts-nanum
 STAMP := .venv/.installed
 
-.PHONY: install debian-packages run test serve-prod lint bench soak
+.PHONY: install debian-packages run test test-browser serve-prod lint bench soak
 
 install: debian-packages $(STAMP)
 
@@ -29,6 +29,10 @@ serve-prod: install
 
 test: install
 	$(PY) -m pytest
+
+# The web console in headless Chromium (also part of `make test`).
+test-browser: install
+	$(PY) -m pytest tests/console
 
 bench: install
 	$(PY) app.py bench

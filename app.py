@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import Flask, g, request
 
-from channels import api_docs, mydata, native
+from channels import api_docs, console, mydata, native
 from channels.alexa import webhook as alexa_webhook
 from channels.alexa.interaction_model import DEFAULT_INVOCATION_NAME, MODEL_PATH, AlexaCatalog, write_model
 from channels.errors import register_error_handlers
@@ -31,7 +31,7 @@ from wallet_bridge import endpoints as wallet_endpoints
 log = logging.getLogger("minwon")
 
 BLUEPRINTS = (native.bp, api_docs.bp, alexa_webhook.bp, kakao_webhook.bp, nugu_webhook.bp, wallet_endpoints.bp,
-              mydata.bp, retrieval_endpoints.bp, voice_routes.bp)
+              mydata.bp, retrieval_endpoints.bp, voice_routes.bp, console.bp)
 
 
 def create_app(settings: Settings | None = None, *, start: bool = True) -> Flask:
