@@ -8,6 +8,7 @@ process by the Services loaders that `install()` registers.
 from __future__ import annotations
 
 import base64
+import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -162,9 +163,13 @@ def voice() -> Any:
     synthesizer: SpeechSynthesizer = _component("tts")
     expected = state.dialog.expected_input(session_id, user_id)
     listen_locale = locale or expected.locale
+    started = time.perf_counter()
     transcript = _recognise_body(recognizer, listen_locale, _expectation(expected), _commands(listen_locale))
+    recognised = time.perf_counter()
     reply: Reply = state.dialog.converse(_voice_turn(transcript, user_id, session_id, locale))
-    shown = PIN_MASK if expected.expects == "pin" and transcript.text else transcript.text
+    answered = time.perf_counter()
+    pin_step = expected.expects == "pin"
+    shown = PIN_MASK if pin_step and transcript.text else transcript.text
     wants_wav = _wants_wav()
     try:
         wav = synthesizer.synthesize(reply.speech, reply.locale) if reply.speech else b""
@@ -184,6 +189,12 @@ def voice() -> Any:
         "understood": transcript.understood,
         "confidence": round(transcript.confidence, 3),
         "asr_mode": transcript.mode,
+        # What the recogniser produced before the floor and phrase matching; never shown for a PIN.
+        "heard": PIN_MASK if pin_step and transcript.heard else transcript.heard,
+        "locale": reply.locale,
+        "timings_ms": {"asr": round((recognised - started) * 1000, 1),
+                       "dialog": round((answered - recognised) * 1000, 1),
+                       "tts": round((time.perf_counter() - answered) * 1000, 1)},
         "response": reply.to_api(),
         "audio_b64": base64.b64encode(wav).decode() if wav else None,
     })
@@ -239,6 +250,12 @@ OPENAPI_COMPONENTS = {
         "properties": {
             "transcript": {"type": "string"}, "understood": {"type": "boolean"},
             "confidence": {"type": "number"}, "asr_mode": {"enum": ["open", "limited"]},
+            "heard": {"type": "string", "description": "the recogniser's output before the confidence floor and "
+                                                       "phrase matching (masked during the PIN step)"},
+            "locale": {"type": "string"},
+            "timings_ms": {"type": "object", "description": "time spent in recognition, dialog and synthesis",
+                           "properties": {"asr": {"type": "number"}, "dialog": {"type": "number"},
+                                          "tts": {"type": "number"}}},
             "response": {"$ref": "#/components/schemas/ConverseResponse"},
             "audio_b64": {"type": ["string", "null"], "description": "the reply as a base64 WAV"},
         },
