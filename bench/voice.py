@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -200,11 +201,19 @@ def recognition_choices(recognizer: SpeechRecognizer, tts: SpeechSynthesizer, co
     rates = (145, 165, 190)
     yes_no = Expectation.limited(YES_NO_PHRASES["ko"])
     answers = {"예": True, "네": True, "아니요": False, "아니오": False}
-    correct = sum(
-        1 for text, is_yes in answers.items() for rate in rates
-        if (r := recognizer.recognize(speech(text, rate), "ko-KR", yes_no)).understood and (r.text in YES) == is_yes)
-    false_yes_no = sum(1 for text in NOT_ANSWERS for rate in rates
-                       if recognizer.recognize(speech(text, rate), "ko-KR", yes_no).understood)
+    # Side by side: the same grammar without its decoys.
+    without_decoys = SpeechRecognizer(recognizer._models, replace(recognizer.config, use_decoys=False))  # noqa: SLF001
+
+    def yes_no_scores(asr: SpeechRecognizer) -> tuple[int, int]:
+        correct = sum(1 for text, is_yes in answers.items() for rate in rates
+                      if (r := asr.recognize(speech(text, rate), "ko-KR", yes_no)).understood
+                      and (r.text in YES) == is_yes)
+        accepted = sum(1 for text in NOT_ANSWERS for rate in rates
+                       if asr.recognize(speech(text, rate), "ko-KR", yes_no).understood)
+        return correct, accepted
+
+    correct, false_yes_no = yes_no_scores(recognizer)
+    correct_without, false_without = yes_no_scores(without_decoys)
     matcher_intents = {"도움말": "help", "도와줘": "help", "취소": "cancel", "그만": "stop", "종료": "stop",
                        "다시 말해줘": "repeat", "한 번 더": "repeat"}
     command_of = {text: intent for intent in ("help", "cancel", "stop", "repeat")
@@ -217,7 +226,8 @@ def recognition_choices(recognizer: SpeechRecognizer, tts: SpeechSynthesizer, co
     return {
         "speaking_rates_wpm": list(rates),
         "yes_no_limited": {"correct": correct, "of": len(answers) * len(rates),
-                           "false_accepts": false_yes_no, "of_other": len(NOT_ANSWERS) * len(rates)},
+                           "false_accepts": false_yes_no, "of_other": len(NOT_ANSWERS) * len(rates),
+                           "without_decoys": {"correct": correct_without, "false_accepts": false_without}},
         "command_spotting_open": {"recognised": spotted, "of": len(COMMAND_CLIPS) * len(rates),
                                   "requests_taken_for_commands": wrongly_spotted,
                                   "of_requests": len(REQUEST_CLIPS) * len(rates)},
@@ -291,7 +301,8 @@ def table(results: dict[str, Any]) -> str:
     choices = results["recognition_choices"]
     yn, spot = choices["yes_no_limited"], choices["command_spotting_open"]
     lines.append(f"limited yes/no: {yn['correct']}/{yn['of']} right, {yn['false_accepts']}/{yn['of_other']} "
-                 f"other utterances accepted; command spotting: {spot['recognised']}/{spot['of']} commands, "
+                 f"other utterances accepted (without decoys: {yn['without_decoys']['correct']} right, "
+                 f"{yn['without_decoys']['false_accepts']} accepted); command spotting: {spot['recognised']}/{spot['of']} commands, "
                  f"{spot['requests_taken_for_commands']}/{spot['of_requests']} requests taken for commands")
     return "\n".join(lines)
 

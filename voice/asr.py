@@ -89,6 +89,7 @@ class AsrConfig:
     # How far (in log score) an all-expected alternative may trail a decoy and still win: 0 trusts
     # the decoys fully, a large value ignores them. Measured on synthesised speech (README, Voice).
     decoy_margin: float = 2.0
+    use_decoys: bool = True           # off only to measure what the decoys are worth (bench/voice.py)
     # A command spotted during open speech must beat every decoy outright: taking a question for a
     # command loses the question, so the bar is higher than for an expected answer.
     spot_commands: bool = True
@@ -551,7 +552,8 @@ class SpeechRecognizer:
         def known(word: str) -> bool:
             return model.vosk_model_find_word(word) >= 0
 
-        decoys = [d for d in load_decoys(language) if len(d.replace(" ", "")) >= decoy_syllables]
+        decoys = [d for d in load_decoys(language) if len(d.replace(" ", "")) >= decoy_syllables
+                  and self.config.use_decoys]
         grammar = compile_grammar(phrases, known, decoys, self.config.match_threshold)
         if grammar.dropped:
             log.warning("expected phrases outside the model vocabulary",
