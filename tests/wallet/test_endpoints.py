@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import secrets
 from datetime import date, timedelta
@@ -15,9 +16,14 @@ from wallet_bridge.jws import parse_compact
 GRANT = "urn:ietf:params:oauth:grant-type:pre-authorized_code"
 
 
+_ADDRESSES = itertools.count(1)
+
+
 def client_addr() -> dict:
-    # Token requests are counted per client address; each test is its own client.
-    return {"REMOTE_ADDR": f"198.51.100.{secrets.randbelow(250) + 1}"}
+    # Token requests are counted per client address; each call is its own client, never reused in a run
+    # (a random pick could land on the address the rate-limit test has just used up).
+    n = next(_ADDRESSES)
+    return {"REMOTE_ADDR": f"10.{n // 65536 % 256}.{n // 256 % 256}.{n % 256}"}
 
 
 @pytest.fixture()
