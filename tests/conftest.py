@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from werkzeug.serving import make_server
 
 from app import create_app
 from settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# The same examples on every run, so that a CI result can be reproduced here; explore more with
+# HYPOTHESIS_PROFILE=explore.
+hypothesis_settings.register_profile("repeatable", derandomize=True, print_blob=True)
+hypothesis_settings.register_profile("explore", derandomize=False, print_blob=True)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 
 def make_settings(data_dir: Path, **overrides: object) -> Settings:

@@ -16,7 +16,7 @@ def wav(samples: bytes, rate: int, channels: int, bits: int, data_size: int | No
     block = channels * bits // 8
     fmt = struct.pack("<HHIIHH", 1, channels, rate, rate * block, block, bits)
     size = len(samples) if data_size is None else data_size
-    return b"RIFF" + struct.pack("<I", 36 + size) + b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt + \
+    return b"RIFF" + struct.pack("<I", min(36 + size, 2**32 - 1)) + b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt + \
         b"data" + struct.pack("<I", size) + samples
 
 
