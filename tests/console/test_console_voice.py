@@ -66,9 +66,8 @@ def timings_shown(turn) -> set[str]:
     return {e.get_attribute("data-timing") for e in turn.find_elements(By.CSS_SELECTOR, "[data-timing]")}
 
 
-def test_push_to_talk_with_the_space_bar(browser, live_server):
-    open_console(browser, live_server)
-    browser.get_log("browser")
+def hold_space_through_the_utterance(browser):
+    """Holds the space bar (push-to-talk) while the fake microphone plays its file; returns the button."""
     browser.find_element(By.TAG_NAME, "h1").click()
     ptt = browser.find_element(By.ID, "ptt")
     ActionChains(browser).key_down(Keys.SPACE).perform()
@@ -78,6 +77,13 @@ def test_push_to_talk_with_the_space_bar(browser, live_server):
         time.sleep(2.2)
     finally:
         ActionChains(browser).key_up(Keys.SPACE).perform()
+    return ptt
+
+
+def test_push_to_talk_with_the_space_bar(browser, live_server):
+    open_console(browser, live_server)
+    browser.get_log("browser")
+    ptt = hold_space_through_the_utterance(browser)
     turn = wait_for_spoken_reply(browser, 0)
     assert_spoken_korean_turn(browser, turn)
     assert ptt.get_attribute("data-state") == "idle"
@@ -88,14 +94,7 @@ def test_spoken_help_is_understood_as_help(browser, live_server):
     """Issue 4 asks that a synthesised "도움말" sent to /v1/voice gets the help reply; through the console
     it must too. This one depends on the recogniser (open mode, biased toward the domain's commands)."""
     open_console(browser, live_server)
-    browser.find_element(By.TAG_NAME, "h1").click()
-    ptt = browser.find_element(By.ID, "ptt")
-    ActionChains(browser).key_down(Keys.SPACE).perform()
-    try:
-        wait_for(lambda: ptt.get_attribute("data-state") == "recording", message="recording to start")
-        time.sleep(2.2)
-    finally:
-        ActionChains(browser).key_up(Keys.SPACE).perform()
+    hold_space_through_the_utterance(browser)
     turn = wait_for_spoken_reply(browser, 0)
     transcript = turn.find_element(By.CSS_SELECTOR, "[data-role=transcript]").text
     assert turn.get_attribute("data-intent") == "help", f"heard {transcript!r}: {turn.text}"
