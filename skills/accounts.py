@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import Column, DateTime, ForeignKey, Integer, String, Table, Text, select
 
-from storage import Database, metadata
+from storage import Database, metadata, secret_digest
 
 MAX_PIN_FAILURES = 5
 LOCKOUT = timedelta(minutes=15)
@@ -100,10 +100,6 @@ def _pin_matches(pin: str, stored: str) -> bool:
     return hmac.compare_digest(digest.hex(), digest_hex)
 
 
-def _code_hash(code: str) -> str:
-    return hashlib.sha256(code.encode()).hexdigest()
-
-
 @dataclass(frozen=True)
 class PinCheck:
     ok: bool
@@ -160,7 +156,7 @@ class Accounts:
             conn.execute(link_codes.delete().where(link_codes.c.expires_at < utcnow()))
             conn.execute(
                 link_codes.insert().values(
-                    code_hash=_code_hash(code), citizen_id=citizen_id, expires_at=utcnow() + LINK_CODE_TTL
+                    code_hash=secret_digest(code), citizen_id=citizen_id, expires_at=utcnow() + LINK_CODE_TTL
                 )
             )
         return code
@@ -168,7 +164,7 @@ class Accounts:
     def redeem_link_code(self, user_id: str, code: str) -> Citizen | None:
         """Links the speaker user when the code is valid; the code is consumed in the same transaction."""
         with self.db.transaction() as conn:
-            row = conn.execute(select(link_codes).where(link_codes.c.code_hash == _code_hash(code))).mappings().first()
+            row = conn.execute(select(link_codes).where(link_codes.c.code_hash == secret_digest(code))).mappings().first()
             if row is None or _aware(row["expires_at"]) < utcnow():
                 return None
             conn.execute(link_codes.delete().where(link_codes.c.code_hash == row["code_hash"]))

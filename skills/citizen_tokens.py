@@ -6,13 +6,12 @@ slow hash protects low-entropy secrets such as PINs). Lookups compare hashes, ne
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 
 from sqlalchemy import Column, DateTime, ForeignKey, String, Table, select
 
 from skills.accounts import utcnow
-from storage import Database, metadata
+from storage import Database, metadata, secret_digest
 
 citizen_app_tokens = Table(
     "citizen_app_tokens",
@@ -23,10 +22,6 @@ citizen_app_tokens = Table(
 )
 
 
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 class CitizenTokens:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -34,7 +29,7 @@ class CitizenTokens:
     def add(self, citizen_id: str, token: str) -> None:
         with self.db.transaction() as conn:
             conn.execute(citizen_app_tokens.insert().values(
-                token_hash=_hash(token), citizen_id=citizen_id, created_at=utcnow()))
+                token_hash=secret_digest(token), citizen_id=citizen_id, created_at=utcnow()))
 
     def issue(self, citizen_id: str) -> str:
         """A new random token for the citizen's app; shown once, only its hash is kept."""
@@ -45,4 +40,4 @@ class CitizenTokens:
     def citizen_for(self, token: str) -> str | None:
         with self.db.read() as conn:
             return conn.execute(select(citizen_app_tokens.c.citizen_id).where(
-                citizen_app_tokens.c.token_hash == _hash(token))).scalar()
+                citizen_app_tokens.c.token_hash == secret_digest(token))).scalar()

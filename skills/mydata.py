@@ -9,7 +9,6 @@ transaction, so a withdrawal committed before the request is always seen by it.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import secrets
@@ -21,7 +20,7 @@ from sqlalchemy import Column, DateTime, ForeignKey, String, Table, Text, select
 
 from skills.accounts import FieldCipher, utcnow
 from skills.consent_ledger import ConsentLedger
-from storage import Database, metadata
+from storage import Database, metadata, secret_digest
 
 mydata_items = Table(
     "mydata_items",
@@ -52,26 +51,22 @@ share_requests = Table(
 )
 
 
-def _key_hash(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
 class AgencyKeys:
     def __init__(self, db: Database, configured: str = "") -> None:
         self.db = db
         # "nhis=KEY,nts=KEY" from the settings; only the hashes are kept in memory.
         self._configured = {
-            _key_hash(key.strip()): agency.strip()
+            secret_digest(key.strip()): agency.strip()
             for agency, _, key in (part.partition("=") for part in configured.split(",") if "=" in part)
             if key.strip()
         }
 
     def add(self, agency_id: str, key: str) -> None:
         with self.db.transaction() as conn:
-            conn.execute(agency_keys.insert().values(key_hash=_key_hash(key), agency_id=agency_id))
+            conn.execute(agency_keys.insert().values(key_hash=secret_digest(key), agency_id=agency_id))
 
     def agency_for(self, key: str) -> str | None:
-        digest = _key_hash(key)
+        digest = secret_digest(key)
         for known, agency in self._configured.items():
             if hmac.compare_digest(known, digest):
                 return agency

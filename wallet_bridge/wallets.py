@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from dataclasses import dataclass
 
 from sqlalchemy import Column, ForeignKey, String, Table, select
 
-from storage import Database, metadata
+from storage import Database, metadata, secret_digest
 
 wallets = Table(
     "wallets",
@@ -18,10 +17,6 @@ wallets = Table(
     Column("token_hash", String(64), nullable=False),
     Column("push_url", String(500), nullable=True),
 )
-
-
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -38,7 +33,7 @@ class WalletRegistry:
     def register(self, wallet_id: str, citizen_id: str, token: str, push_url: str | None = None) -> None:
         with self.db.transaction() as conn:
             conn.execute(wallets.insert().values(
-                id=wallet_id, citizen_id=citizen_id, token_hash=token_hash(token), push_url=push_url))
+                id=wallet_id, citizen_id=citizen_id, token_hash=secret_digest(token), push_url=push_url))
 
     def set_push_url(self, wallet_id: str, push_url: str | None) -> None:
         """Offers made from now on are also POSTed to `push_url` (None: mailbox only)."""
@@ -54,6 +49,6 @@ class WalletRegistry:
         """The wallet when `token` is its own mailbox token; compared in constant time."""
         with self.db.read() as conn:
             row = conn.execute(select(wallets).where(wallets.c.id == wallet_id)).mappings().first()
-        if row is None or not hmac.compare_digest(row["token_hash"], token_hash(token)):
+        if row is None or not hmac.compare_digest(row["token_hash"], secret_digest(token)):
             return None
         return Wallet(row["id"], row["citizen_id"], row["push_url"])
