@@ -1,14 +1,26 @@
 # Two commands on a fresh machine: `make run` and `make test`. Both install what is missing first.
+# What is installed depends on the target: the service alone (`make run`), plus tests and lint
+# (`make test`, `make lint`), plus the benchmark-only packages (`make bench`, `make soak`).
 SHELL := /bin/bash
 PY := .venv/bin/python
-APT_PACKAGES := espeak-ng libespeak-ng1 libportaudio2 chromium chromium-driver fonts-nanum
-STAMP := .venv/.installed
+# The service: speech synthesis.
+APT_RUN := espeak-ng libespeak-ng1
+# Tests and the microphone harness: headless Chromium with its driver and a Korean font, PortAudio.
+APT_DEV := chromium chromium-driver fonts-nanum libportaudio2
 
-.PHONY: install debian-packages run test test-browser serve-prod lint bench soak
+.PHONY: install install-dev install-bench run test test-browser serve-prod lint bench soak
 
-install: debian-packages $(STAMP)
+install: APT_PACKAGES := $(APT_RUN)
+install: debian-packages .venv/.installed-run
+
+install-dev: APT_PACKAGES := $(APT_RUN) $(APT_DEV)
+install-dev: debian-packages .venv/.installed-dev
+
+install-bench: APT_PACKAGES := $(APT_RUN) $(APT_DEV)
+install-bench: debian-packages .venv/.installed-bench
 
 # Checked on every run (dpkg -s is cheap) so a machine that lost a package gets it back.
+.PHONY: debian-packages
 debian-packages:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -16,29 +28,43 @@ debian-packages:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
-$(STAMP): requirements.txt
+.venv/.created:
 	@test -x $(PY) || python3 -m venv .venv
+	@touch $@
+
+.venv/.installed-run: requirements.txt .venv/.created
 	$(PY) -m pip install -q -r requirements.txt
-	@touch $(STAMP)
+	@touch $@
+
+.venv/.installed-dev: requirements-dev.txt requirements.txt .venv/.created
+	$(PY) -m pip install -q -r requirements-dev.txt
+	@touch $@ .venv/.installed-run
+
+.venv/.installed-bench: requirements-bench.txt requirements-dev.txt requirements.txt .venv/.created
+	$(PY) -m pip install -q -r requirements-bench.txt
+	@touch $@ .venv/.installed-dev .venv/.installed-run
 
 run: install
 	$(PY) app.py serve --host 127.0.0.1 --port 8080
 
 serve-prod: install
+	$(PY) app.py init
 	.venv/bin/gunicorn --workers $$(nproc) --threads 8 --bind 0.0.0.0:8080 --timeout 60 'app:create_app()'
 
-test: install
+test: install-dev
 	$(PY) -m pytest
 
 # The web console in headless Chromium (also part of `make test`).
-test-browser: install
+test-browser: install-dev
 	$(PY) -m pytest tests/console
 
-bench: install
+# Style (ruff) and the layering rules (import-linter contracts in pyproject.toml).
+lint: install-dev
+	.venv/bin/ruff check .
+	.venv/bin/lint-imports
+
+bench: install-bench
 	$(PY) app.py bench
 
-soak: install
+soak: install-bench
 	$(PY) -m bench.soak
-
-lint: install
-	.venv/bin/ruff check .

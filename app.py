@@ -13,25 +13,25 @@ from typing import Any
 from flask import Flask, g, request
 
 from channels import api_docs, console, mydata, native
+from channels import voice as voice_channel
 from channels.alexa import webhook as alexa_webhook
 from channels.alexa.interaction_model import DEFAULT_INVOCATION_NAME, MODEL_PATH, AlexaCatalog, write_model
-from channels.errors import register_error_handlers
 from channels.kakao import webhook as kakao_webhook
 from channels.nugu import webhook as nugu_webhook
-from channels.rate_limit import RateLimiter
+from http_api import register_error_handlers
 from observability import configure_logging, request_id_var
 from retrieval import cli as retrieval_cli
 from retrieval import endpoints as retrieval_endpoints
-from services import DATA, Services
-from settings import Settings
-from voice import routes as voice_routes
+from services import Services
+from settings import PROJECT_DATA, Settings
+from voice import endpoints as voice_endpoints
 from wallet_bridge import cli as wallet_cli
 from wallet_bridge import endpoints as wallet_endpoints
 
 log = logging.getLogger("minwon")
 
 BLUEPRINTS = (native.bp, api_docs.bp, alexa_webhook.bp, kakao_webhook.bp, nugu_webhook.bp, wallet_endpoints.bp,
-              mydata.bp, retrieval_endpoints.bp, voice_routes.bp, console.bp)
+              mydata.bp, retrieval_endpoints.bp, voice_endpoints.bp, voice_channel.bp, console.bp)
 
 
 def create_app(settings: Settings | None = None, *, start: bool = True) -> Flask:
@@ -42,17 +42,12 @@ def create_app(settings: Settings | None = None, *, start: bool = True) -> Flask
     app.config["MAX_CONTENT_LENGTH"] = 10 * 1024 * 1024 + 1024
     app.json.ensure_ascii = False
     state = Services(settings)
+    state.initialize()
     app.extensions["minwon"] = state
-    app.extensions["minwon_rate_limiters"] = {
-        "user": RateLimiter(settings.rate_limit_per_minute),
-        "device": RateLimiter(settings.rate_limit_per_minute),
-        "ip": RateLimiter(settings.ip_rate_limit_per_minute),
-    }
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
     register_error_handlers(app)
     _instrument(app, state)
-    voice_routes.install(state)
     if start:
         state.start()
     return app
@@ -93,8 +88,28 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _link_code(args: argparse.Namespace) -> int:
+def tool_services() -> Services:
+    """The stores for a command-line tool: initialised, no models, no background workers."""
     state = Services(Settings.from_env(load_models=False))
+    state.initialize()
+    return state
+
+
+def _init(_args: argparse.Namespace) -> int:
+    tool_services().stop()
+    print("initialised")
+    return 0
+
+
+def _purge(_args: argparse.Namespace) -> int:
+    state = tool_services()
+    print(state.purge())
+    state.stop()
+    return 0
+
+
+def _link_code(args: argparse.Namespace) -> int:
+    state = tool_services()
     try:
         code = state.accounts.issue_link_code(args.citizen_id)
     except KeyError:
@@ -106,29 +121,26 @@ def _link_code(args: argparse.Namespace) -> int:
 
 
 def _verify_consent_chain(_args: argparse.Namespace) -> int:
-    from skills.consent_ledger import consent_ledger
 
-    report = consent_ledger(Services(Settings.from_env(load_models=False))).verify_chain()
+    report = tool_services().consents.verify_chain()
     print(report.describe())
     return 0 if report.ok else 1
 
 
 def _citizen_token(args: argparse.Namespace) -> int:
-    from skills.citizen_tokens import CitizenTokens
-
-    state = Services(Settings.from_env(load_models=False))
+    state = tool_services()
     if state.accounts.citizen(args.citizen_id) is None:
         print(f"no citizen {args.citizen_id}", file=sys.stderr)
         return 1
     # Printed once for the citizen's app; only its hash is stored, and it is never logged.
-    print(CitizenTokens(state.db).issue(args.citizen_id))
+    print(state.citizen_tokens.issue(args.citizen_id))
     return 0
 
 
 def _alexa_model(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     invocation = args.invocation_name or settings.get("MINWON_ALEXA_INVOCATION_NAME", DEFAULT_INVOCATION_NAME)
-    path = write_model(AlexaCatalog.load(DATA, invocation), args.output)
+    path = write_model(AlexaCatalog.load(PROJECT_DATA, invocation), args.output)
     print(path)
     return 0
 
@@ -154,6 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.set_defaults(func=_serve)
+    init = sub.add_parser("init", help="create or upgrade the database, make the first signing keys, seed demo data")
+    init.set_defaults(func=_init)
+    purge = sub.add_parser("purge", help="delete expired dialog sessions and old stored replies; prints the rows removed")
+    purge.set_defaults(func=_purge)
     link = sub.add_parser("link-code", help="issue a one-time code that links a speaker to a citizen")
     link.add_argument("citizen_id")
     link.set_defaults(func=_link_code)
@@ -172,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--requests", type=int, default=400, help="requests per scenario and concurrency level")
     bench.add_argument("--leak-requests", type=int, default=10_000, help="requests of the memory-growth run")
     bench.set_defaults(func=_bench)
-    wallet_cli.add_commands(sub)
+    wallet_cli.add_commands(sub, lambda: tool_services().wallet)
     retrieval_cli.add_commands(sub)
     bench_voice = sub.add_parser("bench-voice", help="speech benchmarks: raw Vosk vs /v1/asr, RTF, latency, TTS, RSS")
     bench_voice.add_argument("--repeats", type=int, default=3, help="passes over the benchmark clips")

@@ -1,8 +1,14 @@
-"""The one per-process state object: settings, storage, accounts, the dialog engine and the loaded models.
+"""The one place that wires everything: every store, the wallet bridge, the dialog engine, the model
+loaders and the background workers of one process, built once.
 
-Storage and the dialog engine are ready when `Services` is built; slow components (retrieval index,
-speech models) register a loader that runs once, in the background, at start-up. /health answers 503
-until every loader has finished.
+Life cycle, in the manner of wyoming-vosk's state object:
+- `Services(settings)` builds objects only; it touches neither the database nor the disk beyond the
+  data directory's key files.
+- `initialize()` is the explicit set-up step (`app.py init`, and part of `serve`): schema upgrade, the
+  first signing keys, demo seeding when demo mode is on.
+- `start()` starts the background workers and loads the slow components (FAQ index, speech models) once;
+  /health answers 503 until every loader has finished.
+- `stop()` ends every thread and subprocess that `start()` began.
 """
 
 from __future__ import annotations
@@ -10,64 +16,146 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from channels.kakao.callback import CallbackWorker
+from domain.certificates import CertificateRecords
+from domain.citizen_tokens import CitizenTokens
+from domain.citizens import Accounts
+from domain.clock import utc_now
+from domain.consent_ledger import ConsentLedger
+from domain.demo import seed_demo
+from domain.mydata import AgencyKeys, CitizenData
+from domain.wallets import WalletRegistry
+from http_api import RateLimiter
 from observability import Metrics
-from settings import Settings
-from skills.accounts import Accounts
+from settings import PROJECT_DATA, Settings
+from skills.registry import DialogStores, build_dialog_engine
 from skills.sessions import SessionStore
-from storage import Database
-from wallet_bridge.bridge import WalletBridge
+from storage import Database, StorageUnavailable
+from wallet_bridge.bridge import WalletBridge, wallet_config
+from wallet_bridge.certificate_documents import CertificateDocuments
+
+if TYPE_CHECKING:
+    from retrieval.search import FaqSearcher
 
 log = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parent
-DATA = ROOT / "data"
+FAQ = "faq"
+ASR = "asr"
+TTS = "tts"
+# Expired dialog sessions and old stored replies are deleted this often (also: `app.py purge`).
+PURGE_INTERVAL_S = 600.0
 
 
 class Services:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings.ensure_data_dir()
+        self.clock = utc_now
         self.db = Database(self.settings.database_url)
-        self.db.upgrade()
-        self.accounts = Accounts(self.db, self.settings.secret_key)
+        key = self.settings.secret_key
+        self.accounts = Accounts(self.db, key)
         self.sessions = SessionStore(self.db, self.settings.session_ttl_s)
-        self.wallet = WalletBridge.for_service(self.settings, self.db, self.accounts)
+        self.certificates = CertificateRecords(self.db)
+        self.consents = ConsentLedger(self.db, key, self.settings.data_dir)
+        self.citizen_tokens = CitizenTokens(self.db)
+        self.agency_keys = AgencyKeys(self.db, self.settings.get("MINWON_AGENCY_KEYS"))
+        self.citizen_data = CitizenData(self.db, self.accounts.cipher)
+        self.wallets = WalletRegistry(self.db)
+        self.wallet = WalletBridge(
+            self.db, wallet_config(self.settings),
+            CertificateDocuments(self.certificates, self.accounts, self.clock), self.clock, wallets=self.wallets,
+        )
         self.metrics = Metrics()
+        self.rate_limiters = {
+            "user": RateLimiter(self.settings.rate_limit_per_minute),
+            "device": RateLimiter(self.settings.rate_limit_per_minute),
+            "ip": RateLimiter(self.settings.ip_rate_limit_per_minute),
+        }
+        self.kakao_callbacks = CallbackWorker(workers=int(self.settings.get("MINWON_KAKAO_WORKERS", "4")))
+        self.dialog = build_dialog_engine(
+            DialogStores(self.db, self.accounts, self.sessions, self.certificates, self.consents, self.wallet,
+                         self.clock),
+            faq_searcher=self.faq_searcher, observe_turn=self.metrics.observe_turn,
+        )
         self.components: dict[str, Any] = {}
         self._loaders: list[tuple[str, Callable[[Services], Any]]] = []
         self._ready = threading.Event()
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
         self.load_error: str | None = None
-        if self.settings.demo:
-            from skills.consent_ledger import consent_ledger
-            from skills.demo import seed_demo
+        self.add_loader(FAQ, _load_faq)
+        self.add_loader(ASR, _load_asr)
+        self.add_loader(TTS, _load_tts)
 
-            if seed_demo(self.db, self.accounts, DATA / "demo.yaml", consent_ledger(self)):
-                log.info("demo data seeded")
-        from skills.registry import build_dialog_engine
+    def faq_searcher(self) -> FaqSearcher | None:
+        return self.components.get(FAQ)
 
-        self.dialog = build_dialog_engine(self)
-        from retrieval.service_loader import COMPONENT, load_faq_searcher
+    # -- set-up ---------------------------------------------------------------------------------------
 
-        self.add_loader(COMPONENT, load_faq_searcher)
+    def initialize(self) -> None:
+        """Schema upgrade, first signing keys and (in demo mode) demo data; safe on every start."""
+        self.db.upgrade()
+        self.wallet.keyring.keys()
+        self.consents.keyring.keys()
+        if self.settings.demo and seed_demo(
+            accounts=self.accounts, certificates=self.certificates, consents=self.consents, wallets=self.wallets,
+            citizen_tokens=self.citizen_tokens, citizen_data=self.citizen_data, agency_keys=self.agency_keys,
+            demo_file=PROJECT_DATA / "demo.yaml",
+        ):
+            log.info("demo data seeded")
 
     def add_loader(self, name: str, loader: Callable[[Services], Any]) -> None:
         """`loader(services)` builds a component once; its result is `services.components[name]`."""
         self._loaders.append((name, loader))
 
+    # -- running --------------------------------------------------------------------------------------
+
     def start(self, background: bool = True) -> None:
         self.wallet.outbox_worker.start()
+        self._spawn("session-purge", self._purge_periodically)
         if not self.settings.load_models:
             self._ready.set()
             return
         if background:
-            threading.Thread(target=self._load_all, name="component-loader", daemon=True).start()
+            self._spawn("component-loader", self._load_all)
         else:
             self._load_all()
 
+    def stop(self) -> None:
+        """Ends every worker thread and subprocess this object started; safe to call twice."""
+        self._stopping.set()
+        self.wallet.outbox_worker.stop()
+        self.kakao_callbacks.shutdown()
+        for thread in self._threads:
+            thread.join(timeout=30)
+        tts = self.components.get(TTS)
+        if tts is not None:
+            tts.close()
+        self.db.dispose()
+
+    def purge(self) -> int:
+        """Deletes expired dialog sessions and old stored replies; returns the rows removed."""
+        return self.sessions.purge_expired()
+
+    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _purge_periodically(self) -> None:
+        while not self._stopping.wait(PURGE_INTERVAL_S):
+            try:
+                removed = self.purge()
+                if removed:
+                    log.info("expired sessions purged", extra={"rows": removed})
+            except StorageUnavailable:
+                log.warning("session purge skipped: storage busy")
+
     def _load_all(self) -> None:
         for name, loader in self._loaders:
+            if self._stopping.is_set():
+                return
             try:
                 self.components[name] = loader(self)
                 log.info("component loaded", extra={"component": name})
@@ -83,3 +171,25 @@ class Services:
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         return self._ready.wait(timeout)
+
+
+# -- the loaders of the slow components (imported lazily: the CLI tools that never load them stay fast) --
+
+def _load_faq(services: Services) -> Any:
+    from retrieval.service_loader import load_faq_searcher
+
+    return load_faq_searcher(services.settings)
+
+
+def _load_asr(services: Services) -> Any:
+    from voice.asr import AsrConfig, SpeechRecognizer
+
+    return SpeechRecognizer.load(AsrConfig.from_settings(services.settings))
+
+
+def _load_tts(services: Services) -> Any:
+    from voice.tts import SpeechSynthesizer, TtsConfig
+
+    synthesizer = SpeechSynthesizer(TtsConfig.from_settings(services.settings))
+    synthesizer.start()
+    return synthesizer

@@ -11,14 +11,27 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+# The project's reviewed text data (FAQ corpus, intents, slots, demo citizens, consent terms): the one place
+# its path is defined. Not to be confused with the data directory (MINWON_DATA_DIR) a node writes to.
+PROJECT_DATA = Path(__file__).resolve().parent / "data"
+
 SUPPORTED_LOCALES = ("ko-KR", "en-US")
 DEFAULT_LOCALE = "ko-KR"
 
 
-def _flag(value: str | None, default: bool) -> bool:
-    if value is None or value == "":
-        return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+_ON = frozenset({"1", "true", "yes", "on"})
+_OFF = frozenset({"0", "false", "no", "off"})
+
+
+def parse_flag(value: str | None, default: bool) -> bool:
+    """The one reading of a yes/no setting or query flag: an unknown or empty value keeps the default, so a
+    typo in a safety switch (MINWON_ALEXA_VERIFY=flase) never turns the safety off."""
+    word = (value or "").strip().lower()
+    if word in _ON:
+        return True
+    if word in _OFF:
+        return False
+    return default
 
 
 @dataclass(frozen=True)
@@ -47,7 +60,7 @@ class Settings:
         settings = cls(
             data_dir=data_dir,
             database_url=database_url,
-            demo=_flag(env.get("MINWON_DEMO"), True),
+            demo=parse_flag(env.get("MINWON_DEMO"), True),
             admin_api_key=env.get("MINWON_ADMIN_API_KEY", ""),
             session_ttl_s=int(env.get("MINWON_SESSION_TTL_S", "900")),
             rate_limit_per_minute=int(env.get("MINWON_RATE_LIMIT_PER_MINUTE", "120")),
@@ -62,6 +75,10 @@ class Settings:
     def get(self, name: str, default: str = "") -> str:
         """A MINWON_* setting that has no field of its own (per-platform tokens, model paths)."""
         return self.extra.get(name, default)
+
+    def flag(self, name: str, default: bool) -> bool:
+        """A MINWON_* yes/no setting that has no field of its own."""
+        return parse_flag(self.extra.get(name), default)
 
     def ensure_data_dir(self) -> Settings:
         """Create the data directory and, when MINWON_SECRET_KEY is unset, a generated key file in it."""

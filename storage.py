@@ -11,7 +11,6 @@ environment, and the version lives in the ``schema_version`` table.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import logging
 import threading
@@ -31,25 +30,19 @@ metadata = MetaData()
 schema_version = Table("schema_version", metadata, Column("version", Integer, nullable=False))
 
 SCHEMA_MODULES = (
-    "skills.accounts",
+    "domain.citizens",
     "skills.sessions",
-    "skills.records",
-    "skills.consent_ledger",
-    "skills.citizen_tokens",
-    "skills.mydata",
-    "wallet_bridge.wallets",
+    "domain.certificates",
+    "domain.consent_ledger",
+    "domain.citizen_tokens",
+    "domain.mydata",
+    "domain.wallets",
     "wallet_bridge.tables",
 )
 
 # MIGRATIONS[i] upgrades an existing database from version i+1 to i+2; version 1 is create_all.
 MIGRATIONS: list[Callable[[Connection], None]] = []
 SCHEMA_VERSION = 1 + len(MIGRATIONS)
-
-
-def secret_digest(secret: str) -> str:
-    """What is stored in place of a bearer secret (link code, app token, agency key, wallet token): its
-    SHA-256, so a copy of the database does not hand out working credentials."""
-    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 class StorageUnavailable(RuntimeError):

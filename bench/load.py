@@ -53,8 +53,7 @@ class GunicornServer:
 
     def __enter__(self) -> GunicornServer:
         # Storage and demo data are created once before the workers start, so they do not race to seed.
-        subprocess.run([sys.executable, "-c", "from services import Services; from settings import Settings; "
-                        "Services(Settings.from_env(load_models=False))"], cwd=ROOT, env=self.env, check=True)
+        subprocess.run([sys.executable, "app.py", "init"], cwd=ROOT, env=self.env, check=True)
         self.process = subprocess.Popen(
             [str(Path(sys.executable).parent / "gunicorn"), "--workers", str(self.workers), "--threads",
              str(self.threads), "--bind", f"127.0.0.1:{self.port}", "--timeout", "120", "app:create_app()"],

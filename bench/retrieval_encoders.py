@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 from retrieval.corpus import load_corpus  # noqa: E402
 from retrieval.eval import DEFAULT_DEVSET, load_devset  # noqa: E402
 from retrieval.normalize import TextNormalizer  # noqa: E402
+from settings import PROJECT_DATA  # noqa: E402
 
 
 def evaluate(name: str, encode, phrasings: list[str], row_topic: np.ndarray, queries: list[str],
@@ -118,7 +119,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "retrieval_encoders.json")
     args = parser.parse_args()
 
-    corpus = load_corpus(ROOT / "data" / "faq")
+    corpus = load_corpus(PROJECT_DATA / "faq")
     normalizer = TextNormalizer()
     phrasings, topics, pairs = [], [], []
     for entry in corpus.entries:

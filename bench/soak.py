@@ -20,9 +20,9 @@ import requests
 from sqlalchemy import func, select
 
 from bench.load import ROOT, GunicornServer
+from domain.consent_ledger import consent_events
 from services import Services
 from settings import Settings
-from skills.consent_ledger import consent_events, consent_ledger
 from wallet_bridge.tables import offers
 
 FAQ = ["등본 떼려면 어떻게 해?", "전입신고 기한이 언제야", "여권 재발급 온라인으로 돼?", "실업급여 신청 어디서 해",
@@ -117,7 +117,7 @@ def soak(duration_s: float, clients: int, pause_s: float) -> dict:
         # Memory is compared from the end of the warm-up (the first fifth: caches and pools fill up) to the end.
         warm = samples[max(0, len(samples) // 5 - 1)] if samples else {"rss_mb": start_rss, "fds": start_fds}
         services = Services(settings)
-        ledger = consent_ledger(services)
+        ledger = services.consents
         with services.db.read() as conn:
             toggle_events = conn.execute(select(func.count()).select_from(consent_events).where(
                 consent_events.c.channel != "seed")).scalar()

@@ -31,7 +31,7 @@ import requests
 import vosk
 
 from bench.load import ROOT, GunicornServer, machine
-from settings import Settings
+from settings import PROJECT_DATA, Settings
 from skills.nlu import YES_NO_PHRASES, IntentMatcher
 from voice.asr import AsrConfig, Expectation, SpeechRecognizer
 from voice.audio import TARGET_RATE, decode_audio
@@ -243,7 +243,7 @@ _MATCHER: IntentMatcher | None = None
 def _examples_by_intent(intent: str) -> set[str]:
     global _MATCHER
     if _MATCHER is None:
-        _MATCHER = IntentMatcher.load(ROOT / "data")
+        _MATCHER = IntentMatcher.load(PROJECT_DATA)
     return {text for locale, text in _MATCHER.examples.get(intent, []) if locale == "ko-KR"}
 
 

@@ -20,13 +20,12 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from domain.clock import utc_now
+from domain.crypto import public_jwk, sign_compact
 from storage import Database, metadata
 from wallet_bridge.bridge import WalletBridge
-from wallet_bridge.clock import utc_now
 from wallet_bridge.config import WalletConfig
 from wallet_bridge.issuance import IssuableDocument
-from wallet_bridge.jwk import public_jwk
-from wallet_bridge.jws import sign_compact
 from wallet_bridge.status_list import encode_bitstring
 from wallet_bridge.tables import WALLET_TABLES
 

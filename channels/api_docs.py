@@ -7,12 +7,14 @@ from typing import Any
 
 from flask import Blueprint, Flask, current_app, jsonify
 
+import http_api
+
 bp = Blueprint("api_docs", __name__)
 
 
 def build_openapi(app: Flask) -> dict[str, Any]:
     paths: dict[str, Any] = {}
-    schemas: dict[str, Any] = {}
+    schemas: dict[str, Any] = dict(http_api.OPENAPI_COMPONENTS)
     security_schemes: dict[str, Any] = {}
     for blueprint in app.blueprints.values():
         module = sys.modules[blueprint.import_name]

@@ -10,26 +10,22 @@ from __future__ import annotations
 
 import functools
 from datetime import date, datetime
-from pathlib import Path
 from typing import Any
 
 import yaml
 from flask import Blueprint, Response, jsonify, render_template
 
-from channels.errors import ApiError, json_object
-from channels.native import check_rate, services, turn_from_json
-from settings import SUPPORTED_LOCALES
-from skills.accounts import utcnow
-from skills.consent_ledger import consent_ledger
-from skills.records import CertificateRecords
-from wallet_bridge.wallets import WalletRegistry
+from channels.native import turn_from_json
+from domain.clock import korean_today
+from http_api import ApiError, check_rate, error_responses, json_object, services
+from settings import PROJECT_DATA, SUPPORTED_LOCALES
 
 bp = Blueprint(
     "console", __name__,
     static_folder="console/static", static_url_path="/console/static", template_folder="console/templates",
 )
 
-DEMO_FILE = Path(__file__).resolve().parent.parent / "data" / "demo.yaml"
+DEMO_FILE = PROJECT_DATA / "demo.yaml"
 # The page refuses longer recordings before uploading them; the voice endpoint enforces the same limit.
 MAX_RECORDING_S = 30
 
@@ -72,7 +68,7 @@ def console_converse() -> Any:
     """A typed turn from the console: /v1/converse's contract, recorded as the console channel (so a
     consent changed from the page says so in its history), and the reply's locale for the interface."""
     state = services()
-    body = json_object(state.settings.max_json_bytes)
+    body = json_object()
     turn = turn_from_json(body, channel="console")
     check_rate(user=turn.user_id)
     reply = state.dialog.converse(turn)
@@ -106,24 +102,24 @@ def speaker_overview(user_id: str) -> Any:
         return jsonify({"user_id": user_id, "citizen": None})
     if citizen.id not in {s["citizen_id"] for s in demo_speakers()}:
         raise ApiError(404, "not_a_demo_citizen", "The console shows the demo citizens only.")
-    today = date.today()
+    today = korean_today(state.clock)
     certificates = [
         {
             "id": cert.id, "doc_type": cert.doc_type, "names": _names("document", cert.doc_type),
             "state": cert.state, "status": cert.status_on(today), "applied_on": _day(cert.applied_on),
             "issued_on": _day(cert.issued_on), "valid_until": _day(cert.valid_until),
         }
-        for cert in CertificateRecords(state.db).for_citizen(citizen.id)
+        for cert in state.certificates.for_citizen(citizen.id)
     ]
-    wallet = WalletRegistry(state.db).for_citizen(citizen.id)
+    wallet = state.wallets.for_citizen(citizen.id)
     copies = [
         {"id": copy.id, "doc_type": copy.doc_type, "names": _names("document", copy.doc_type),
          "certificate_id": copy.certificate_id, "status": copy.status, "issued_at": _instant(copy.issued_at),
          "valid_until": _instant(copy.valid_until)}
         for copy in state.wallet.status_control.for_citizen(citizen.id)
     ]
-    ledger = consent_ledger(state)
-    now = utcnow()
+    ledger = state.consents
+    now = state.clock()
     consents = [
         {
             "id": record.id, "recipient": record.recipient, "recipient_names": _names("recipient", record.recipient),
@@ -145,7 +141,6 @@ def speaker_overview(user_id: str) -> Any:
     })
 
 
-_ERROR = {"$ref": "#/components/schemas/Error"}
 _NAMES = {"type": "object", "properties": {"ko": {"type": "string"}, "en": {"type": "string"}}}
 _DAY = {"type": ["string", "null"], "format": "date"}
 _INSTANT = {"type": ["string", "null"], "format": "date-time"}
@@ -193,8 +188,7 @@ OPENAPI_PATHS = {
                 {"$ref": "#/components/schemas/ConverseResponse"},
                 {"type": "object", "required": ["locale"],
                  "properties": {"locale": {"type": "string", "enum": list(SUPPORTED_LOCALES)}}}]}}}},
-            **{str(code): {"description": "error", "content": {"application/json": {"schema": _ERROR}}}
-               for code in (400, 413, 415, 429, 500, 503)},
+            **error_responses(400, 413, 415, 429, 500, 503),
         },
     }},
     "/": {"get": {
@@ -216,8 +210,7 @@ OPENAPI_PATHS = {
         "responses": {
             "200": {"description": "the overview", "content": {"application/json": {
                 "schema": {"$ref": "#/components/schemas/ConsoleOverview"}}}},
-            **{str(code): {"description": "error", "content": {"application/json": {"schema": _ERROR}}}
-               for code in (404, 429, 503)},
+            **error_responses(404, 429, 503),
         },
     }},
 }

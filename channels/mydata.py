@@ -14,26 +14,17 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, jsonify
 
-from channels.errors import ApiError, json_object
-from channels.native import check_rate, services
-from skills.citizen_tokens import CitizenTokens
-from skills.consent_ledger import consent_ledger
-from skills.consent_terms import DEFAULT_PURPOSE
-from skills.mydata import AgencyKeys, CitizenData, decide_share
+from domain.consent_terms import DEFAULT_PURPOSE
+from domain.mydata import decide_share
+from http_api import ApiError, bearer_token, check_rate, error_responses, json_object, services
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("mydata", __name__)
 
 MAX_ID_CHARS = 64
-
-
-def _bearer_token() -> str | None:
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    token = token.strip()
-    return token if scheme.lower() == "bearer" and token else None
 
 
 def _unauthorized(what: str) -> ApiError:
@@ -51,21 +42,21 @@ def _identifier(body: dict[str, Any], name: str, default: str | None = None) -> 
 @bp.post("/v1/mydata/share")
 def share() -> Any:
     state = services()
-    key = _bearer_token()
-    agency = AgencyKeys(state.db, state.settings.get("MINWON_AGENCY_KEYS")).agency_for(key) if key else None
+    key = bearer_token()
+    agency = state.agency_keys.agency_for(key) if key else None
     if agency is None:
         raise _unauthorized("agency API key")
     check_rate(user=f"agency:{agency}")
-    body = json_object(state.settings.max_json_bytes)
+    body = json_object()
     citizen_id = _identifier(body, "citizen_id")
     data_item = _identifier(body, "data_item")
     purpose = _identifier(body, "purpose", DEFAULT_PURPOSE)
-    ledger = consent_ledger(state)
+    ledger = state.consents
     if data_item not in ledger.terms.data_items:
         raise ApiError(400, "unknown_data_item", "data_item must be one of: " + ", ".join(ledger.terms.data_items))
     if purpose not in ledger.terms.purposes:
         raise ApiError(400, "unknown_purpose", "purpose must be one of: " + ", ".join(ledger.terms.purposes))
-    decision = decide_share(state.db, ledger, CitizenData(state.db, state.accounts.cipher), agency, citizen_id,
+    decision = decide_share(state.db, ledger, state.citizen_data, agency, citizen_id,
                             data_item, purpose)
     log.info("mydata share", extra={"agency": agency, "data_item": data_item, "outcome": decision.outcome})
     if decision.outcome == "refused":
@@ -83,8 +74,8 @@ def share() -> Any:
 
 def _citizen_from_token(citizen_id: str) -> None:
     state = services()
-    token = _bearer_token()
-    owner = CitizenTokens(state.db).citizen_for(token) if token else None
+    token = bearer_token()
+    owner = state.citizen_tokens.citizen_for(token) if token else None
     if owner is None:
         raise _unauthorized("citizen app token")
     check_rate(user=f"citizen:{owner}")
@@ -95,7 +86,7 @@ def _citizen_from_token(citizen_id: str) -> None:
 @bp.get("/v1/citizens/<citizen_id>/consents")
 def list_consents(citizen_id: str) -> Any:
     _citizen_from_token(citizen_id)
-    ledger = consent_ledger(services())
+    ledger = services().consents
     ledger.expire_due(citizen_id)
     consents = []
     for record in ledger.records(citizen_id):
@@ -108,7 +99,7 @@ def list_consents(citizen_id: str) -> Any:
 @bp.get("/v1/citizens/<citizen_id>/consents/<record_id>/receipts")
 def consent_receipts(citizen_id: str, record_id: str) -> Any:
     _citizen_from_token(citizen_id)
-    ledger = consent_ledger(services())
+    ledger = services().consents
     record = ledger.record(citizen_id, record_id)
     if record is None:
         raise ApiError(404, "not_found", "No such consent record for this citizen.")
@@ -118,12 +109,6 @@ def consent_receipts(citizen_id: str, record_id: str) -> Any:
 
 
 # -- OpenAPI ------------------------------------------------------------------------------------------------
-
-_ERROR = {"$ref": "#/components/schemas/Error"}
-
-
-def _errors(*codes: int) -> dict[str, Any]:
-    return {str(c): {"description": "error", "content": {"application/json": {"schema": _ERROR}}} for c in codes}
 
 
 def _json(ref: str, description: str) -> dict[str, Any]:
@@ -202,19 +187,19 @@ OPENAPI_PATHS = {
         "requestBody": {"required": True, "content": {"application/json": {
             "schema": {"$ref": "#/components/schemas/ShareRequest"}}}},
         "responses": {"200": _json("#/components/schemas/ShareResponse", "the data item"),
-                      **_errors(400, 401, 403, 404, 413, 415, 429, 503)},
+                      **error_responses(400, 401, 403, 404, 413, 415, 429, 503)},
     }},
     "/v1/citizens/{citizen_id}/consents": {"get": {
         "summary": "The citizen's consent records (ISO/IEC TS 27560 fields) with their event history.",
         "security": [{"CitizenToken": []}], "parameters": [_CITIZEN_ID],
         "responses": {"200": _json("#/components/schemas/ConsentList", "the consent records"),
-                      **_errors(401, 403, 429, 503)},
+                      **error_responses(401, 403, 429, 503)},
     }},
     "/v1/citizens/{citizen_id}/consents/{record_id}/receipts": {"get": {
         "summary": "The signed consent receipts (one per event) of one consent record, and the key to check them.",
         "security": [{"CitizenToken": []}],
         "parameters": [_CITIZEN_ID, {"name": "record_id", "in": "path", "required": True, "schema": {"type": "string"}}],
         "responses": {"200": _json("#/components/schemas/ReceiptList", "the receipts"),
-                      **_errors(401, 403, 404, 429, 503)},
+                      **error_responses(401, 403, 404, 429, 503)},
     }},
 }

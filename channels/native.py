@@ -4,28 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, jsonify
 
-from channels.errors import ApiError, json_object
-from settings import SUPPORTED_LOCALES
+from http_api import ApiError, check_rate, error_responses, json_object, locale_schema, parse_locale, services
 from skills.engine import Turn
 
 bp = Blueprint("native", __name__)
-
-
-def services() -> Any:
-    return current_app.extensions["minwon"]
-
-
-def check_rate(user: str | None = None, device: str | None = None) -> None:
-    """429 when the user, the device or the calling address has used up its budget."""
-    limiters = current_app.extensions["minwon_rate_limiters"]
-    for kind, key in (("user", user), ("device", device), ("ip", request.remote_addr or "-")):
-        if key is None:
-            continue
-        wait = limiters[kind].retry_after(key)
-        if wait:
-            raise ApiError(429, "rate_limited", "Too many requests. Please slow down.", {"Retry-After": str(wait)})
 
 
 def turn_from_json(body: dict[str, Any], channel: str = "native") -> Turn:
@@ -39,9 +23,7 @@ def turn_from_json(body: dict[str, Any], channel: str = "native") -> Turn:
         raise ApiError(400, "missing_text", "text must be a non-empty string.")
     if len(text) > settings.max_text_chars:
         raise ApiError(400, "text_too_long", f"text must be at most {settings.max_text_chars} characters.")
-    locale = body.get("locale")
-    if locale is not None and locale not in SUPPORTED_LOCALES:
-        raise ApiError(400, "unsupported_locale", "locale must be one of: " + ", ".join(SUPPORTED_LOCALES) + ".")
+    locale = parse_locale(body.get("locale"))
     session_id = body.get("session_id")
     if session_id is not None and (not isinstance(session_id, str) or not 0 < len(session_id) <= 64):
         raise ApiError(400, "invalid_session_id", "session_id must be a string of 1 to 64 characters.")
@@ -69,33 +51,21 @@ def health() -> Any:
 @bp.post("/v1/converse")
 def converse() -> Any:
     state = services()
-    body = json_object(state.settings.max_json_bytes)
+    body = json_object()
     turn = turn_from_json(body)
     check_rate(user=turn.user_id, device=turn.device_id)
     reply = state.dialog.converse(turn)
     return jsonify(reply.to_api())
 
 
-_ERROR = {"$ref": "#/components/schemas/Error"}
-
-
-def _errors(*codes: int) -> dict[str, Any]:
-    return {str(c): {"description": "error", "content": {"application/json": {"schema": _ERROR}}} for c in codes}
-
-
 OPENAPI_COMPONENTS = {
-    "Error": {
-        "type": "object", "required": ["error"],
-        "properties": {"error": {"type": "object", "required": ["code", "message"],
-                                 "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}},
-    },
     "ConverseRequest": {
         "type": "object", "required": ["user_id", "text"],
         "properties": {
             "user_id": {"type": "string", "minLength": 1, "maxLength": 200},
             "session_id": {"type": "string", "maxLength": 64},
             "text": {"type": "string", "minLength": 1, "maxLength": 1000},
-            "locale": {"type": "string", "enum": list(SUPPORTED_LOCALES)},
+            "locale": locale_schema(),
             "request_id": {"type": "string", "maxLength": 128,
                            "description": "A retry with the same request_id returns the same reply and changes nothing."},
             "device_id": {"type": "string"},
@@ -126,7 +96,7 @@ OPENAPI_PATHS = {
         "responses": {
             "200": {"description": "the reply", "content": {"application/json": {
                 "schema": {"$ref": "#/components/schemas/ConverseResponse"}}}},
-            **_errors(400, 413, 415, 429, 500, 503),
+            **error_responses(400, 413, 415, 429, 500, 503),
         },
     }},
 }

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hmac
 
-from channels.errors import ApiError
+from http_api import ApiError
 
 
 def require_token(presented: str | None, expected: str, platform: str) -> None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hangul import FINAL_COUNT, MEDIAL_COUNT, ONSET_COUNT, compose, decompose, is_syllable
 from retrieval.scoring import RANKERS, EntryEvidence, confidence_features, ranking_scores
 
 # Share of right answers in the calibration data allowed below the threshold. Calibration
@@ -89,21 +90,19 @@ class CalibrationQuery:
 def recogniser_variants(text: str, rng: np.random.Generator) -> list[str]:
     """Corruptions a speech recogniser typically makes: spaces dropped, one syllable misheard
     (one jamo changed) for Korean; one word lost for English."""
-    syllables = [i for i, ch in enumerate(text) if 0xAC00 <= ord(ch) <= 0xD7A3]
+    syllables = [i for i, ch in enumerate(text) if is_syllable(ch)]
     if syllables:
         variants = [text.replace(" ", "")]
         i = int(rng.choice(syllables))
-        code = ord(text[i]) - 0xAC00
-        onset, rest = divmod(code, 21 * 28)
-        medial, final = divmod(rest, 28)
+        onset, medial, final = decompose(text[i])
         slot = int(rng.integers(3))
         if slot == 0:
-            onset = int(rng.integers(19))
+            onset = int(rng.integers(ONSET_COUNT))
         elif slot == 1:
-            medial = int(rng.integers(21))
+            medial = int(rng.integers(MEDIAL_COUNT))
         else:
-            final = int(rng.integers(28))
-        misheard = chr(0xAC00 + (onset * 21 + medial) * 28 + final)
+            final = int(rng.integers(FINAL_COUNT))
+        misheard = compose(onset, medial, final)
         variants.append(text[:i] + misheard + text[i + 1:])
         return variants
     words = text.split()

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import hmac
 import time
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, jsonify, request
 
-from channels.errors import ApiError
-from channels.native import check_rate
+from http_api import ApiError, check_rate, error_responses, locale_schema, parse_locale, require_admin_key, services
 from retrieval.corpus import CorpusError
 from retrieval.search import MAX_QUERY_CHARS, FaqSearcher
-from retrieval.service_loader import COMPONENT
-from settings import SUPPORTED_LOCALES
 
 bp = Blueprint("retrieval", __name__)
 
@@ -21,7 +17,7 @@ MAX_K = 20
 
 
 def searcher() -> FaqSearcher:
-    found = current_app.extensions["minwon"].components.get(COMPONENT)
+    found = services().faq_searcher()
     if found is None:
         raise ApiError(503, "index_loading", "The FAQ index is still loading. Please retry shortly.",
                        {"Retry-After": "5"})
@@ -36,9 +32,7 @@ def search() -> Any:
         raise ApiError(400, "missing_query", "q must be a non-empty question.")
     if len(query) > MAX_QUERY_CHARS:
         raise ApiError(400, "query_too_long", f"q must be at most {MAX_QUERY_CHARS} characters.")
-    locale = request.args.get("locale", "ko-KR")
-    if locale not in SUPPORTED_LOCALES:
-        raise ApiError(400, "unsupported_locale", "locale must be one of: " + ", ".join(SUPPORTED_LOCALES) + ".")
+    locale = parse_locale(request.args.get("locale"), default="ko-KR")
     raw_k = request.args.get("k", "5")
     if not raw_k.isdigit() or not 1 <= int(raw_k) <= MAX_K:
         raise ApiError(400, "invalid_k", f"k must be a whole number from 1 to {MAX_K}.")
@@ -48,17 +42,6 @@ def search() -> Any:
                      "score": h.score} for h in response.results],
         "confident": response.confident,
     })
-
-
-def require_admin_key() -> None:
-    """401 unless the request carries the admin API key (``X-Admin-Key`` or ``Authorization: Bearer``)."""
-    expected = current_app.extensions["minwon"].settings.admin_api_key
-    presented = request.headers.get("X-Admin-Key")
-    if presented is None:
-        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-        presented = value.strip() if scheme.lower() == "bearer" else None
-    if not expected or not presented or not hmac.compare_digest(presented.encode(), expected.encode()):
-        raise ApiError(401, "invalid_admin_key", "This endpoint needs the admin API key.")
 
 
 @bp.post("/v1/admin/reload")
@@ -78,13 +61,6 @@ def reload() -> Any:
         "index_key": index.key[:16],
         "seconds": round(time.perf_counter() - started, 2),
     })
-
-
-_ERROR = {"$ref": "#/components/schemas/Error"}
-
-
-def _errors(*codes: int) -> dict[str, Any]:
-    return {str(c): {"description": "error", "content": {"application/json": {"schema": _ERROR}}} for c in codes}
 
 
 OPENAPI_COMPONENTS = {
@@ -118,14 +94,14 @@ OPENAPI_PATHS = {
             {"name": "q", "in": "query", "required": True,
              "schema": {"type": "string", "minLength": 1, "maxLength": MAX_QUERY_CHARS}},
             {"name": "locale", "in": "query", "required": False,
-             "schema": {"type": "string", "enum": list(SUPPORTED_LOCALES), "default": "ko-KR"}},
+             "schema": locale_schema(default="ko-KR")},
             {"name": "k", "in": "query", "required": False,
              "schema": {"type": "integer", "minimum": 1, "maximum": MAX_K, "default": 5}},
         ],
         "responses": {
             "200": {"description": "ranked entries", "content": {"application/json": {
                 "schema": {"$ref": "#/components/schemas/FaqSearchResponse"}}}},
-            **_errors(400, 429, 503),
+            **error_responses(400, 429, 503),
         },
     }},
     "/v1/admin/reload": {"post": {
@@ -135,7 +111,7 @@ OPENAPI_PATHS = {
         "responses": {
             "200": {"description": "the index in service now", "content": {"application/json": {
                 "schema": {"$ref": "#/components/schemas/ReloadResponse"}}}},
-            **_errors(401, 422, 503),
+            **error_responses(401, 422, 503),
         },
     }},
 }

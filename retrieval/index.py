@@ -36,12 +36,13 @@ from retrieval.dense import DenseIndex, SentenceEncoder
 from retrieval.lexical import Bm25Index
 from retrieval.normalize import NORMALIZER_VERSION, TextNormalizer
 from retrieval.scoring import RANKERS, EntryEvidence, entry_evidence
+from settings import PROJECT_DATA
 
 log = logging.getLogger(__name__)
 
 INDEX_FORMAT = "faq-index/1"
 PACKAGE_DIR = Path(__file__).resolve().parent
-DEFAULT_OUT_OF_DOMAIN = PACKAGE_DIR.parent / "data" / "retrieval" / "out_of_domain.yaml"
+DEFAULT_OUT_OF_DOMAIN = PROJECT_DATA / "retrieval" / "out_of_domain.yaml"
 # The modules whose code decides the index content; editing one makes stored indexes stale.
 _KEYED_MODULES = ("normalize.py", "lexical.py", "dense.py", "scoring.py", "calibration.py", "index.py")
 _FILES = ("dense.faiss", "index.npz")

@@ -19,13 +19,10 @@ import unicodedata
 from collections.abc import Iterable
 from functools import lru_cache
 
+from hangul import compose, decompose, letters
+
 # Bump when a rule below changes the terms or texts an index was built from.
 NORMALIZER_VERSION = "3"
-
-_HANGUL_BASE = 0xAC00
-_HANGUL_LAST = 0xD7A3
-_N_MEDIAL = 21
-_N_FINAL = 28
 
 # Phonetic folding of one syllable: distinctions that Korean speech recognisers commonly blur.
 # Onsets: tense → plain (ㄲ→ㄱ, ㄸ→ㄷ, ㅃ→ㅂ, ㅆ→ㅅ, ㅉ→ㅈ).
@@ -40,13 +37,6 @@ _FINAL_FOLD = {
     10: 16, 11: 8, 12: 8, 13: 8, 14: 8, 15: 8,  # ㄻ → ㅁ; ㄼ ㄽ ㄾ ㄿ ㅀ → ㄹ
     18: 17, 26: 17,                     # ㅄ ㅍ → ㅂ
 }
-
-# Position-free letters (compatibility jamo): an onset ㄴ and a final ㄴ are the same letter,
-# which is what lets "저닙" and "전입" spell alike.
-_ONSET_LETTERS = "ㄱㄲㄴㄷㄸㄹㅁㅂㅃㅅㅆㅇㅈㅉㅊㅋㅌㅍㅎ"
-_VOWEL_LETTERS = "ㅏㅐㅑㅒㅓㅔㅕㅖㅗㅘㅙㅚㅛㅜㅝㅞㅟㅠㅡㅢㅣ"
-_FINAL_LETTERS = " ㄱㄲㄳㄴㄵㄶㄷㄹㄺㄻㄼㄽㄾㄿㅀㅁㅂㅄㅅㅆㅇㅈㅊㅋㅌㅍㅎ"
-_SILENT_ONSET = 11  # ㅇ at the start of a syllable is not pronounced
 
 # Colloquial verbs that mean "get a document issued" (등본 떼다, 증명서 뽑다, 초본 끊다).
 _ISSUE_VERBS = frozenset({"떼", "뽑", "끊"})
@@ -93,15 +83,11 @@ def clean_text(text: str) -> str:
 
 def fold_syllable(ch: str) -> str:
     """One Hangul syllable with tense onsets, near-homophone vowels and finals folded."""
-    code = ord(ch) - _HANGUL_BASE
-    if not 0 <= code <= _HANGUL_LAST - _HANGUL_BASE:
+    parts = decompose(ch)
+    if parts is None:
         return ch
-    onset, rest = divmod(code, _N_MEDIAL * _N_FINAL)
-    medial, final = divmod(rest, _N_FINAL)
-    onset = _ONSET_FOLD.get(onset, onset)
-    medial = _MEDIAL_FOLD.get(medial, medial)
-    final = _FINAL_FOLD.get(final, final)
-    return chr(_HANGUL_BASE + (onset * _N_MEDIAL + medial) * _N_FINAL + final)
+    onset, medial, final = parts
+    return compose(_ONSET_FOLD.get(onset, onset), _MEDIAL_FOLD.get(medial, medial), _FINAL_FOLD.get(final, final))
 
 
 def phonetic_key(text: str) -> str:
@@ -202,18 +188,11 @@ def _content_forms(morphemes: Iterable[tuple[str, str]]) -> list[str]:
 
 def jamo_sequence(text: str) -> str:
     """Folded Hangul as one jamo string across syllable and word boundaries, silent ㅇ onsets
-    dropped: liaison spellings ("저닙" for 전입) and dropped spaces give the same sequence."""
-    out = []
-    for ch in phonetic_key(text):
-        code = ord(ch) - _HANGUL_BASE
-        onset, rest = divmod(code, _N_MEDIAL * _N_FINAL)
-        medial, final = divmod(rest, _N_FINAL)
-        if onset != _SILENT_ONSET:
-            out.append(_ONSET_LETTERS[onset])
-        out.append(_VOWEL_LETTERS[medial])
-        if final:
-            out.append(_FINAL_LETTERS[final])
-    return "".join(out)
+    dropped: liaison spellings ("저닙" for 전입) and dropped spaces give the same sequence.
+
+    Letters are position-free (compatibility jamo): an onset ㄴ and a final ㄴ are the same letter,
+    which is what lets "저닙" and "전입" spell alike."""
+    return "".join(letters(ch, keep_silent_onset=False) for ch in phonetic_key(text))
 
 
 def jamo_ngrams(text: str, orders: Iterable[int] = (2, 3, 4)) -> list[str]:

@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from retrieval.search import FaqSearcher
+from settings import PROJECT_DATA, Settings
 
-if TYPE_CHECKING:
-    from services import Services
-    from settings import Settings
-
-COMPONENT = "faq"
-DEFAULT_CORPUS_DIR = Path(__file__).resolve().parent.parent / "data" / "faq"
+DEFAULT_CORPUS_DIR = PROJECT_DATA / "faq"
 
 
 def corpus_dir(settings: Settings) -> Path:
@@ -21,6 +16,6 @@ def corpus_dir(settings: Settings) -> Path:
     return Path(configured) if configured else DEFAULT_CORPUS_DIR
 
 
-def load_faq_searcher(services: Services) -> FaqSearcher:
-    """Loader for ``Services.add_loader``: the stored index when current, else a fresh build."""
-    return FaqSearcher.load_or_build(services.settings.data_dir, corpus_dir(services.settings))
+def load_faq_searcher(settings: Settings) -> FaqSearcher:
+    """The stored index when current, else a fresh build."""
+    return FaqSearcher.load_or_build(settings.data_dir, corpus_dir(settings))

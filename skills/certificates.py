@@ -16,12 +16,14 @@ showing it to someone.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from domain.certificates import Certificate, CertificateRecords
+from domain.clock import Clock, korean_today, utc_now
 from skills.engine import DialogContext, Reply
-from skills.records import Certificate, CertificateRecords
 from skills.spoken import (
     days_from_now,
     english_list,
@@ -63,9 +65,8 @@ def classify(certificate: Certificate, today: date) -> CertificateState:
     return CertificateState(certificate, status)
 
 
-def wallet_copies(services: Any, citizen_id: str) -> dict[str, str]:
-    """doc_type → the state of its newest copy in the citizen's wallet: valid | revoked | suspended."""
-    return {state.doc_type: state.status for state in services.wallet.status_control.for_citizen(citizen_id)}
+# citizen id → {doc_type: the state of its newest copy in the citizen's wallet: valid | revoked | suspended}
+WalletCopies = Callable[[str], dict[str, str]]
 
 
 def document_name(ctx: DialogContext, doc_type: str) -> str:
@@ -87,6 +88,11 @@ class CertificateStatusSkill:
     name = "certificates"
     intents = ("certificate_status", "certificate_expiring")
 
+    def __init__(self, records: CertificateRecords, wallet_copies: WalletCopies, clock: Clock = utc_now) -> None:
+        self.records = records
+        self.wallet_copies = wallet_copies
+        self.clock = clock
+
     def can_handle(self, ctx: DialogContext) -> bool:
         return ctx.intent in self.intents
 
@@ -98,11 +104,11 @@ class CertificateStatusSkill:
         if gate := ctx.require_personal():
             return gate
         assert ctx.citizen is not None
-        today = date.today()
-        states = [classify(c, today) for c in CertificateRecords(ctx.services.db).for_citizen(ctx.citizen.id)]
+        today = korean_today(self.clock)
+        states = [classify(c, today) for c in self.records.for_citizen(ctx.citizen.id)]
         if ctx.citizen.privacy == "brief":
             return self._brief(ctx, states)
-        copies = wallet_copies(ctx.services, ctx.citizen.id)
+        copies = self.wallet_copies(ctx.citizen.id)
         if document:
             return self._one(ctx, document, [s for s in states if s.certificate.doc_type == document], copies, today)
         if ctx.intent == "certificate_expiring":
@@ -112,16 +118,17 @@ class CertificateStatusSkill:
     def confirmed(self, ctx: DialogContext, action: dict[str, Any]) -> Reply:
         """The citizen said yes to hearing the details."""
         assert ctx.citizen is not None
-        today = date.today()
-        states = [classify(c, today) for c in CertificateRecords(ctx.services.db).for_citizen(ctx.citizen.id)]
+        today = korean_today(self.clock)
+        states = [classify(c, today) for c in self.records.for_citizen(ctx.citizen.id)]
         shown = set(action.get("skip", []))
         rest = [s for s in states if s.certificate.id not in shown]
-        copies = wallet_copies(ctx.services, ctx.citizen.id)
+        copies = self.wallet_copies(ctx.citizen.id)
         sentences = [sentence(ctx, s, today, copies) for s in rest]
         return ctx.say(" ".join(s[0] for s in sentences), " ".join(s[1] for s in sentences),
                        title=ctx.text("내 증명서", "My certificates"))
 
     def declined(self, ctx: DialogContext, action: dict[str, Any]) -> Reply:
+        # A "no" to hearing the details changes nothing and needs no reassurance that nothing changed.
         return ctx.say("알겠어요. 다른 도움이 필요하면 말씀해 주세요.", "Okay. What else can I do for you?")
 
     # -- answers ---------------------------------------------------------------------------------------

@@ -14,9 +14,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from skills.accounts import utcnow
-from skills.consent_ledger import ConsentLedger, ConsentRecord, consent_ledger, idempotency_key
-from skills.consent_terms import DEFAULT_PURPOSE
+from domain.clock import utc_now
+from domain.consent_ledger import ConsentLedger, ConsentRecord, idempotency_key
+from domain.consent_terms import DEFAULT_PURPOSE
 from skills.engine import DialogContext, Reply
 from skills.spoken import english_list, korean_list, spoken_count, spoken_date, spoken_period, with_particle
 
@@ -34,6 +34,9 @@ def consent_slots(ctx: DialogContext) -> dict[str, list[str]]:
 class ConsentSkill:
     name = "consent"
     intents = ("consent_list", "consent_off", "consent_on")
+
+    def __init__(self, ledger: ConsentLedger) -> None:
+        self.ledger = ledger
 
     def can_handle(self, ctx: DialogContext) -> bool:
         return ctx.intent in self.intents
@@ -53,7 +56,7 @@ class ConsentSkill:
         if gate := ctx.require_personal():
             return gate
         assert ctx.citizen is not None
-        ledger = consent_ledger(ctx.services)
+        ledger = self.ledger
         ledger.expire_due(ctx.citizen.id)
         if ctx.intent == "consent_list":
             return self._list(ctx, ledger)
@@ -63,7 +66,7 @@ class ConsentSkill:
 
     def _list(self, ctx: DialogContext, ledger: ConsentLedger) -> Reply:
         assert ctx.citizen is not None
-        now = utcnow()
+        now = utc_now()
         records = [r for r in ledger.records(ctx.citizen.id)
                    if "recipient" not in ctx.slots or r.recipient == ctx.slots["recipient"]]
         active = [r for r in records if r.is_active(now)]
@@ -107,7 +110,7 @@ class ConsentSkill:
 
     def _toggle(self, ctx: DialogContext, ledger: ConsentLedger, active: bool) -> Reply:
         assert ctx.citizen is not None
-        now = utcnow()
+        now = utc_now()
         recipient, item = ctx.slots.get("recipient"), ctx.slots.get("data_item")
         records = ledger.records(ctx.citizen.id)
         if not (recipient and item):
@@ -149,8 +152,7 @@ class ConsentSkill:
 
     def confirmed(self, ctx: DialogContext, action: dict[str, Any]) -> Reply:
         assert ctx.citizen is not None
-        ledger = consent_ledger(ctx.services)
-        change = ledger.set_consent(
+        change = self.ledger.set_consent(
             ctx.citizen.id, action["recipient"], action["data_item"], action["purpose"], action["active"],
             channel=ctx.turn.channel, actor="principal", language=ctx.locale,
             idempotency_key=idempotency_key(ctx.turn.user_id, ctx.turn.request_id),
@@ -162,8 +164,8 @@ class ConsentSkill:
         if action["active"]:
             record = change.record
             assert record is not None and record.valid_until is not None
-            until_ko = spoken_date(record.valid_until.date(), "ko-KR", utcnow().date())
-            until_en = spoken_date(record.valid_until.date(), "en-US", utcnow().date())
+            until_ko = spoken_date(record.valid_until.date(), "ko-KR", utc_now().date())
+            until_en = spoken_date(record.valid_until.date(), "en-US", utc_now().date())
             return ctx.say(
                 f"{recipient}에 {item} 공유를 켰어요. {until_ko}까지 유효하고, 동의 영수증은 앱에서 볼 수 있어요.",
                 f"Done: you're now sharing your {item} with {recipient}, until {until_en}. "
@@ -220,8 +222,8 @@ class ConsentSkill:
         if active:
             until_ko = until_en = ""
             if record is not None and record.valid_until is not None:
-                until_ko = f" {spoken_date(record.valid_until.date(), 'ko-KR', utcnow().date())}까지 유효해요."
-                until_en = f", until {spoken_date(record.valid_until.date(), 'en-US', utcnow().date())}"
+                until_ko = f" {spoken_date(record.valid_until.date(), 'ko-KR', utc_now().date())}까지 유효해요."
+                until_en = f", until {spoken_date(record.valid_until.date(), 'en-US', utc_now().date())}"
             return ctx.say(f"이미 {recipient_name}에 {with_particle(item_name, '를')} 공유하고 있어요.{until_ko}",
                            f"You're already sharing your {item_name} with {recipient_name}{until_en}.")
         return ctx.say(f"{recipient_name}에 {item_name} 공유는 이미 꺼져 있어요.",

@@ -9,21 +9,29 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
+from sqlalchemy import select
+
+from domain.citizens import Accounts, Citizen
 from settings import DEFAULT_LOCALE, SUPPORTED_LOCALES
-from skills.accounts import Accounts, Citizen
 from skills.nlu import DIGIT_PHRASES, YES_NO_PHRASES, IntentMatcher, Parse, parse_digits, parse_yes_no
-from skills.sessions import DialogSession, SessionStore
+from skills.sessions import (
+    ConfirmationQuestion,
+    DialogSession,
+    PendingQuestion,
+    PinQuestion,
+    SessionStore,
+    SlotQuestion,
+    dialog_sessions,
+)
 from skills.spoken import plain_speech, to_ssml
-
-if TYPE_CHECKING:
-    from services import Services
+from storage import Database
 
 log = logging.getLogger(__name__)
 
-PERSONAL_PREFIX = "personal:"
 # Reply.skill of the linking instructions a personal request gets from an unlinked speaker user.
 LINK_REQUIRED_SKILL = "account_link"
 
@@ -80,6 +88,24 @@ class Skill(Protocol):
     def handle(self, ctx: DialogContext) -> Reply: ...
 
 
+@runtime_checkable
+class ConfirmingSkill(Skill, Protocol):
+    """A skill that asks before it acts (`ctx.ask_confirmation`) and is called back with the answer."""
+
+    def confirmed(self, ctx: DialogContext, action: dict[str, Any]) -> Reply: ...
+
+    def declined(self, ctx: DialogContext, action: dict[str, Any]) -> Reply: ...
+
+
+def nothing_changed(ctx: DialogContext) -> Reply:
+    """What a declined change says."""
+    return ctx.say("알겠어요. 아무것도 바꾸지 않았어요.", "Okay. I didn't change anything.")
+
+
+# Called after every turn with (skill, intent, started): the metrics hook.
+TurnObserver = Callable[[str, str, float], None]
+
+
 class DialogContext:
     def __init__(self, engine: DialogEngine, turn: Turn, session: DialogSession, citizen: Citizen | None) -> None:
         self.engine = engine
@@ -99,10 +125,6 @@ class DialogContext:
     @property
     def ko(self) -> bool:
         return self.locale.startswith("ko")
-
-    @property
-    def services(self) -> Services:
-        return self.engine.services
 
     def text(self, ko: str, en: str) -> str:
         return ko if self.ko else en
@@ -138,7 +160,7 @@ class DialogContext:
             )
         if self.session.pin_verified:
             return None
-        self.session.pending = {"kind": "pin", "intent": self.intent, "slots": self.slots}
+        self.session.pending = PinQuestion(intent=self.intent, slots=dict(self.slots))
         return self.say(
             "본인 확인을 위해 네 자리 비밀번호를 말씀해 주세요.",
             "To confirm it's you, please say your four-digit PIN.",
@@ -146,14 +168,13 @@ class DialogContext:
         )
 
     def ask_confirmation(self, ko: str, en: str, action: dict[str, Any], **display: str) -> Reply:
-        self.session.pending = {"kind": "confirmation", "skill": self.skill_name, "intent": self.intent,
-                                "action": action}
+        self.session.pending = ConfirmationQuestion(skill=self.skill_name, intent=self.intent, action=action)
         return self.say(ko, en, expects="confirmation", grammar=YES_NO_PHRASES[self.locale[:2]], **display)
 
     def ask_slot(self, slot_type: str, ko: str, en: str, choices: list[str] | None = None) -> Reply:
         """Asks for a missing or ambiguous slot; the next turn's answer is matched against `choices` (value ids)."""
-        self.session.pending = {"kind": "slot", "slot": slot_type, "intent": self.intent, "slots": self.slots,
-                                "choices": choices, "tries": 0}
+        self.session.pending = SlotQuestion(slot=slot_type, intent=self.intent, slots=dict(self.slots),
+                                            choices=choices)
         vocabulary = self.engine.matcher.vocabulary.types.get(slot_type, {})
         ids = choices or list(vocabulary)
         grammar = [vocabulary[i].name(self.locale) for i in ids if i in vocabulary]
@@ -164,22 +185,24 @@ class DialogContext:
 
 
 class DialogEngine:
-    def __init__(self, services: Services, matcher: IntentMatcher, skills: list[Skill], fallback: Skill) -> None:
-        self.services = services
-        self.accounts: Accounts = services.accounts
-        self.sessions: SessionStore = services.sessions
+    def __init__(
+        self, db: Database, accounts: Accounts, sessions: SessionStore, matcher: IntentMatcher, skills: list[Skill],
+        fallback: Skill, observe_turn: TurnObserver | None = None,
+    ) -> None:
+        self.db = db
+        self.accounts = accounts
+        self.sessions = sessions
         self.matcher = matcher
         self.skills = list(skills)
         self.fallback = fallback
-        self._by_name = {s.name: s for s in [*self.skills, fallback]}
+        self.observe_turn = observe_turn
+        self._confirming = {s.name: s for s in [*self.skills, fallback] if isinstance(s, ConfirmingSkill)}
 
-    def add_skill(self, skill: Skill, before_fallback: bool = True) -> None:
+    def add_skill(self, skill: Skill) -> None:
+        """Appends a skill to the chain (before the fallback)."""
         self.skills.append(skill)
-        self._by_name[skill.name] = skill
-
-    def set_fallback(self, skill: Skill) -> None:
-        self.fallback = skill
-        self._by_name[skill.name] = skill
+        if isinstance(skill, ConfirmingSkill):
+            self._confirming[skill.name] = skill
 
     # -- the turn ------------------------------------------------------------------------------------
 
@@ -210,23 +233,21 @@ class DialogEngine:
         reply.speech = plain_speech(reply.speech)
         if reply.intent != "repeat":
             session.last_reply = asdict(reply)
-        with self.services.db.transaction() as conn:
+        with self.db.transaction() as conn:
             if reply.end_session:
                 session.pending = None
             self.sessions.save(conn, session)
             if turn.request_id:
                 self.sessions.store_reply(conn, turn.user_id, turn.request_id, asdict(reply))
-        self.services.metrics.observe_turn(reply.skill or "engine", reply.intent, started)
+        if self.observe_turn is not None:
+            self.observe_turn(reply.skill or "engine", reply.intent, started)
         log.info("turn", extra={"channel": turn.channel, "intent": reply.intent, "skill": reply.skill,
                                 "expects": reply.expects, "session": session.id})
         return reply
 
     def _session_taken(self, turn: Turn) -> bool:
         # A client-chosen session id that belongs to another user must not be reused.
-        from sqlalchemy import select
-
-        from skills.sessions import dialog_sessions
-        with self.services.db.read() as conn:
+        with self.db.read() as conn:
             owner = conn.execute(
                 select(dialog_sessions.c.user_id).where(dialog_sessions.c.id == turn.session_id)).scalar()
         return owner is not None and owner != turn.user_id
@@ -289,25 +310,24 @@ class DialogEngine:
 
     # -- pending questions ---------------------------------------------------------------------------
 
-    def _answer_pending(self, ctx: DialogContext, pending: dict[str, Any], parse: Parse) -> Reply | None:
+    def _answer_pending(self, ctx: DialogContext, pending: PendingQuestion, parse: Parse) -> Reply | None:
         """The reply to an answer of the open question, or None when the turn is about something else."""
-        kind = pending["kind"]
         text = ctx.turn.text
-        if kind == "pin":
+        if isinstance(pending, PinQuestion):
             digits = parse_digits(text) or next(filter(None, map(parse_digits, ctx.turn.alternatives)), None)
             if digits is None:
                 if parse.intent:
                     ctx.session.pending = None
                     return None
-                ctx.intent = pending.get("intent")
+                ctx.intent = pending.intent
                 return ctx.say("네 자리 비밀번호를 숫자로 말씀해 주세요.", "Please say your four-digit PIN as numbers.",
                                expects="pin", grammar=DIGIT_PHRASES[ctx.locale[:2]])
             return self._check_pin(ctx, pending, digits)
-        if kind == "confirmation":
+        if isinstance(pending, ConfirmationQuestion):
             answer = parse_yes_no(text)
             if answer is None:
                 answer = next((a for a in map(parse_yes_no, ctx.turn.alternatives) if a is not None), None)
-            ctx.intent = pending.get("intent")
+            ctx.intent = pending.intent
             if answer is None:
                 if parse.intent:
                     ctx.session.pending = None
@@ -315,45 +335,37 @@ class DialogEngine:
                 return ctx.say("네 또는 아니요로 답해 주세요.", "Please answer yes or no.", expects="confirmation",
                                grammar=YES_NO_PHRASES[ctx.locale[:2]])
             ctx.session.pending = None
-            skill = self._by_name[pending["skill"]]
+            skill = self._confirming[pending.skill]
             ctx.skill_name = skill.name
             if not answer:
-                # A yes/no offer that changes nothing (e.g. "hear the details?") answers a "no" its own way.
-                if hasattr(skill, "declined"):
-                    return skill.declined(ctx, pending["action"])
-                return ctx.say("알겠어요. 아무것도 바꾸지 않았어요.", "Okay. I didn't change anything.")
-            return skill.confirmed(ctx, pending["action"])  # type: ignore[attr-defined]
-        if kind == "slot":
-            _, found = self.matcher.vocabulary.find(text, only=pending["slot"])
-            values = [v for v in found.get(pending["slot"], []) if not pending.get("choices")
-                      or v in pending["choices"]]
-            if len(values) != 1:
-                if parse.intent and parse.intent != pending.get("intent"):
-                    ctx.session.pending = None
-                    return None
-                pending["tries"] = pending.get("tries", 0) + 1
-                if pending["tries"] >= 3:
-                    ctx.session.pending = None
-                    ctx.intent = pending.get("intent")
-                    return ctx.say("잘 알아듣지 못해서 요청을 취소했어요.", "I couldn't understand, so I cancelled the request.")
-                ctx.intent = pending.get("intent")
-                return ctx.say("다시 한 번 말씀해 주세요.", "Could you say that again?", expects="slot",
-                               grammar=(ctx.session.last_reply or {}).get("grammar"))
-            ctx.session.pending = None
-            ctx.slots = {**pending.get("slots", {}), pending["slot"]: values[0]}
-            return self._route(ctx, pending.get("intent"))
+                return skill.declined(ctx, pending.action)
+            return skill.confirmed(ctx, pending.action)
+        _, found = self.matcher.vocabulary.find(text, only=pending.slot)
+        values = [v for v in found.get(pending.slot, []) if not pending.choices or v in pending.choices]
+        if len(values) != 1:
+            if parse.intent and parse.intent != pending.intent:
+                ctx.session.pending = None
+                return None
+            pending.tries += 1
+            ctx.intent = pending.intent
+            if pending.tries >= 3:
+                ctx.session.pending = None
+                return ctx.say("잘 알아듣지 못해서 요청을 취소했어요.", "I couldn't understand, so I cancelled the request.")
+            return ctx.say("다시 한 번 말씀해 주세요.", "Could you say that again?", expects="slot",
+                           grammar=(ctx.session.last_reply or {}).get("grammar"))
         ctx.session.pending = None
-        return None
+        ctx.slots = {**pending.slots, pending.slot: values[0]}
+        return self._route(ctx, pending.intent)
 
-    def _check_pin(self, ctx: DialogContext, pending: dict[str, Any], digits: str) -> Reply:
+    def _check_pin(self, ctx: DialogContext, pending: PinQuestion, digits: str) -> Reply:
         assert ctx.citizen is not None
         result = self.accounts.verify_pin(ctx.citizen.id, digits)
-        ctx.intent = pending.get("intent")
+        ctx.intent = pending.intent
         if result.ok:
             ctx.session.pin_verified = True
             ctx.session.pending = None
-            ctx.slots = dict(pending.get("slots") or {})
-            return self._route(ctx, pending.get("intent"))
+            ctx.slots = dict(pending.slots)
+            return self._route(ctx, pending.intent)
         if result.locked:
             ctx.session.pending = None
             return ctx.say(

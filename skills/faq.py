@@ -9,12 +9,12 @@ service runs without models), the plain not-understood fallback answers.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import yaml
 
-from retrieval.service_loader import COMPONENT
 from skills.engine import DialogContext, Reply, Skill
 from skills.spoken import with_particle
 
@@ -35,15 +35,18 @@ class FaqSkill:
     name = "faq"
     intents = ("faq",)
 
-    def __init__(self, topic_names: dict[str, dict[str, str]], unavailable: Skill) -> None:
+    def __init__(self, topic_names: dict[str, dict[str, str]], unavailable: Skill,
+                 searcher: Callable[[], FaqSearcher | None]) -> None:
         self.topic_names = topic_names
         self.unavailable = unavailable
+        # The index loads in the background after start-up: asked for on every turn, None until then.
+        self.searcher = searcher
 
     def can_handle(self, ctx: DialogContext) -> bool:
         return ctx.intent == "faq"
 
     def handle(self, ctx: DialogContext) -> Reply:
-        searcher: FaqSearcher | None = ctx.services.components.get(COMPONENT)
+        searcher = self.searcher()
         if searcher is None:
             return self.unavailable.handle(ctx)
         ctx.intent = "faq"

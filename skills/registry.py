@@ -1,27 +1,58 @@
-"""The chain of skills, in the order they are asked. Adding a skill is adding its module and one line here."""
+"""The chain of skills, in the order they are asked. Adding a skill is adding its module and one line here.
+
+The registry hands each skill the stores it works on; a skill never builds a store or looks one up.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from services import DATA
+from domain.certificates import CertificateRecords
+from domain.citizens import Accounts
+from domain.clock import Clock
+from domain.consent_ledger import ConsentLedger
+from settings import PROJECT_DATA
 from skills.builtin import CancelSkill, HelpSkill, LinkAccountSkill, NotUnderstoodSkill, RepeatSkill, WelcomeSkill
 from skills.certificates import CertificateStatusSkill
 from skills.consent import ConsentSkill
-from skills.engine import DialogEngine, Skill
+from skills.engine import DialogEngine, Skill, TurnObserver
 from skills.faq import FaqSkill, load_topic_names
 from skills.nlu import IntentMatcher
+from skills.sessions import SessionStore
 from skills.wallet import SendToWalletSkill
+from storage import Database
+from wallet_bridge.bridge import WalletBridge
 
 if TYPE_CHECKING:
-    from services import Services
+    from retrieval.search import FaqSearcher
 
 
-def build_dialog_engine(services: Services) -> DialogEngine:
+@dataclass(frozen=True)
+class DialogStores:
+    """What the dialog reads and changes: the stores and the wallet bridge, built once by services.py."""
+
+    db: Database
+    accounts: Accounts
+    sessions: SessionStore
+    certificates: CertificateRecords
+    consents: ConsentLedger
+    wallet: WalletBridge
+    clock: Clock
+
+
+def build_dialog_engine(
+    stores: DialogStores, faq_searcher: Callable[[], FaqSearcher | None], observe_turn: TurnObserver | None = None,
+) -> DialogEngine:
     skills: list[Skill] = [
-        WelcomeSkill(), HelpSkill(), CancelSkill(), RepeatSkill(), LinkAccountSkill(), SendToWalletSkill(),
-        CertificateStatusSkill(), ConsentSkill(),
+        WelcomeSkill(), HelpSkill(), CancelSkill(), RepeatSkill(), LinkAccountSkill(),
+        SendToWalletSkill(stores.wallet),
+        CertificateStatusSkill(stores.certificates, stores.wallet.wallet_copies, stores.clock),
+        ConsentSkill(stores.consents),
     ]
     # Anything no skill claims is a question for the FAQ; without a loaded index, the plain fallback.
-    faq = FaqSkill(load_topic_names(DATA / "retrieval" / "topic_names.yaml"), unavailable=NotUnderstoodSkill())
-    return DialogEngine(services, IntentMatcher.load(DATA), skills, fallback=faq)
+    faq = FaqSkill(load_topic_names(PROJECT_DATA / "retrieval" / "topic_names.yaml"),
+                   unavailable=NotUnderstoodSkill(), searcher=faq_searcher)
+    return DialogEngine(stores.db, stores.accounts, stores.sessions, IntentMatcher.load(PROJECT_DATA), skills,
+                        fallback=faq, observe_turn=observe_turn)

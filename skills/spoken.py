@@ -11,6 +11,8 @@ import re
 from datetime import date
 from xml.sax.saxutils import escape
 
+from hangul import FINAL_RIEUL, decompose
+
 _SINO_DIGITS = "영일이삼사오육칠팔구"
 _NATIVE_ONES = ["", "한", "두", "세", "네", "다섯", "여섯", "일곱", "여덟", "아홉"]
 _NATIVE_TENS = ["", "열", "스물", "서른", "마흔", "쉰", "예순", "일흔", "여든", "아흔"]
@@ -139,8 +141,9 @@ _PARTICLES = {"은": ("은", "는"), "는": ("은", "는"), "이": ("이", "가"
 def _final_consonant(word: str) -> int | None:
     """Index of the last syllable's final consonant (0 = none), or None when the word ends in no Hangul/digit."""
     for char in reversed(word.strip()):
-        if "가" <= char <= "힣":
-            return (ord(char) - 0xAC00) % 28
+        parts = decompose(char)
+        if parts is not None:
+            return parts[2]
         if char.isdigit():
             return 1 if _DIGIT_HAS_FINAL[char] else 0
         if char.isalpha():
@@ -155,8 +158,8 @@ def with_particle(word: str, particle: str) -> str:
     if final is None:
         return word + particle
     if with_final == "으로":
-        # ㄹ (final index 8) takes 로, like a vowel: 서울로, 교실로.
-        return word + ("로" if final in (0, 8) else "으로")
+        # ㄹ takes 로, like a vowel: 서울로, 교실로.
+        return word + ("로" if final in (0, FINAL_RIEUL) else "으로")
     return word + (with_final if final else without_final)
 
 

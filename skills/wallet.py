@@ -11,8 +11,10 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from skills.engine import DialogContext, Reply
+from skills.engine import DialogContext, Reply, nothing_changed
+from skills.sessions import PinQuestion
 from skills.spoken import mark_digits, with_particle
+from wallet_bridge.bridge import WalletBridge
 from wallet_bridge.documents import DOCUMENT_TYPES
 
 # A confirmed send that waits for the PIN; kept in the server-side session, not in slots a channel can set.
@@ -22,6 +24,9 @@ CONFIRMED = "wallet_confirmed_send"
 class SendToWalletSkill:
     name = "wallet"
     intents = ("send_to_wallet",)
+
+    def __init__(self, bridge: WalletBridge) -> None:
+        self.bridge = bridge
 
     def can_handle(self, ctx: DialogContext) -> bool:
         return ctx.intent == "send_to_wallet"
@@ -38,7 +43,7 @@ class SendToWalletSkill:
             choices = ctx.ambiguous.get("document")
             return ctx.ask_slot("document", "어떤 서류를 전자지갑으로 보낼까요?",
                                 "Which document should I send to your wallet?", choices=choices)
-        if ctx.services.wallet.wallets.for_citizen(ctx.citizen.id) is None:
+        if self.bridge.wallets.for_citizen(ctx.citizen.id) is None:
             return self._no_wallet(ctx)
         name_ko, name_en = self._names(document)
         return ctx.ask_confirmation(
@@ -48,13 +53,16 @@ class SendToWalletSkill:
             title=ctx.text("전자지갑으로 보내기", "Send to wallet"),
         )
 
+    def declined(self, ctx: DialogContext, action: dict[str, Any]) -> Reply:
+        return nothing_changed(ctx)
+
     def confirmed(self, ctx: DialogContext, action: dict[str, Any]) -> Reply:
         # The PIN prompt keeps the slots and routes back to handle(): the key in them ties that turn to this
         # confirmation, so a later, different request never sends what was confirmed here.
         ctx.slots[CONFIRMED] = action["key"]
         gate = ctx.require_personal()
         if gate is not None:
-            if ctx.session.pending and ctx.session.pending.get("kind") == "pin":
+            if isinstance(ctx.session.pending, PinQuestion):
                 ctx.session.attributes[CONFIRMED] = action
             return gate
         return self._send(ctx, action)
@@ -63,7 +71,7 @@ class SendToWalletSkill:
 
     def _send(self, ctx: DialogContext, action: dict[str, Any]) -> Reply:
         assert ctx.citizen is not None
-        bridge = ctx.services.wallet
+        bridge = self.bridge
         document = action["document"]
         name_ko, name_en = self._names(document)
         wallet = bridge.wallets.for_citizen(ctx.citizen.id)

@@ -29,6 +29,8 @@ import numpy as np
 import vosk
 from rapidfuzz import fuzz, process
 
+from hangul import letters
+from settings import PROJECT_DATA
 from voice.audio import TARGET_RATE
 
 log = logging.getLogger(__name__)
@@ -113,7 +115,7 @@ class AsrConfig:
             min_confidence_open=float(settings.get("MINWON_ASR_MIN_CONFIDENCE_OPEN", "0.35")),
             min_confidence_limited=float(settings.get("MINWON_ASR_MIN_CONFIDENCE_LIMITED", "0.15")),
             decoy_margin=float(settings.get("MINWON_ASR_DECOY_MARGIN", "2.0")),
-            spot_commands=settings.get("MINWON_ASR_SPOT_COMMANDS", "1").lower() in {"1", "true", "yes", "on"},
+            spot_commands=settings.flag("MINWON_ASR_SPOT_COMMANDS", True),
             spot_margin=float(settings.get("MINWON_ASR_SPOT_MARGIN", "0")),
             match_threshold=float(settings.get("MINWON_ASR_MATCH_THRESHOLD", "75")),
         )
@@ -176,11 +178,6 @@ class Transcript:
 
 # --- text normalisation and the correction step -----------------------------------------------
 
-_HANGUL_BASE, _HANGUL_LAST = 0xAC00, 0xD7A3
-_LEADS = "ㄱㄲㄴㄷㄸㄹㅁㅂㅃㅅㅆㅇㅈㅉㅊㅋㅌㅍㅎ"
-_VOWELS = "ㅏㅐㅑㅒㅓㅔㅕㅖㅗㅘㅙㅚㅛㅜㅝㅞㅟㅠㅡㅢㅣ"
-_TAILS = ("", *"ㄱㄲㄳㄴㄵㄶㄷㄹㄺㄻㄼㄽㄾㄿㅀㅁㅂㅄㅅㅆㅇㅈㅊㅋㅌㅍㅎ")
-
 
 def normalize_text(text: str) -> str:
     """Lower case, no punctuation, single spaces: the form phrases and transcripts are compared in."""
@@ -189,15 +186,7 @@ def normalize_text(text: str) -> str:
 
 def to_jamo(text: str) -> str:
     """Hangul syllables → their letters (예 → ㅇㅖ), spaces dropped, so edit distance sees sounds."""
-    out = []
-    for ch in text:
-        code = ord(ch)
-        if _HANGUL_BASE <= code <= _HANGUL_LAST:
-            index = code - _HANGUL_BASE
-            out.append(_LEADS[index // 588] + _VOWELS[(index % 588) // 28] + _TAILS[index % 28])
-        elif not ch.isspace():
-            out.append(ch)
-    return "".join(out)
+    return "".join(letters(ch) for ch in text if not ch.isspace())
 
 
 def _collapse_repeats(words: Sequence[str]) -> list[str]:
@@ -226,7 +215,7 @@ def match_phrase(heard: str, forms: Mapping[str, str], threshold: float) -> tupl
 
 # --- grammar -----------------------------------------------------------------------------------
 
-DECOY_DIR = Path(__file__).resolve().parent.parent / "data" / "voice"
+DECOY_DIR = PROJECT_DATA / "voice"
 
 
 def _segment_into_vocabulary(word: str, known: Callable[[str], bool]) -> list[str] | None:
@@ -523,10 +512,6 @@ class SpeechRecognizer:
             log.info("asr model loaded", extra={"language": language,
                                                 "load_s": round(time.perf_counter() - started, 2)})
         return cls(models, config)
-
-    @property
-    def languages(self) -> list[str]:
-        return sorted(self._models)
 
     def model(self, locale: str | None) -> vosk.Model:
         language = language_of(locale)

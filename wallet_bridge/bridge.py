@@ -7,22 +7,19 @@ from typing import Any
 
 import requests
 
+from domain.clock import Clock, utc_now
+from domain.signing_keys import IssuerKeyring
+from domain.wallets import WalletRegistry
 from settings import Settings
-from skills.accounts import Accounts
-from skills.records import CertificateRecords
 from storage import Database
-from wallet_bridge.certificate_documents import CertificateDocuments
-from wallet_bridge.clock import Clock, utc_now
 from wallet_bridge.config import WalletConfig
 from wallet_bridge.issuance import CredentialIssuance, DocumentSource
-from wallet_bridge.issuer_keys import IssuerKeyring
 from wallet_bridge.nonces import NonceStore
 from wallet_bridge.offers import CredentialOffers
 from wallet_bridge.outbox import OfferOutbox, OutboxWorker
 from wallet_bridge.revocation import CredentialStatusControl
 from wallet_bridge.status_list import StatusLists
 from wallet_bridge.verification import KeySet, StatusListUnavailable, VerificationResult, verify_credential
-from wallet_bridge.wallets import WalletRegistry
 
 DEFAULT_ISSUER = "http://127.0.0.1:8080"  # where `make run` serves; set MINWON_ISSUER_URL in production
 
@@ -44,6 +41,7 @@ class WalletBridge:
         documents: DocumentSource,
         clock: Clock = utc_now,
         http: requests.Session | None = None,
+        wallets: WalletRegistry | None = None,
     ) -> None:
         self.db = db
         self.config = config
@@ -59,15 +57,11 @@ class WalletBridge:
         self.status_control = CredentialStatusControl(db, self.status_lists, clock)
         self.outbox = OfferOutbox(db, config, self.offers, clock, http)
         self.outbox_worker = OutboxWorker(self.outbox)
-        self.wallets = WalletRegistry(db)
+        self.wallets = wallets or WalletRegistry(db)
 
-    @classmethod
-    def for_service(cls, settings: Settings, db: Database, accounts: Accounts) -> WalletBridge:
-        """The bridge over the service's own certificate records; makes the first issuer key if there is none."""
-        certificates = CertificateDocuments(CertificateRecords(db), accounts, utc_now)
-        bridge = cls(db, wallet_config(settings), certificates)
-        bridge.keyring.keys()
-        return bridge
+    def wallet_copies(self, citizen_id: str) -> dict[str, str]:
+        """doc_type → the state of its newest copy in the citizen's wallet: valid | revoked | suspended."""
+        return {state.doc_type: state.status for state in self.status_control.for_citizen(citizen_id)}
 
     def key_set(self) -> KeySet:
         """This issuer's published keys, only for credentials that name this issuer."""

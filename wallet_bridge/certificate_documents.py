@@ -4,15 +4,10 @@ from __future__ import annotations
 
 from datetime import date
 
-from skills.accounts import Accounts
-from skills.records import Certificate, CertificateRecords
-from wallet_bridge.clock import KST, Clock
+from domain.certificates import Certificate, CertificateRecords
+from domain.citizens import Accounts
+from domain.clock import Clock, korean_today
 from wallet_bridge.issuance import IssuableDocument
-
-
-def korean_today(clock: Clock) -> date:
-    """Certificates expire at the end of a Korean calendar day, whatever the server's time zone."""
-    return clock().astimezone(KST).date()
 
 
 class CertificateDocuments:

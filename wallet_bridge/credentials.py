@@ -11,9 +11,9 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from domain.crypto import sign_compact
+from domain.signing_keys import IssuerKey
 from wallet_bridge.documents import VCDM_V2_CONTEXT
-from wallet_bridge.issuer_keys import IssuerKey
-from wallet_bridge.jws import sign_compact
 
 VC_JWT_TYP = "vc+jwt"
 VC_CTY = "vc"

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import yaml
 
+from settings import PROJECT_DATA
+
 VCDM_V2_CONTEXT = "https://www.w3.org/ns/credentials/v2"
 CONTEXT_PATH = "/contexts/minwon-v1.jsonld"
-SLOT_VOCABULARY = Path(__file__).resolve().parents[1] / "data" / "slots" / "document.yaml"
+SLOT_VOCABULARY = PROJECT_DATA / "slots" / "document.yaml"
 
 
 @dataclass(frozen=True)

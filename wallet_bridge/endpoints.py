@@ -11,13 +11,13 @@ import json
 import re
 from typing import Any
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 
-from channels.errors import ApiError, json_object
-from channels.native import check_rate
+from domain.crypto import JWKError, public_key_from_jwk
+from domain.wallets import Wallet
+from http_api import ApiError, bearer_token, check_rate, error_responses, json_object, services
 from wallet_bridge.bridge import WalletBridge
 from wallet_bridge.documents import CONTEXT_PATH, json_ld_context
-from wallet_bridge.jwk import JWKError, public_key_from_jwk
 from wallet_bridge.metadata import (
     AUTHORIZATION_SERVER_METADATA_PATH,
     CREDENTIAL_PATH,
@@ -29,7 +29,6 @@ from wallet_bridge.metadata import (
     credential_issuer_metadata,
 )
 from wallet_bridge.oauth_errors import OAuthError
-from wallet_bridge.wallets import Wallet
 
 bp = Blueprint("wallet_bridge", __name__)
 
@@ -39,7 +38,7 @@ MAX_PUSH_URL = 500
 
 
 def bridge() -> WalletBridge:
-    return current_app.extensions["minwon"].wallet
+    return services().wallet
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None,
@@ -112,7 +111,7 @@ def nonce() -> Response:
 def credential() -> Response:
     if request.mimetype != "application/json":
         raise OAuthError("invalid_credential_request", "send the credential request as application/json")
-    limit = current_app.extensions["minwon"].settings.max_json_bytes
+    limit = services().settings.max_json_bytes
     raw = request.get_data(cache=True)
     if len(raw) > limit:
         raise OAuthError("invalid_credential_request", f"the request body is larger than {limit} bytes")
@@ -129,7 +128,7 @@ def credential() -> Response:
 
 @bp.post("/v1/credentials/verify")
 def verify() -> Response:
-    body = json_object(current_app.extensions["minwon"].settings.max_json_bytes)
+    body = json_object()
     token = body.get("credential")
     if not isinstance(token, str) or not token.strip():
         raise ApiError(400, "missing_credential", "credential must be the credential as a compact JWT string.")
@@ -144,8 +143,7 @@ def verify() -> Response:
 
 
 def _wallet(wallet_id: str) -> Wallet:
-    header = request.headers.get("Authorization", "")
-    token = header[len("Bearer "):].strip() if header.startswith("Bearer ") else ""
+    token = bearer_token()
     wallet = bridge().wallets.authenticate(wallet_id, token) if token and len(token) <= 200 else None
     if wallet is None:
         # The same answer for an unknown wallet and a wrong token: the id alone reveals nothing.
@@ -163,7 +161,7 @@ def mailbox(wallet_id: str) -> Response:
 @bp.put("/v1/wallets/<wallet_id>/push-url")
 def push_url(wallet_id: str) -> Response:
     wallet = _wallet(wallet_id)
-    body = json_object(current_app.extensions["minwon"].settings.max_json_bytes)
+    body = json_object()
     url = body.get("url")
     if url is not None and (not isinstance(url, str) or len(url) > MAX_PUSH_URL or not _PUSH_URL.match(url)):
         raise ApiError(400, "invalid_push_url", "url must be an http(s) URL of at most 500 characters, or null.")
@@ -173,12 +171,7 @@ def push_url(wallet_id: str) -> Response:
 
 # --- OpenAPI -----------------------------------------------------------------------------------------------
 
-_ERROR = {"$ref": "#/components/schemas/Error"}
 _OAUTH_ERROR = {"$ref": "#/components/schemas/OAuthError"}
-
-
-def _errors(schema: dict[str, Any], *codes: int) -> dict[str, Any]:
-    return {str(c): {"description": "error", "content": {"application/json": {"schema": schema}}} for c in codes}
 
 
 def _json_ok(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -227,7 +220,7 @@ OPENAPI_PATHS = {
         "summary": "A Bitstring Status List credential (revocation or suspension), signed as vc+jwt.",
         "parameters": [{"name": "list_id", "in": "path", "required": True, "schema": {"type": "string"}}],
         "responses": {"200": {"description": "compact JWS", "content": {"application/vc+jwt": {"schema": {"type": "string"}}}},
-                      **_errors(_ERROR, 404)},
+                      **error_responses(404)},
     }},
     TOKEN_PATH: {"post": {
         "summary": "Token endpoint: pre-authorized code grant with tx_code.",
@@ -237,11 +230,11 @@ OPENAPI_PATHS = {
                            "pre-authorized_code": {"type": "string"}, "tx_code": {"type": "string"}}}}}},
         "responses": {**_json_ok("access token", {"type": "object", "properties": {
             "access_token": {"type": "string"}, "token_type": {"const": "Bearer"}, "expires_in": {"type": "integer"}}}),
-            **_errors(_OAUTH_ERROR, 400, 429)},
+            **error_responses(400, 429, schema=_OAUTH_ERROR)},
     }},
     NONCE_PATH: {"post": {"summary": "A fresh c_nonce for a key proof (single use, Cache-Control: no-store).",
                           "responses": {**_json_ok("c_nonce", {"type": "object", "properties": {
-                              "c_nonce": {"type": "string"}}}), **_errors(_ERROR, 429)}}},
+                              "c_nonce": {"type": "string"}}}), **error_responses(429)}}},
     CREDENTIAL_PATH: {"post": {
         "summary": "Credential endpoint: a vc+jwt bound to the key of the jwt proof.",
         "parameters": _BEARER,
@@ -250,7 +243,7 @@ OPENAPI_PATHS = {
             "proofs": {"type": "object", "properties": {"jwt": {"type": "array", "items": {"type": "string"}}}}}}}}},
         "responses": {**_json_ok("credentials", {"type": "object", "properties": {"credentials": {
             "type": "array", "items": {"type": "object", "properties": {"credential": {"type": "string"}}}}}}),
-            **_errors(_OAUTH_ERROR, 400, 401)},
+            **error_responses(400, 401, schema=_OAUTH_ERROR)},
     }},
     "/v1/credentials/verify": {"post": {
         "summary": "Verify a credential of this issuer: signature, key, claims, dates, holder binding, status.",
@@ -259,7 +252,7 @@ OPENAPI_PATHS = {
             "properties": {"credential": {"type": "string"}, "holder_jwk": {"type": "object"}}}}}},
         "responses": {**_json_ok("verification result (valid or not)",
                                  {"$ref": "#/components/schemas/VerificationResult"}),
-                      **_errors(_ERROR, 400, 413, 415)},
+                      **error_responses(400, 413, 415)},
     }},
     "/v1/wallets/{wallet_id}/offers": {"get": {
         "summary": "The wallet's mailbox: pending OID4VCI credential offers.",
@@ -268,13 +261,13 @@ OPENAPI_PATHS = {
             "wallet_id": {"type": "string"}, "offers": {"type": "array", "items": {"type": "object", "properties": {
                 "offer_id": {"type": "string"}, "created_at": {"type": "string"}, "expires_at": {"type": "string"},
                 "credential_offer": {"type": "object"}}}}}}),
-            **_errors(_ERROR, 401)},
+            **error_responses(401)},
     }},
     "/v1/wallets/{wallet_id}/push-url": {"put": {
         "summary": "Register (or with null, remove) the URL that new offers are POSTed to, with retries.",
         "parameters": [{"name": "wallet_id", "in": "path", "required": True, "schema": {"type": "string"}}, *_BEARER],
         "requestBody": {"required": True, "content": {"application/json": {"schema": {
             "type": "object", "required": ["url"], "properties": {"url": {"type": ["string", "null"]}}}}}},
-        "responses": {**_json_ok("registered"), **_errors(_ERROR, 400, 401, 415)},
+        "responses": {**_json_ok("registered"), **error_responses(400, 401, 415)},
     }},
 }

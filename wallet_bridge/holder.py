@@ -27,8 +27,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from wallet_bridge.jwk import public_jwk
-from wallet_bridge.jws import parse_compact, sign_compact
+from domain.crypto import parse_compact, public_jwk, sign_compact
 from wallet_bridge.offers import PRE_AUTHORIZED_GRANT
 from wallet_bridge.proofs import PROOF_TYP
 from wallet_bridge.verification import KeySet, StatusListUnavailable, VerificationResult, verify_credential

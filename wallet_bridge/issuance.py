@@ -18,14 +18,13 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select
 
-from skills.accounts import FieldCipher
+from domain.clock import KST, Clock
+from domain.crypto import FieldCipher, jwk_thumbprint
+from domain.signing_keys import IssuerKeyring
 from storage import Database
-from wallet_bridge.clock import KST, Clock
 from wallet_bridge.config import WalletConfig
 from wallet_bridge.credentials import format_date_time, sign_credential, validate_credential_document
 from wallet_bridge.documents import DOCUMENT_TYPES, VCDM_V2_CONTEXT, DocumentType, context_url
-from wallet_bridge.issuer_keys import IssuerKeyring
-from wallet_bridge.jwk import jwk_thumbprint
 from wallet_bridge.nonces import NonceStore
 from wallet_bridge.oauth_errors import OAuthError
 from wallet_bridge.offers import ISSUED, CredentialOffers, RedeemedOffer

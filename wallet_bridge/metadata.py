@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from domain.signing_keys import SIGNING_ALG
 from wallet_bridge.config import WalletConfig
 from wallet_bridge.documents import DOCUMENT_TYPES, VCDM_V2_CONTEXT, context_url
-from wallet_bridge.issuer_keys import SIGNING_ALG
 from wallet_bridge.offers import PRE_AUTHORIZED_GRANT
 from wallet_bridge.proofs import PROOF_ALGS
 

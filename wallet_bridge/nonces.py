@@ -7,8 +7,8 @@ from datetime import timedelta
 
 from sqlalchemy import Connection, delete, insert, update
 
+from domain.clock import Clock
 from storage import Database
-from wallet_bridge.clock import Clock
 from wallet_bridge.tables import nonces
 
 MAX_NONCE_CHARS = 64

@@ -17,13 +17,12 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
-from skills.accounts import FieldCipher
+from domain.clock import Clock, aware
+from domain.crypto import FieldCipher, keyed_hash
 from storage import Database
-from wallet_bridge.clock import Clock, aware
 from wallet_bridge.config import WalletConfig
 from wallet_bridge.credentials import format_date_time
 from wallet_bridge.documents import DOCUMENT_TYPES
-from wallet_bridge.lookup_hash import keyed_hash
 from wallet_bridge.oauth_errors import OAuthError, invalid_token
 from wallet_bridge.rate_limits import AttemptLimiter
 from wallet_bridge.tables import offers, outbox

@@ -17,8 +17,8 @@ from datetime import timedelta
 import requests
 from sqlalchemy import select, update
 
+from domain.clock import Clock
 from storage import Database
-from wallet_bridge.clock import Clock
 from wallet_bridge.config import WalletConfig
 from wallet_bridge.offers import CredentialOffers
 from wallet_bridge.tables import outbox

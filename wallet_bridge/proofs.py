@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from wallet_bridge.jwk import JWKError, public_key_from_jwk
-from wallet_bridge.jws import JWSError, parse_compact, signature_is_valid
+from domain.crypto import JWKError, JWSError, parse_compact, public_key_from_jwk, signature_is_valid
 from wallet_bridge.oauth_errors import OAuthError
 
 PROOF_TYP = "openid4vci-proof+jwt"

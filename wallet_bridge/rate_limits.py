@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from sqlalchemy import Connection, insert, select, update
 
-from wallet_bridge.clock import Clock, aware
+from domain.clock import Clock, aware
 from wallet_bridge.tables import rate_limits
 
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from sqlalchemy import Connection, select, update
 
+from domain.clock import Clock, aware
 from storage import Database
-from wallet_bridge.clock import Clock, aware
 from wallet_bridge.status_list import StatusLists
 from wallet_bridge.tables import issued_credentials
 

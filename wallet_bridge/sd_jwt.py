@@ -11,8 +11,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from wallet_bridge.jwk import b64url_decode, b64url_encode
-from wallet_bridge.jws import CompactJWS, JWSError, parse_compact, strict_json_loads
+from domain.crypto import CompactJWS, JWSError, b64url_decode, b64url_encode, parse_compact, strict_json_loads
 
 _HASHES = {"sha-256": hashlib.sha256, "sha-384": hashlib.sha384, "sha-512": hashlib.sha512}
 

@@ -17,12 +17,12 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
 
-from wallet_bridge.clock import Clock
+from domain.clock import Clock
+from domain.crypto import b64url_decode, b64url_encode
+from domain.signing_keys import IssuerKeyring
 from wallet_bridge.config import WalletConfig
 from wallet_bridge.credentials import format_date_time, sign_credential
 from wallet_bridge.documents import VCDM_V2_CONTEXT
-from wallet_bridge.issuer_keys import IssuerKeyring
-from wallet_bridge.jwk import b64url_decode, b64url_encode
 from wallet_bridge.tables import status_entries, status_lists
 
 REVOCATION = "revocation"

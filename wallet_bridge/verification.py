@@ -13,14 +13,21 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from domain.crypto import (
+    CompactJWS,
+    JWKError,
+    JWSError,
+    jwk_thumbprint,
+    parse_compact,
+    public_key_from_jwk,
+    signature_is_valid,
+)
 from wallet_bridge.credentials import (
     CredentialDocumentError,
     issuer_id,
     parse_date_time_stamp,
     validate_credential_document,
 )
-from wallet_bridge.jwk import JWKError, jwk_thumbprint, public_key_from_jwk
-from wallet_bridge.jws import CompactJWS, JWSError, parse_compact, signature_is_valid
 from wallet_bridge.sd_jwt import SDJWTError, is_sd_jwt, resolve_disclosures, sd_hash, split_sd_jwt
 from wallet_bridge.status_list import ENTRY_TYPE, StatusListError, status_of
 

@@ -22,8 +22,8 @@ from channels.alexa.interaction_model import (
     PIN_SLOT,
     AlexaCatalog,
 )
-from channels.errors import ApiError
 from channels.speaker_ids import speaker_session_id, speaker_user_id
+from http_api import ApiError
 from skills.engine import Turn
 
 PLATFORM = "alexa"

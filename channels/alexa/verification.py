@@ -159,10 +159,6 @@ class CachedCertificateFetcher:
                 self._entries.popitem(last=False)
         return pem
 
-    def forget(self, url: str) -> None:
-        with self._lock:
-            self._entries.pop(url, None)
-
 
 def load_trust_roots(path: str | Path | None = None) -> list[x509.Certificate]:
     """Root certificates from a PEM bundle; by default the CA bundle that ``requests`` itself trusts.

@@ -21,17 +21,15 @@ from channels.alexa.interaction_model import AlexaCatalog
 from channels.alexa.request import parse_alexa_request
 from channels.alexa.response import render_alexa, render_delegate, render_empty
 from channels.alexa.verification import AlexaRequestVerifier, AlexaVerificationError, load_trust_roots
-from channels.errors import ApiError
-from channels.native import check_rate
 from channels.speaker_dialog import converse_for_speaker
-from services import DATA
+from http_api import ApiError, check_rate, error_responses, services
+from settings import PROJECT_DATA
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("alexa", __name__)
 
 HANDLED_TYPES = ("LaunchRequest", "IntentRequest", "SessionEndedRequest")
-_OFF = {"0", "false", "no", "off"}
 
 
 @dataclass
@@ -44,7 +42,7 @@ class AlexaChannel:
 @bp.record_once
 def _configure(state: BlueprintSetupState) -> None:
     settings = state.app.extensions["minwon"].settings
-    verify = settings.get("MINWON_ALEXA_VERIFY", "1").strip().lower() not in _OFF
+    verify = settings.flag("MINWON_ALEXA_VERIFY", True)
     skill_id = settings.get("MINWON_ALEXA_SKILL_ID", "").strip()
     trust_store = settings.get("MINWON_ALEXA_TRUST_STORE", "").strip()
     if not verify:
@@ -55,7 +53,7 @@ def _configure(state: BlueprintSetupState) -> None:
     state.app.extensions["minwon_alexa"] = AlexaChannel(
         verify=verify,
         verifier=AlexaRequestVerifier(skill_id, trust_roots=roots),
-        catalog=AlexaCatalog.load(DATA),
+        catalog=AlexaCatalog.load(PROJECT_DATA),
     )
 
 
@@ -82,9 +80,9 @@ def _envelope(channel: AlexaChannel, max_bytes: int) -> dict[str, Any]:
 
 @bp.post("/alexa")
 def alexa() -> Any:
-    services = current_app.extensions["minwon"]
+    state = services()
     channel: AlexaChannel = current_app.extensions["minwon_alexa"]
-    envelope = _envelope(channel, services.settings.max_json_bytes)
+    envelope = _envelope(channel, state.settings.max_json_bytes)
     parsed = parse_alexa_request(envelope)
     if parsed.request_type not in HANDLED_TYPES:
         # System.ExceptionEncountered reports that Alexa could not use an earlier response; player
@@ -95,13 +93,12 @@ def alexa() -> Any:
         return jsonify(render_delegate(parsed.raw_intent, parsed.session_attributes))
     turn = parsed.to_turn(channel.catalog)
     check_rate(user=turn.user_id, device=turn.device_id)
-    outcome = converse_for_speaker(services.dialog, turn)
+    outcome = converse_for_speaker(state.dialog, turn)
     if parsed.request_type == "SessionEndedRequest":
         return jsonify(render_empty())
     return jsonify(render_alexa(outcome.reply, parsed.session_attributes))
 
 
-_ERROR = {"$ref": "#/components/schemas/Error"}
 
 OPENAPI_PATHS = {
     "/alexa": {
@@ -122,10 +119,7 @@ OPENAPI_PATHS = {
                     "description": "Alexa response (schema: channels/schemas/alexa_response.json)",
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AlexaResponse"}}},
                 },
-                **{
-                    str(code): {"description": "error", "content": {"application/json": {"schema": _ERROR}}}
-                    for code in (400, 413, 415, 429, 500)
-                },
+                **error_responses(400, 413, 415, 429, 500),
             },
         }
     }

@@ -17,13 +17,12 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request
 from flask.blueprints import BlueprintSetupState
 
-from channels.errors import json_object
 from channels.kakao.callback import CallbackPolicy, CallbackWorker
 from channels.kakao.request import parse_kakao_request
 from channels.kakao.response import render_callback_ack, render_kakao
-from channels.native import check_rate
 from channels.speaker_auth import require_token
 from channels.speaker_dialog import SpeakerTurn, converse_for_speaker
+from http_api import check_rate, error_responses, json_object, services
 from skills.engine import Turn
 from storage import StorageUnavailable
 
@@ -47,8 +46,8 @@ class KakaoChannel:
 
 @bp.record_once
 def _configure(state: BlueprintSetupState) -> None:
-    services = state.app.extensions["minwon"]
-    settings = services.settings
+    minwon = state.app.extensions["minwon"]
+    settings = minwon.settings
     token = settings.get("MINWON_KAKAO_TOKEN", "")
     if not token:
         log.warning("no Kakao skill secret configured (set MINWON_KAKAO_TOKEN): POST /kakao refuses every request")
@@ -58,18 +57,18 @@ def _configure(state: BlueprintSetupState) -> None:
         token_header=settings.get("MINWON_KAKAO_TOKEN_HEADER", DEFAULT_TOKEN_HEADER),
         budget_s=float(settings.get("MINWON_KAKAO_BUDGET_S", str(DEFAULT_BUDGET_S))),
         callbacks=CallbackPolicy(hosts),
-        worker=CallbackWorker(workers=int(settings.get("MINWON_KAKAO_WORKERS", "4"))),
-        converse=lambda turn: _converse(services, turn),
+        worker=minwon.kakao_callbacks,
+        converse=lambda turn: _converse(minwon, turn),
     )
 
 
-def _converse(services: Any, turn: Turn) -> SpeakerTurn:
-    outcome = converse_for_speaker(services.dialog, turn)
+def _converse(state: Any, turn: Turn) -> SpeakerTurn:
+    outcome = converse_for_speaker(state.dialog, turn)
     if outcome.reply.end_session and turn.session_id and not outcome.failure:
         # Kakao has no sessions: the service's session for this chat ends when the dialog does, so the
         # next message starts afresh (a PIN given before "그만" does not carry over).
         try:
-            services.sessions.end(turn.session_id)
+            state.sessions.end(turn.session_id)
         except StorageUnavailable:
             log.warning("kakao session could not be ended now; it expires with its TTL")
     return outcome
@@ -81,11 +80,11 @@ def _render(outcome: SpeakerTurn) -> dict[str, Any]:
 
 @bp.post("/kakao")
 def kakao() -> Any:
-    services = current_app.extensions["minwon"]
+    state = services()
     channel: KakaoChannel = current_app.extensions["minwon_kakao"]
     require_token(request.headers.get(channel.token_header), channel.token, "Kakao")
-    body = json_object(services.settings.max_json_bytes)
-    parsed = parse_kakao_request(body, services.settings.max_text_chars)
+    body = json_object()
+    parsed = parse_kakao_request(body, state.settings.max_text_chars)
     turn = parsed.to_turn()
     check_rate(user=turn.user_id, device=turn.device_id)
     callback_url = parsed.callback_url
@@ -105,7 +104,6 @@ def kakao() -> Any:
     return jsonify(_render(outcome))
 
 
-_ERROR = {"$ref": "#/components/schemas/Error"}
 
 OPENAPI_PATHS = {
     "/kakao": {
@@ -123,10 +121,7 @@ OPENAPI_PATHS = {
                     "description": "SkillResponse (schema: channels/schemas/kakao_response.json)",
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/KakaoResponse"}}},
                 },
-                **{
-                    str(code): {"description": "error", "content": {"application/json": {"schema": _ERROR}}}
-                    for code in (400, 401, 413, 415, 429, 500, 503)
-                },
+                **error_responses(400, 401, 413, 415, 429, 500, 503),
             },
         }
     }

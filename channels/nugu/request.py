@@ -14,8 +14,8 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from channels.errors import ApiError
 from channels.speaker_ids import speaker_session_id, speaker_user_id
+from http_api import ApiError
 from skills.engine import Turn
 
 PLATFORM = "nugu"

@@ -16,12 +16,11 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request
 from flask.blueprints import BlueprintSetupState
 
-from channels.errors import json_object
-from channels.native import check_rate
 from channels.nugu.request import parse_nugu_request
 from channels.nugu.response import ACCOUNT_NOT_LINKED, BACKEND_ERROR, OK, SERVICE_BUSY, render_nugu
 from channels.speaker_auth import authorization_token, require_token
 from channels.speaker_dialog import SpeakerTurn, converse_for_speaker
+from http_api import check_rate, error_responses, json_object, services
 from skills.engine import Turn
 
 log = logging.getLogger(__name__)
@@ -39,18 +38,18 @@ class NuguChannel:
 
 @bp.record_once
 def _configure(state: BlueprintSetupState) -> None:
-    services = state.app.extensions["minwon"]
-    token = services.settings.get("MINWON_NUGU_TOKEN", "")
+    minwon = state.app.extensions["minwon"]
+    token = minwon.settings.get("MINWON_NUGU_TOKEN", "")
     if not token:
         log.warning("no NUGU API key configured (set MINWON_NUGU_TOKEN): POST /nugu/<action> refuses every request")
     state.app.extensions["minwon_nugu"] = NuguChannel(
-        token=token, converse=lambda turn: converse_for_speaker(services.dialog, turn)
+        token=token, converse=lambda turn: converse_for_speaker(minwon.dialog, turn)
     )
 
 
 def _resolve_slot(slot_type: str, words: str) -> str | None:
     """The value id that the play's entity words name, when the parameter is one of the service's slot types."""
-    vocabulary = current_app.extensions["minwon"].dialog.matcher.vocabulary
+    vocabulary = services().dialog.matcher.vocabulary
     if slot_type not in vocabulary.types:
         return None
     _, found = vocabulary.find(words, only=slot_type)
@@ -60,12 +59,12 @@ def _resolve_slot(slot_type: str, words: str) -> str | None:
 
 @bp.post("/nugu/<action>")
 def nugu_action(action: str) -> Any:
-    services = current_app.extensions["minwon"]
+    state = services()
     channel: NuguChannel = current_app.extensions["minwon_nugu"]
     require_token(authorization_token(request.headers.get("Authorization")), channel.token, "NUGU")
-    body = json_object(services.settings.max_json_bytes)
+    body = json_object()
     parsed = parse_nugu_request(body, action)
-    turn = parsed.to_turn(intents=services.dialog.matcher.intents, resolve_slot=_resolve_slot)
+    turn = parsed.to_turn(intents=state.dialog.matcher.intents, resolve_slot=_resolve_slot)
     check_rate(user=turn.user_id, device=turn.device_id)
     outcome = channel.converse(turn)
     if outcome.failure:
@@ -80,13 +79,12 @@ def nugu_action(action: str) -> Any:
 @bp.get("/nugu/health")
 def nugu_health() -> Any:
     """NUGU's server check: 200 once the service can answer, 503 while it is still loading."""
-    services = current_app.extensions["minwon"]
-    if not services.ready:
+    state = services()
+    if not state.ready:
         return jsonify({"status": "starting"}), 503
     return jsonify({"status": "ok"})
 
 
-_ERROR = {"$ref": "#/components/schemas/Error"}
 
 OPENAPI_PATHS = {
     "/nugu/{action}": {
@@ -106,10 +104,7 @@ OPENAPI_PATHS = {
                     "description": "backend proxy response (schema: channels/schemas/nugu_response.json)",
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/NuguResponse"}}},
                 },
-                **{
-                    str(code): {"description": "error", "content": {"application/json": {"schema": _ERROR}}}
-                    for code in (400, 401, 413, 415, 429, 500, 503)
-                },
+                **error_responses(400, 401, 413, 415, 429, 500, 503),
             },
         }
     },

@@ -18,7 +18,7 @@ import pytest
 
 from channels.alexa.verification import AlexaRequestVerifier
 from channels.alexa.webhook import AlexaChannel
-from skills.engine import DialogContext, Reply
+from skills.engine import DialogContext, Reply, nothing_changed
 from skills.nlu import squash
 from tests.channels.signing_ca import SKILL_ID, SigningCA, alexa_body
 
@@ -55,6 +55,9 @@ class ChannelProbeSkill:
     def confirmed(self, ctx: DialogContext, action: dict) -> Reply:
         self.changes.append(ctx.citizen.id if ctx.citizen else "")
         return ctx.say("시험 설정을 바꿨어요.", "Done. Your probe setting is changed.")
+
+    def declined(self, ctx: DialogContext, action: dict) -> Reply:
+        return nothing_changed(ctx)
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from channels.alexa.interaction_model import (
     alexa_intent_name,
     validate_model,
 )
+from settings import PROJECT_DATA
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -175,7 +176,7 @@ def test_validator_refuses_models_alexa_refuses(catalog, mutate):
 
 def test_committed_model_matches_the_data_directory():
     """The JSON is generated: regenerate it with `python app.py alexa-model` whenever data/ changes."""
-    catalog = AlexaCatalog.load(ROOT / "data")
+    catalog = AlexaCatalog.load(PROJECT_DATA)
     assert json.loads(MODEL_PATH.read_text(encoding="utf-8")) == catalog.to_alexa_json()
 
 
@@ -187,5 +188,5 @@ def test_cli_writes_the_model(tmp_path, capsys):
     written = json.loads(out.read_text(encoding="utf-8"))
     assert written["interactionModel"]["languageModel"]["invocationName"] == "civil affairs helper"
     assert capsys.readouterr().out.strip() == str(out)
-    expected = AlexaCatalog.load(ROOT / "data", "civil affairs helper").to_alexa_json()
+    expected = AlexaCatalog.load(PROJECT_DATA, "civil affairs helper").to_alexa_json()
     assert written == expected

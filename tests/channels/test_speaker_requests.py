@@ -9,9 +9,10 @@ import pytest
 
 from channels.alexa.interaction_model import AlexaCatalog
 from channels.alexa.request import parse_alexa_request
-from channels.errors import ApiError
 from channels.kakao.request import parse_kakao_request
 from channels.nugu.request import parse_nugu_request
+from http_api import ApiError
+from settings import PROJECT_DATA
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "speakers"
@@ -23,7 +24,7 @@ def load(platform: str, name: str) -> dict:
 
 @pytest.fixture(scope="module")
 def catalog() -> AlexaCatalog:
-    return AlexaCatalog.load(ROOT / "data")
+    return AlexaCatalog.load(PROJECT_DATA)
 
 
 @pytest.mark.parametrize("path", sorted((FIXTURES / "alexa").glob("*.json")), ids=lambda p: p.name)

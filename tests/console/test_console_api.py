@@ -112,7 +112,7 @@ def test_typed_console_turn_rejects_bad_input_like_converse(client):
 def test_overview_lists_wallet_copies_with_their_status(tmp_path):
     """A credential really issued to the demo wallet (the in-process OID4VCI flow of the wallet tests) shows
     in the overview, and a suspension shows too. Own database: the shared one's certificates stay copy-free."""
-    from tests.wallet.conftest import Holder, redeem_offer
+    from tests.wallet_bridge.conftest import Holder, redeem_offer
 
     app = create_app(make_settings(tmp_path, load_models=False), start=False)
     bridge = app.extensions["minwon"].wallet

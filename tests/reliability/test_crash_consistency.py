@@ -17,9 +17,9 @@ import textwrap
 
 from sqlalchemy import func, select
 
+from domain.consent_ledger import consent_events
 from services import Services
 from settings import Settings
-from skills.consent_ledger import consent_events, consent_ledger
 from tests.conftest import ROOT
 from wallet_bridge.tables import offers, outbox
 
@@ -27,10 +27,11 @@ WRITER = textwrap.dedent("""
     import sys
     from services import Services
     from settings import Settings
-    from skills.consent_ledger import DEFAULT_PURPOSE, consent_ledger
+    from domain.consent_ledger import DEFAULT_PURPOSE
 
     services = Services(Settings.from_env(load_models=False))
-    ledger = consent_ledger(services)
+    services.initialize()
+    ledger = services.consents
     start, end = int(sys.argv[1]), int(sys.argv[2])
     for i in range(start, end):
         ledger.set_consent("citizen-0001", "nhis", "income", DEFAULT_PURPOSE, active=i % 2 == 1,
@@ -70,7 +71,7 @@ def counts(services: Services) -> tuple[int, int, int]:
 
 def test_kill_during_writes_leaves_each_change_once_or_not_at_all(tmp_path):
     env = {**os.environ, "MINWON_DATA_DIR": str(tmp_path), "MINWON_LOG_LEVEL": "ERROR"}
-    Services(Settings.from_env(env, load_models=False))  # seed once
+    Services(Settings.from_env(env, load_models=False)).initialize()  # seed once
     steps = 40
     reported = run_writer(env, 0, steps, kill_after=random.randint(5, 30))
 
@@ -80,7 +81,7 @@ def test_kill_during_writes_leaves_each_change_once_or_not_at_all(tmp_path):
     assert reported <= events <= reported + 1
     assert reported <= offer_rows <= reported + 1
     assert deliveries == offer_rows  # an offer and its push delivery are one transaction
-    ledger = consent_ledger(services)
+    ledger = services.consents
     report = ledger.verify_chain()
     assert report.ok, report.describe()
     record = next(r for r in ledger.records("citizen-0001") if (r.recipient, r.data_item) == ("nhis", "income"))
@@ -92,4 +93,4 @@ def test_kill_during_writes_leaves_each_change_once_or_not_at_all(tmp_path):
     services = Services(Settings.from_env(env, load_models=False))
     # Each step flips the consent, so each writes exactly one event; each step makes one offer.
     assert counts(services) == (steps, steps, steps)
-    assert consent_ledger(services).verify_chain().ok
+    assert services.consents.verify_chain().ok

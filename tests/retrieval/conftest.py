@@ -10,9 +10,10 @@ import pytest
 from retrieval.dense import SentenceEncoder
 from retrieval.normalize import TextNormalizer
 from retrieval.search import FaqSearcher
+from settings import PROJECT_DATA
 
 ROOT = Path(__file__).resolve().parents[2]
-CORPUS_DIR = ROOT / "data" / "faq"
+CORPUS_DIR = PROJECT_DATA / "faq"
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from retrieval.corpus import load_corpus
-from retrieval.service_loader import COMPONENT
+from services import FAQ
 from tests.retrieval.conftest import CORPUS_DIR
 
 ROOT_DATA = CORPUS_DIR.parent
@@ -86,7 +86,7 @@ def test_n_best_alternatives_reach_the_search(services):
 
 
 def test_without_a_loaded_index_the_plain_fallback_answers(services, client, monkeypatch):
-    monkeypatch.delitem(services.components, COMPONENT)
+    monkeypatch.delitem(services.components, FAQ)
     reply = converse(client, "등본 발급 방법", "ko-KR")
     assert reply["intent"] == "fallback"
     assert "110" in reply["speech"]
@@ -146,11 +146,11 @@ def test_search_endpoint_rejects_bad_input(client, query, code):
 @pytest.mark.parametrize("headers", [{}, {"X-Admin-Key": "wrong"}, {"Authorization": "Bearer wrong"},
                                      {"Authorization": "token x"}])
 def test_reload_needs_the_admin_key(client, services, headers):
-    before = services.components[COMPONENT].index
+    before = services.components[FAQ].index
     response = client.post("/v1/admin/reload", headers=headers)
     assert response.status_code == 401
     assert response.get_json()["error"]["code"] == "invalid_admin_key"
-    assert services.components[COMPONENT].index is before
+    assert services.components[FAQ].index is before
 
 
 def test_reload_swaps_a_rebuilt_index_without_dropping_requests(app, tmp_path, normalizer, encoder):
@@ -161,8 +161,8 @@ def test_reload_swaps_a_rebuilt_index_without_dropping_requests(app, tmp_path, n
     shutil.copytree(CORPUS_DIR, corpus)
     own = FaqSearcher.load_or_build(tmp_path / "data", corpus, normalizer=normalizer, encoder=encoder)
     services = app.extensions["minwon"]
-    original = services.components[COMPONENT]
-    services.components[COMPONENT] = own
+    original = services.components[FAQ]
+    services.components[FAQ] = own
     try:
         client = app.test_client()
         new_phrase = "청소년 여권 발급에 부모 동의서 필요한지"
@@ -197,7 +197,7 @@ def test_reload_swaps_a_rebuilt_index_without_dropping_requests(app, tmp_path, n
         assert "broken.yaml:1: topic: missing field" in broken.get_json()["error"]["message"]
         assert client.get("/v1/faq/search", query_string={"q": "여권 발급"}).status_code == 200
     finally:
-        services.components[COMPONENT] = original
+        services.components[FAQ] = original
 
 
 def test_openapi_documents_both_endpoints(client):

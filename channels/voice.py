@@ -1,0 +1,168 @@
+"""The native voice channel: /v1/voice — one spoken dialog turn (audio → recognition → dialog → speech).
+
+The recogniser listens in the mode the dialog expects (yes/no, PIN digits, a slot's choices, or open
+speech with the commands that change nothing spotted), and the reply is spoken by the same synthesiser
+as /v1/tts.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Any
+from urllib.parse import quote
+
+from flask import Blueprint, Response, jsonify, request
+
+from channels.native import turn_from_json
+from http_api import ApiError, check_rate, error_responses, parse_locale, services
+from skills.engine import Reply, Turn
+from voice.asr import Expectation, SpeechRecognizer, Transcript
+from voice.endpoints import AUDIO_BODY, model, query_parameter, recognise_body
+from voice.tts import SpeechSynthesizer, TtsError
+
+bp = Blueprint("voice_channel", __name__)
+
+# Spoken PINs are not echoed back in a header or a body: the transcript shows that digits were heard.
+PIN_MASK = "••••"
+
+
+def _param(name: str, header: str) -> str | None:
+    return request.args.get(name) or request.headers.get(header)
+
+
+# Commands that change nothing, listened for during open speech (see SpeechRecognizer.start).
+SPOTTED_INTENTS = ("help", "cancel", "stop", "repeat")
+
+
+def _commands(locale: str) -> list[str]:
+    examples = services().dialog.matcher.examples
+    return [text for intent in SPOTTED_INTENTS for example_locale, text in examples.get(intent, [])
+            if example_locale == locale and "{" not in text]
+
+
+def _expectation(expected: Any) -> Expectation:
+    if expected.mode != "limited" or not expected.phrases:
+        return Expectation()
+    return Expectation.limited(expected.phrases, sequence=expected.expects == "pin")
+
+
+def _voice_turn(transcript: Transcript, user_id: str, session_id: str | None, locale: str | None) -> Turn:
+    # Validated exactly like a /v1/converse body; that check wants text, so a stand-in is checked when
+    # nothing was understood, and the turn then carries the empty text the dialog reprompts on.
+    body: dict[str, Any] = {"user_id": user_id, "text": transcript.text or "?", "session_id": session_id,
+                            "locale": locale, "request_id": _param("request_id", "X-Idempotency-Key"),
+                            "device_id": _param("device_id", "X-Device-Id")}
+    turn = turn_from_json({k: v for k, v in body.items() if v is not None}, channel="voice")
+    turn.text = transcript.text
+    turn.alternatives = list(transcript.alternatives)
+    return turn
+
+
+def _wants_wav() -> bool:
+    best = request.accept_mimetypes.best_match(["application/json", "audio/wav", "audio/x-wav", "audio/wave"])
+    return best is not None and best != "application/json"
+
+
+@bp.post("/v1/voice")
+def voice() -> Any:
+    state = services()
+    user_id = _param("user_id", "X-User-Id")
+    if not user_id:
+        raise ApiError(400, "invalid_user_id", "user_id (query) or X-User-Id (header) is required.")
+    session_id = _param("session_id", "X-Session-Id")
+    locale = parse_locale(_param("locale", "X-Locale"))
+    check_rate(user=user_id, device=_param("device_id", "X-Device-Id"))
+    recognizer: SpeechRecognizer = model("asr")
+    synthesizer: SpeechSynthesizer = model("tts")
+    expected = state.dialog.expected_input(session_id, user_id)
+    listen_locale = locale or expected.locale
+    started = time.perf_counter()
+    transcript = recognise_body(recognizer, listen_locale, _expectation(expected), _commands(listen_locale))
+    recognised = time.perf_counter()
+    reply: Reply = state.dialog.converse(_voice_turn(transcript, user_id, session_id, locale))
+    answered = time.perf_counter()
+    pin_step = expected.expects == "pin"
+    shown = PIN_MASK if pin_step and transcript.text else transcript.text
+    wants_wav = _wants_wav()
+    try:
+        wav = synthesizer.synthesize(reply.speech, reply.locale) if reply.speech else b""
+    except TtsError as exc:
+        if wants_wav:
+            raise ApiError(503, exc.code, "The reply could not be spoken. Retry with the same request_id.",
+                           {"Retry-After": "1"}) from None
+        wav = b""
+    if wants_wav:
+        response = Response(wav, mimetype="audio/wav")
+        response.headers["X-Transcript"] = quote(shown, safe="")
+        response.headers["X-Session-Id"] = reply.session_id
+        response.headers["X-End-Session"] = "true" if reply.end_session else "false"
+        return response
+    return jsonify({
+        "transcript": shown,
+        "understood": transcript.understood,
+        "confidence": round(transcript.confidence, 3),
+        "asr_mode": transcript.mode,
+        # What the recogniser produced before the floor and phrase matching; never shown for a PIN.
+        "heard": PIN_MASK if pin_step and transcript.heard else transcript.heard,
+        "locale": reply.locale,
+        "timings_ms": {"asr": round((recognised - started) * 1000, 1),
+                       "dialog": round((answered - recognised) * 1000, 1),
+                       "tts": round((time.perf_counter() - answered) * 1000, 1)},
+        "response": reply.to_api(),
+        "audio_b64": base64.b64encode(wav).decode() if wav else None,
+    })
+
+
+# -- OpenAPI ----------------------------------------------------------------------------------------------
+
+OPENAPI_COMPONENTS = {
+    "VoiceResponse": {
+        "type": "object", "required": ["transcript", "response", "audio_b64"],
+        "properties": {
+            "transcript": {"type": "string"}, "understood": {"type": "boolean"},
+            "confidence": {"type": "number"}, "asr_mode": {"enum": ["open", "limited"]},
+            "heard": {"type": "string", "description": "the recogniser's output before the confidence floor and "
+                                                       "phrase matching (masked during the PIN step)"},
+            "locale": {"type": "string"},
+            "timings_ms": {"type": "object", "description": "time spent in recognition, dialog and synthesis",
+                           "properties": {"asr": {"type": "number"}, "dialog": {"type": "number"},
+                                          "tts": {"type": "number"}}},
+            "response": {"$ref": "#/components/schemas/ConverseResponse"},
+            "audio_b64": {"type": ["string", "null"], "description": "the reply as a base64 WAV"},
+        },
+    },
+}
+
+
+OPENAPI_PATHS = {
+    "/v1/voice": {"post": {
+        "summary": "One spoken dialog turn: recognises the audio (in the mode the dialog expects), runs the "
+                   "same dialog as /v1/converse and speaks the reply.",
+        "parameters": [
+            query_parameter("user_id", "required (or header X-User-Id)"),
+            query_parameter("session_id", "or header X-Session-Id"),
+            query_parameter("locale", "or header X-Locale"),
+            query_parameter("request_id", "or header X-Idempotency-Key: a retry returns the same reply"),
+            query_parameter("device_id", "or header X-Device-Id"),
+        ],
+        "requestBody": AUDIO_BODY,
+        "responses": {
+            "200": {
+                "description": "Accept: application/json (default) gives the transcript, the converse response "
+                               "and the spoken reply; Accept: audio/wav gives the WAV with the transcript in "
+                               "X-Transcript (percent-encoded), X-Session-Id and X-End-Session.",
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/VoiceResponse"}},
+                    "audio/wav": {"schema": {"type": "string", "format": "binary"}},
+                },
+                "headers": {
+                    "X-Transcript": {"schema": {"type": "string"}, "description": "percent-encoded UTF-8"},
+                    "X-Session-Id": {"schema": {"type": "string"}},
+                    "X-End-Session": {"schema": {"type": "string", "enum": ["true", "false"]}},
+                },
+            },
+            **error_responses(400, 413, 415, 422, 429, 503),
+        },
+    }},
+}

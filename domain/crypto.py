@@ -1,0 +1,322 @@
+"""The cryptography that the domain and the wallet bridge share, in one place.
+
+- Secrets at rest: `FieldCipher` (AES-GCM for personal fields), `secret_digest` / `keyed_hash` (what is
+  stored in place of a bearer secret or a one-time code, so a copy of the database hands out nothing).
+- JOSE: JSON Web Keys (RFC 7517/7518/8037, RFC 7638 thumbprints) and compact JWS (RFC 7515) for
+  ES256/ES384/ES512 and EdDSA, on `cryptography` alone. The consent ledger's receipts and the issuer's
+  credentials are signed here.
+
+An imported public key is checked to lie on its curve, and coordinates must have exactly the curve's
+length, so a malformed key fails here rather than in a verify. ECDSA signatures in JOSE are the raw
+big-endian r||s pair, not DER; the conversion is here. The `alg` of a token must agree with the key it
+is checked against (an ES256 token never verifies with a P-384 key, `none` and HMAC are never accepted),
+and JSON with duplicate member names is refused, because two parsers may pick different duplicates.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+# -- secrets at rest ------------------------------------------------------------------------------------
+
+
+class FieldCipher:
+    """AES-GCM for personal fields; the nonce is stored with the ciphertext."""
+
+    def __init__(self, secret_key: bytes) -> None:
+        self._aead = AESGCM(hashlib.sha256(b"minwon-field-v1" + secret_key).digest())
+
+    def encrypt(self, text: str) -> str:
+        nonce = secrets.token_bytes(12)
+        return base64.urlsafe_b64encode(nonce + self._aead.encrypt(nonce, text.encode(), None)).decode()
+
+    def decrypt(self, token: str) -> str:
+        raw = base64.urlsafe_b64decode(token)
+        return self._aead.decrypt(raw[:12], raw[12:], None).decode()
+
+
+def secret_digest(secret: str) -> str:
+    """What is stored in place of a bearer secret (link code, app token, agency key, wallet token): its
+    SHA-256, so a copy of the database does not hand out working credentials."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def keyed_hash(secret_key: bytes, purpose: str, value: str) -> str:
+    """An HMAC under a key derived from the service secret (one derived key per purpose): a copy of the
+    database alone neither reveals a code nor lets anyone make a row that matches a chosen one."""
+    key = hashlib.sha256(b"minwon-wallet-hmac-v1:" + purpose.encode() + b":" + secret_key).digest()
+    return hmac.new(key, value.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+# -- JSON Web Keys --------------------------------------------------------------------------------------
+
+PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
+PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+
+THUMBPRINT_URN_PREFIX = "urn:ietf:params:oauth:jwk-thumbprint:sha-256:"
+
+_EC_CURVES: dict[str, tuple[type[ec.EllipticCurve], int]] = {
+    "P-256": (ec.SECP256R1, 32),
+    "P-384": (ec.SECP384R1, 48),
+    "P-521": (ec.SECP521R1, 66),
+}
+_CURVE_NAMES = {cls.name: (crv, size) for crv, (cls, size) in _EC_CURVES.items()}
+
+
+class JWKError(ValueError):
+    """A JWK that is malformed, of an unsupported type, or not a point on its curve."""
+
+
+def b64url_encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode(text: str) -> bytes:
+    """Strict base64url without padding: other alphabets, padding and stray characters are errors."""
+    if not isinstance(text, str):
+        raise ValueError("base64url value must be a string")
+    if "=" in text or any(c in text for c in "+/ \n\r\t"):
+        raise ValueError("not unpadded base64url")
+    if len(text) % 4 == 1:
+        raise ValueError("impossible base64url length")
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (ValueError, TypeError) as exc:
+        raise ValueError("not base64url") from exc
+
+
+def _coordinate(jwk: dict[str, Any], name: str, size: int) -> int:
+    value = jwk.get(name)
+    if not isinstance(value, str):
+        raise JWKError(f"JWK member {name!r} is missing")
+    try:
+        raw = b64url_decode(value)
+    except ValueError as exc:
+        raise JWKError(f"JWK member {name!r} is not base64url") from exc
+    if len(raw) != size:
+        raise JWKError(f"JWK member {name!r} has {len(raw)} bytes, expected {size}")
+    return int.from_bytes(raw, "big")
+
+
+def public_key_from_jwk(jwk: Any) -> PublicKey:
+    """The public key of a JWK; a private member (`d`) in it is ignored here, refused by callers that care."""
+    if not isinstance(jwk, dict):
+        raise JWKError("JWK must be a JSON object")
+    kty = jwk.get("kty")
+    if kty == "EC":
+        crv = jwk.get("crv")
+        if crv not in _EC_CURVES:
+            raise JWKError(f"unsupported EC curve {crv!r}")
+        curve_cls, size = _EC_CURVES[crv]
+        x, y = _coordinate(jwk, "x", size), _coordinate(jwk, "y", size)
+        try:
+            return ec.EllipticCurvePublicNumbers(x, y, curve_cls()).public_key()
+        except ValueError as exc:
+            raise JWKError("EC point is not on the curve") from exc
+    if kty == "OKP":
+        if jwk.get("crv") != "Ed25519":
+            raise JWKError(f"unsupported OKP curve {jwk.get('crv')!r}")
+        x = jwk.get("x")
+        try:
+            raw = b64url_decode(x)
+        except ValueError as exc:
+            raise JWKError("JWK member 'x' is not base64url") from exc
+        if len(raw) != 32:
+            raise JWKError("Ed25519 key must be 32 bytes")
+        return ed25519.Ed25519PublicKey.from_public_bytes(raw)
+    raise JWKError(f"unsupported key type {kty!r}")
+
+
+def private_key_from_jwk(jwk: dict[str, Any]) -> PrivateKey:
+    """The private key of a JWK with `d` (used for test vectors; issuer keys are stored as PEM)."""
+    public = public_key_from_jwk(jwk)
+    if not isinstance(jwk.get("d"), str):
+        raise JWKError("JWK has no private member 'd'")
+    if isinstance(public, ed25519.Ed25519PublicKey):
+        return ed25519.Ed25519PrivateKey.from_private_bytes(b64url_decode(jwk["d"]))
+    _, size = _EC_CURVES[jwk["crv"]]
+    d = _coordinate(jwk, "d", size)
+    private = ec.derive_private_key(d, public.curve)
+    if private.public_key().public_numbers() != public.public_numbers():
+        raise JWKError("private key does not match the public coordinates")
+    return private
+
+
+def public_jwk(key: PublicKey | PrivateKey) -> dict[str, str]:
+    """The public JWK of a key, with only the required members (kty, crv, x[, y])."""
+    if isinstance(key, ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey):
+        key = key.public_key()
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return {
+            "kty": "OKP",
+            "crv": "Ed25519",
+            "x": b64url_encode(key.public_bytes(Encoding.Raw, PublicFormat.Raw)),
+        }
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        if key.curve.name not in _CURVE_NAMES:
+            raise JWKError(f"unsupported EC curve {key.curve.name}")
+        crv, size = _CURVE_NAMES[key.curve.name]
+        numbers = key.public_numbers()
+        return {
+            "kty": "EC",
+            "crv": crv,
+            "x": b64url_encode(numbers.x.to_bytes(size, "big")),
+            "y": b64url_encode(numbers.y.to_bytes(size, "big")),
+        }
+    raise JWKError(f"unsupported key {type(key).__name__}")
+
+
+_THUMBPRINT_MEMBERS = {"EC": ("crv", "kty", "x", "y"), "OKP": ("crv", "kty", "x"), "RSA": ("e", "kty", "n")}
+
+
+def jwk_thumbprint(jwk: dict[str, Any]) -> str:
+    """RFC 7638 SHA-256 thumbprint (base64url): the required members, sorted, no whitespace."""
+    members = _THUMBPRINT_MEMBERS.get(jwk.get("kty", ""))
+    if members is None:
+        raise JWKError(f"unsupported key type {jwk.get('kty')!r}")
+    missing = [m for m in members if not isinstance(jwk.get(m), str)]
+    if missing:
+        raise JWKError(f"JWK lacks {', '.join(missing)}")
+    canonical = json.dumps({m: jwk[m] for m in members}, separators=(",", ":"), sort_keys=True)
+    return b64url_encode(hashlib.sha256(canonical.encode("utf-8")).digest())
+
+
+def jwk_thumbprint_urn(jwk: dict[str, Any]) -> str:
+    """RFC 9278 URN form of the thumbprint, as OID4VCI examples use for `kid`."""
+    return THUMBPRINT_URN_PREFIX + jwk_thumbprint(jwk)
+
+
+# -- compact JWS ----------------------------------------------------------------------------------------
+
+# alg -> (curve name, hash, coordinate size); EdDSA is handled on its own.
+_ECDSA = {
+    "ES256": ("secp256r1", hashes.SHA256, 32),
+    "ES384": ("secp384r1", hashes.SHA384, 48),
+    "ES512": ("secp521r1", hashes.SHA512, 66),
+}
+SUPPORTED_ALGORITHMS = frozenset({*_ECDSA, "EdDSA"})
+
+MAX_TOKEN_CHARS = 64 * 1024
+
+
+class JWSError(ValueError):
+    """A token that cannot be parsed or whose header cannot be honoured."""
+
+
+def strict_json_loads(data: bytes | str) -> Any:
+    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in result:
+                raise JWSError(f"duplicate JSON member {key!r}")
+            result[key] = value
+        return result
+
+    try:
+        return json.loads(data, object_pairs_hook=no_duplicates)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise JWSError("not valid JSON") from exc
+
+
+def canonical_json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+@dataclass(frozen=True)
+class CompactJWS:
+    header: dict[str, Any]
+    payload: bytes
+    signing_input: bytes
+    signature: bytes
+
+    def claims(self) -> dict[str, Any]:
+        claims = strict_json_loads(self.payload)
+        if not isinstance(claims, dict):
+            raise JWSError("JWS payload is not a JSON object")
+        return claims
+
+
+def parse_compact(token: str) -> CompactJWS:
+    """Split and decode a compact JWS; refuses anything that is not three base64url segments."""
+    if not isinstance(token, str) or not token:
+        raise JWSError("token must be a non-empty string")
+    token = token.strip()
+    if len(token) > MAX_TOKEN_CHARS:
+        raise JWSError("token is too long")
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise JWSError(f"compact JWS needs 3 segments, got {len(parts)}")
+    try:
+        header_raw, payload, signature = (b64url_decode(p) for p in parts)
+    except ValueError as exc:
+        raise JWSError("a JWS segment is not base64url") from exc
+    header = strict_json_loads(header_raw)
+    if not isinstance(header, dict):
+        raise JWSError("JWS header is not a JSON object")
+    alg = header.get("alg")
+    if alg not in SUPPORTED_ALGORITHMS:
+        raise JWSError(f"unsupported alg {alg!r}")
+    if "crit" in header:
+        # RFC 7515 §4.1.11: extensions we do not understand must make the token invalid.
+        raise JWSError("critical header extensions are not supported")
+    return CompactJWS(header, payload, f"{parts[0]}.{parts[1]}".encode("ascii"), signature)
+
+
+def algorithm_for_key(key: PublicKey | PrivateKey) -> str:
+    if isinstance(key, ed25519.Ed25519PublicKey | ed25519.Ed25519PrivateKey):
+        return "EdDSA"
+    for alg, (curve, _, _) in _ECDSA.items():
+        if key.curve.name == curve:
+            return alg
+    raise JWSError(f"no JOSE algorithm for curve {key.curve.name}")
+
+
+def sign_compact(header: dict[str, Any], payload: dict[str, Any] | bytes, key: PrivateKey) -> str:
+    """Sign `payload` with `key`; the header's `alg` is set from the key."""
+    alg = algorithm_for_key(key)
+    header = {**header, "alg": alg}
+    body = payload if isinstance(payload, bytes) else canonical_json(payload)
+    signing_input = f"{b64url_encode(canonical_json(header))}.{b64url_encode(body)}".encode("ascii")
+    if alg == "EdDSA":
+        signature = key.sign(signing_input)
+    else:
+        _, hash_cls, size = _ECDSA[alg]
+        r, s = decode_dss_signature(key.sign(signing_input, ec.ECDSA(hash_cls())))
+        signature = r.to_bytes(size, "big") + s.to_bytes(size, "big")
+    return f"{signing_input.decode('ascii')}.{b64url_encode(signature)}"
+
+
+def signature_is_valid(jws: CompactJWS, key: PublicKey) -> bool:
+    """True when the signature verifies under `key` and the token's alg matches the key's type."""
+    alg = jws.header.get("alg")
+    try:
+        if algorithm_for_key(key) != alg:
+            return False
+    except JWSError:
+        return False
+    try:
+        if alg == "EdDSA":
+            key.verify(jws.signature, jws.signing_input)
+            return True
+        _, hash_cls, size = _ECDSA[alg]
+        if len(jws.signature) != 2 * size:
+            return False
+        r = int.from_bytes(jws.signature[:size], "big")
+        s = int.from_bytes(jws.signature[size:], "big")
+        key.verify(encode_dss_signature(r, s), jws.signing_input, ec.ECDSA(hash_cls()))
+        return True
+    except InvalidSignature:
+        return False

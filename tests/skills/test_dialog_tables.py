@@ -1,0 +1,47 @@
+"""Utterance → intent + slots tables (tests/dialog/<locale>/*.yaml), in the manner of home-assistant/intents.
+
+Each row: {text, intent, slots?}. Every skill adds its own file; this runner needs no change.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from settings import PROJECT_DATA
+from skills.nlu import IntentMatcher
+
+TABLES = Path(__file__).parent.parent / "dialog"
+
+
+def rows():
+    for path in sorted(TABLES.glob("*/*.yaml")):
+        for row in yaml.safe_load(path.read_text(encoding="utf-8")):
+            yield pytest.param(path.parent.name, row, id=f"{path.parent.name}/{path.stem}: {row['text']}")
+
+
+@pytest.fixture(scope="module")
+def matcher() -> IntentMatcher:
+    return IntentMatcher.load(PROJECT_DATA)
+
+
+@pytest.mark.parametrize(("locale", "row"), list(rows()))
+def test_utterance(matcher, locale, row):
+    parse = matcher.parse(row["text"], locale)
+    assert parse.intent == row["intent"], f"score {parse.score:.0f}"
+    if "slots" in row:
+        assert parse.slots == row["slots"]
+    if "ambiguous" in row:
+        assert parse.ambiguous == row["ambiguous"]
+
+
+def test_every_intent_has_rows_in_each_of_its_locales():
+    """An intent added to data/intents/<locale>/ without utterance rows here would go untested."""
+    intent_files = sorted((PROJECT_DATA / "intents").glob("*/*.yaml"))
+    assert intent_files
+    tested = {(locale, row["intent"]) for locale, row in (p.values for p in rows())}
+    declared = [(path.parent.name, yaml.safe_load(path.read_text(encoding="utf-8"))["intent"]) for path in intent_files]
+    missing = [f"{locale}/{intent}" for locale, intent in declared if (locale, intent) not in tested]
+    assert missing == []

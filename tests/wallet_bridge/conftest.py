@@ -1,0 +1,155 @@
+"""Shared fixtures for the wallet bridge tests: a real SQLite file, a real key directory, a settable clock.
+
+The public test vectors are read from tests/fixtures/credentials/, copies of the project's shared
+fixtures (CI clones the repository without ../shared).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from domain.crypto import public_jwk, sign_compact
+from storage import Database, metadata
+from wallet_bridge.bridge import WalletBridge
+from wallet_bridge.config import WalletConfig
+from wallet_bridge.issuance import IssuableDocument
+from wallet_bridge.tables import WALLET_TABLES
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "credentials"
+ISSUER = "https://minwon.test"
+
+
+def fixture_text(relative: str) -> str:
+    return (FIXTURES / relative).read_text(encoding="utf-8")
+
+
+def fixture_json(relative: str) -> Any:
+    return json.loads(fixture_text(relative))
+
+
+class SettableClock:
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+class CertificateBook:
+    """Stands in for the foundation's certificate records until they are on this branch: a dict of
+    (citizen_id, certificate_id) -> IssuableDocument that tests can change mid-flow."""
+
+    def __init__(self) -> None:
+        self.documents: dict[tuple[str, str], IssuableDocument] = {}
+
+    def add(self, citizen_id: str, document: IssuableDocument) -> None:
+        self.documents[(citizen_id, document.certificate_id)] = document
+
+    def __call__(self, citizen_id: str, certificate_id: str) -> IssuableDocument | None:
+        return self.documents.get((citizen_id, certificate_id))
+
+
+@pytest.fixture
+def clock() -> SettableClock:
+    return SettableClock(datetime(2026, 11, 20, 3, 0, tzinfo=UTC))
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Database:
+    database = Database(f"sqlite:///{tmp_path / 'wallet.sqlite3'}")
+    metadata.create_all(database.engine, tables=list(WALLET_TABLES))
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> WalletConfig:
+    return WalletConfig(issuer=ISSUER, data_dir=tmp_path / "data", secret_key=b"test-secret-key-0123456789")
+
+
+@pytest.fixture
+def certificates(clock: SettableClock) -> CertificateBook:
+    book = CertificateBook()
+    today = clock.now.date()
+    book.add(
+        "citizen-0001",
+        IssuableDocument(
+            "cert-0001-rrc",
+            "resident-registration-copy",
+            "issued",
+            today - timedelta(days=30),
+            today + timedelta(days=60),
+            "홍길동",
+        ),
+    )
+    book.add(
+        "citizen-0001",
+        IssuableDocument(
+            "cert-0001-vac", "vaccination-certificate", "issued", date(2026, 5, 1), None, "홍길동"
+        ),
+    )
+    return book
+
+
+@pytest.fixture
+def bridge(
+    db: Database, config: WalletConfig, certificates: CertificateBook, clock: SettableClock
+) -> WalletBridge:
+    return WalletBridge(db, config, certificates, clock)
+
+
+class Holder:
+    """A wallet's key pair and the proof JWTs it signs."""
+
+    def __init__(self) -> None:
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        self.jwk = public_jwk(self.key)
+
+    def proof(self, audience: str, nonce: str | None, iat: datetime, **header: Any) -> str:
+        claims: dict[str, Any] = {"aud": audience, "iat": int(iat.timestamp())}
+        if nonce is not None:
+            claims["nonce"] = nonce
+        return sign_compact({"typ": "openid4vci-proof+jwt", "jwk": self.jwk, **header}, claims, self.key)
+
+
+@pytest.fixture
+def holder() -> Holder:
+    return Holder()
+
+
+def redeem_offer(
+    bridge: WalletBridge,
+    holder: Holder,
+    certificate_id: str = "cert-0001-rrc",
+    doc_type: str = "resident-registration-copy",
+    key: str = "confirm-1",
+) -> tuple[str, str]:
+    """Run the whole pre-authorized code flow in-process; (credential JWT, offer id)."""
+    offer = bridge.offers.create_offer("citizen-0001", "wallet-0001", certificate_id, doc_type, key)
+    grant = offer.credential_offer["grants"]["urn:ietf:params:oauth:grant-type:pre-authorized_code"]
+    token = bridge.offers.exchange_token(
+        {
+            "grant_type": "urn:ietf:params:oauth:grant-type:pre-authorized_code",
+            "pre-authorized_code": grant["pre-authorized_code"],
+            "tx_code": offer.tx_code,
+        },
+        client_key="127.0.0.1",
+    )
+    nonce = bridge.nonces.issue()
+    response = bridge.issuance.handle(
+        f"Bearer {token['access_token']}",
+        {
+            "credential_configuration_id": offer.credential_offer["credential_configuration_ids"][0],
+            "proofs": {"jwt": [holder.proof(bridge.config.issuer, nonce, bridge.clock())]},
+        },
+    )
+    return response["credentials"][0]["credential"], offer.offer_id

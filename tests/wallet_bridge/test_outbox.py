@@ -1,0 +1,177 @@
+"""Push delivery through the outbox, against a real HTTP server on 127.0.0.1 that fails on purpose."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from sqlalchemy import select
+
+from tests.wallet_bridge.conftest import SettableClock
+from wallet_bridge.bridge import WalletBridge
+from wallet_bridge.tables import outbox
+
+
+class PushReceiver:
+    """A wallet's push endpoint: answers 503 to the first `failures` requests, then 200."""
+
+    def __init__(self, failures: int = 0) -> None:
+        self.failures = failures
+        self.received: list[tuple[str, dict]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if receiver.failures > 0:
+                    receiver.failures -= 1
+                    self.send_response(503)
+                else:
+                    receiver.received.append((self.headers["Idempotency-Key"], body))
+                    self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/push"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[PushReceiver]:
+    r = PushReceiver()
+    yield r
+    r.close()
+
+
+def offer_with_push(bridge: WalletBridge, url: str, key: str = "confirm-1"):
+    return bridge.offers.create_offer(
+        "citizen-0001", "wallet-0001", "cert-0001-rrc", "resident-registration-copy", key, push_url=url
+    )
+
+
+def outbox_rows(bridge: WalletBridge) -> list[dict]:
+    with bridge.db.read() as conn:
+        return [dict(r) for r in conn.execute(select(outbox).order_by(outbox.c.id)).mappings().all()]
+
+
+def test_offer_is_pushed_once_with_its_idempotency_key(bridge: WalletBridge, receiver: PushReceiver) -> None:
+    offer = offer_with_push(bridge, receiver.url)
+    report = bridge.outbox.dispatch_due()
+    assert report.delivered == 1
+    assert receiver.received == [(offer.offer_id, bridge.offers.pending_for_wallet("wallet-0001")[0])]
+    assert receiver.received[0][1]["credential_offer"] == offer.credential_offer
+    assert bridge.outbox.dispatch_due().delivered == 0  # nothing left to send
+    assert outbox_rows(bridge)[0]["delivered_at"] is not None
+
+
+def test_retried_confirmation_enqueues_one_push(bridge: WalletBridge, receiver: PushReceiver) -> None:
+    offer_with_push(bridge, receiver.url)
+    offer_with_push(bridge, receiver.url)
+    assert len(outbox_rows(bridge)) == 1
+    bridge.outbox.dispatch_due()
+    assert len(receiver.received) == 1
+
+
+def test_failures_back_off_exponentially_then_deliver(bridge: WalletBridge, clock: SettableClock) -> None:
+    receiver = PushReceiver(failures=3)
+    try:
+        offer_with_push(bridge, receiver.url)
+        delays = []
+        for _ in range(3):
+            before = clock.now
+            assert bridge.outbox.dispatch_due().retrying == 1
+            due = outbox_rows(bridge)[0]["next_attempt_at"].replace(tzinfo=before.tzinfo)
+            delays.append(due - before)
+            assert bridge.outbox.dispatch_due().retrying == 0  # not due yet: nothing is sent early
+            clock.now = due
+        assert delays == [timedelta(seconds=5), timedelta(seconds=10), timedelta(seconds=20)]
+        assert bridge.outbox.dispatch_due().delivered == 1
+        assert len(receiver.received) == 1
+        row = outbox_rows(bridge)[0]
+        assert row["attempts"] == 4 and row["last_status"] == "200"
+    finally:
+        receiver.close()
+
+
+def test_target_down_loses_nothing(bridge: WalletBridge, clock: SettableClock) -> None:
+    receiver = PushReceiver()
+    url = receiver.url
+    receiver.close()  # the wallet's push endpoint is down: connection refused
+    offer = offer_with_push(bridge, url)
+    assert bridge.outbox.dispatch_due().retrying == 1
+    assert outbox_rows(bridge)[0]["last_status"] == "ConnectionError"
+    # The offer is still in the mailbox for the wallet to fetch.
+    assert [m["offer_id"] for m in bridge.offers.pending_for_wallet("wallet-0001")] == [offer.offer_id]
+
+
+def test_gives_up_after_the_last_attempt(db, config, certificates, clock: SettableClock) -> None:
+    bridge = WalletBridge(db, replace(config, offer_ttl_s=86_400), certificates, clock)
+    receiver = PushReceiver(failures=100)
+    try:
+        offer_with_push(bridge, receiver.url)
+        outcomes = []
+        for _ in range(config.outbox_max_attempts):
+            report = bridge.outbox.dispatch_due()
+            outcomes.append("retrying" if report.retrying else "given_up" if report.given_up else "-")
+            clock.advance(hours=1)
+        assert outcomes == ["retrying"] * (config.outbox_max_attempts - 1) + ["given_up"]
+        row = outbox_rows(bridge)[0]
+        assert row["given_up_at"] is not None and row["attempts"] == config.outbox_max_attempts
+        assert row["last_status"] == "503"
+        assert bridge.outbox.dispatch_due().retrying == 0
+    finally:
+        receiver.close()
+
+
+def test_push_stops_when_the_offer_expires(bridge: WalletBridge, clock: SettableClock) -> None:
+    receiver = PushReceiver(failures=100)
+    try:
+        offer_with_push(bridge, receiver.url)
+        assert bridge.outbox.dispatch_due().retrying == 1
+        clock.advance(minutes=11)
+        assert bridge.outbox.dispatch_due().given_up == 1
+        assert outbox_rows(bridge)[0]["last_status"] == "offer no longer pending"
+    finally:
+        receiver.close()
+
+
+def test_backoff_is_capped(bridge: WalletBridge) -> None:
+    assert bridge.outbox.backoff(1) == timedelta(seconds=5)
+    assert bridge.outbox.backoff(20) == timedelta(hours=1)
+
+
+def test_offer_redeemed_before_its_push_is_not_pushed(bridge: WalletBridge, receiver: PushReceiver) -> None:
+    offer = offer_with_push(bridge, receiver.url)
+    grant = offer.credential_offer["grants"]["urn:ietf:params:oauth:grant-type:pre-authorized_code"]
+    bridge.offers.exchange_token(
+        {
+            "grant_type": "urn:ietf:params:oauth:grant-type:pre-authorized_code",
+            "pre-authorized_code": grant["pre-authorized_code"],
+            "tx_code": offer.tx_code,
+        },
+        "127.0.0.1",
+    )
+    assert bridge.outbox.dispatch_due().given_up == 1
+    assert receiver.received == []
+
+
+def test_two_dispatchers_do_not_send_the_same_row_twice(bridge: WalletBridge, receiver: PushReceiver) -> None:
+    offer_with_push(bridge, receiver.url)
+    # Both read the row as due; only the one that claims it first sends.
+    assert bridge.outbox._deliver(outbox_rows(bridge)[0]["id"], 0) == "delivered"
+    assert bridge.outbox._deliver(outbox_rows(bridge)[0]["id"], 0) is None
+    assert len(receiver.received) == 1
