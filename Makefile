@@ -44,12 +44,13 @@ debian-packages:
 	$(PY) -m pip install -q -r requirements-bench.txt
 	@touch $@ .venv/.installed-dev .venv/.installed-run
 
+# Demo data (published PINs and tokens) on loopback only, with readable logs for a person at a terminal.
 run: install
-	$(PY) app.py serve --host 127.0.0.1 --port 8080
+	MINWON_DEMO=1 MINWON_LOG_FORMAT=text $(PY) app.py serve --host 127.0.0.1 --port 8080
 
 serve-prod: install
 	$(PY) app.py init
-	.venv/bin/gunicorn --workers $$(nproc) --threads 8 --bind 0.0.0.0:8080 --timeout 60 'app:create_app()'
+	.venv/bin/gunicorn --workers $$(nproc) --threads 8 --bind 0.0.0.0:8080 --timeout 60 'app:create_production_app()'
 
 test: install-dev
 	$(PY) -m pytest

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import secrets
 import sys
@@ -53,6 +54,37 @@ def create_app(settings: Settings | None = None, *, start: bool = True) -> Flask
     return app
 
 
+def create_production_app() -> Flask:
+    """The gunicorn entry (`make serve-prod`): the bind address is not known here, so demo mode is refused
+    unless MINWON_DEMO_PUBLIC=1 says the published demo PINs and tokens may be reachable."""
+    settings = Settings.from_env()
+    refuse_exposed_demo(settings, host=None)
+    return create_app(settings)
+
+
+def refuse_exposed_demo(settings: Settings, host: str | None) -> None:
+    """Demo mode publishes PINs and device tokens (README): only on loopback, unless explicitly allowed."""
+    if not settings.demo:
+        return
+    loopback = host is not None and _is_loopback(host)
+    if loopback:
+        return
+    if not settings.flag("MINWON_DEMO_PUBLIC", False):
+        raise SystemExit("refusing to serve demo data (published PINs and tokens) on a non-loopback address; "
+                         "bind 127.0.0.1, turn MINWON_DEMO off, or set MINWON_DEMO_PUBLIC=1")
+    log.warning("demo data is served on a non-loopback address (MINWON_DEMO_PUBLIC=1): anyone who can reach "
+                "it can act as the demo citizens")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def _instrument(app: Flask, state: Services) -> None:
     @app.before_request
     def _begin() -> None:
@@ -83,8 +115,35 @@ def _instrument(app: Flask, state: Services) -> None:
 # -- command line ---------------------------------------------------------------------------------------
 
 def _serve(args: argparse.Namespace) -> int:
-    app = create_app()
+    settings = Settings.from_env()
+    refuse_exposed_demo(settings, args.host)
+    app = create_app(settings)
     app.run(host=args.host, port=args.port, threaded=True)
+    return 0
+
+
+def _device_token(args: argparse.Namespace) -> int:
+    state = tool_services()
+    try:
+        token = state.devices.issue(args.user_id)
+    except ValueError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    # Printed once for the device; only its keyed digest is stored, and it is never logged.
+    print(token)
+    return 0
+
+
+def _revoke_device(args: argparse.Namespace) -> int:
+    print(f"revoked {tool_services().devices.revoke_all(args.user_id)} device token(s)")
+    return 0
+
+
+def _unlock(args: argparse.Namespace) -> int:
+    if not tool_services().accounts.unlock(args.citizen_id):
+        print(f"no citizen {args.citizen_id}", file=sys.stderr)
+        return 1
+    print(f"unlocked {args.citizen_id}")
     return 0
 
 
@@ -170,6 +229,15 @@ def build_parser() -> argparse.ArgumentParser:
     init.set_defaults(func=_init)
     purge = sub.add_parser("purge", help="delete expired dialog sessions and old stored replies; prints the rows removed")
     purge.set_defaults(func=_purge)
+    device = sub.add_parser("device-token", help="issue a device token for an existing speaker user (printed once)")
+    device.add_argument("user_id")
+    device.set_defaults(func=_device_token)
+    revoke = sub.add_parser("revoke-device", help="revoke every device token of a speaker user")
+    revoke.add_argument("user_id")
+    revoke.set_defaults(func=_revoke_device)
+    unlock = sub.add_parser("unlock", help="lift a citizen's PIN lock (after checking who is asking)")
+    unlock.add_argument("citizen_id")
+    unlock.set_defaults(func=_unlock)
     link = sub.add_parser("link-code", help="issue a one-time code that links a speaker to a citizen")
     link.add_argument("citizen_id")
     link.set_defaults(func=_link_code)

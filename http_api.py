@@ -152,10 +152,15 @@ class RateLimiter:
             return max(1, math.ceil((1 - tokens) / self.rate))
 
 
+def client_address() -> str:
+    """The calling address that per-address limits count."""
+    return request.remote_addr or "-"
+
+
 def check_rate(user: str | None = None, device: str | None = None) -> None:
     """429 when the user, the device or the calling address has used up its budget."""
     limiters = services().rate_limiters
-    for kind, key in (("user", user), ("device", device), ("ip", request.remote_addr or "-")):
+    for kind, key in (("user", user), ("device", device), ("ip", client_address())):
         if key is None:
             continue
         wait = limiters[kind].retry_after(key)

@@ -25,14 +25,16 @@ from domain.citizens import Accounts
 from domain.clock import utc_now
 from domain.consent_ledger import ConsentLedger
 from domain.demo import seed_demo
+from domain.devices import DeviceTokens
 from domain.mydata import AgencyKeys, CitizenData
 from domain.wallets import WalletRegistry
 from http_api import RateLimiter
+from migrations import MIGRATIONS, TABLE_MODULES
 from observability import Metrics
 from settings import PROJECT_DATA, Settings
 from skills.registry import DialogStores, build_dialog_engine
 from skills.sessions import SessionStore
-from storage import Database, StorageUnavailable
+from storage import Database, MigrationContext, StorageUnavailable
 from wallet_bridge.bridge import WalletBridge, wallet_config
 from wallet_bridge.certificate_documents import CertificateDocuments
 
@@ -46,6 +48,7 @@ ASR = "asr"
 TTS = "tts"
 # Expired dialog sessions and old stored replies are deleted this often (also: `app.py purge`).
 PURGE_INTERVAL_S = 600.0
+DEVICE_REGISTRATIONS_PER_MINUTE = 10
 
 
 class Services:
@@ -55,13 +58,14 @@ class Services:
         self.db = Database(self.settings.database_url)
         key = self.settings.secret_key
         self.accounts = Accounts(self.db, key)
-        self.sessions = SessionStore(self.db, self.settings.session_ttl_s)
+        self.devices = DeviceTokens(self.db, key)
+        self.sessions = SessionStore(self.db, self.settings.session_ttl_s, self.accounts.cipher)
         self.certificates = CertificateRecords(self.db)
         self.consents = ConsentLedger(self.db, key, self.settings.data_dir)
-        self.citizen_tokens = CitizenTokens(self.db)
-        self.agency_keys = AgencyKeys(self.db, self.settings.get("MINWON_AGENCY_KEYS"))
+        self.citizen_tokens = CitizenTokens(self.db, key)
+        self.agency_keys = AgencyKeys(self.db, key, self.settings.get("MINWON_AGENCY_KEYS"))
         self.citizen_data = CitizenData(self.db, self.accounts.cipher)
-        self.wallets = WalletRegistry(self.db)
+        self.wallets = WalletRegistry(self.db, key)
         self.wallet = WalletBridge(
             self.db, wallet_config(self.settings),
             CertificateDocuments(self.certificates, self.accounts, self.clock), self.clock, wallets=self.wallets,
@@ -71,6 +75,8 @@ class Services:
             "user": RateLimiter(self.settings.rate_limit_per_minute),
             "device": RateLimiter(self.settings.rate_limit_per_minute),
             "ip": RateLimiter(self.settings.ip_rate_limit_per_minute),
+            # New devices per address: a registration is cheap to ask for and each one is a stored row.
+            "register": RateLimiter(DEVICE_REGISTRATIONS_PER_MINUTE),
         }
         self.kakao_callbacks = CallbackWorker(workers=int(self.settings.get("MINWON_KAKAO_WORKERS", "4")))
         self.dialog = build_dialog_engine(
@@ -95,12 +101,13 @@ class Services:
 
     def initialize(self) -> None:
         """Schema upgrade, first signing keys and (in demo mode) demo data; safe on every start."""
-        self.db.upgrade()
+        self.db.upgrade(TABLE_MODULES, MIGRATIONS, MigrationContext(self.settings.secret_key))
         self.wallet.keyring.keys()
         self.consents.keyring.keys()
         if self.settings.demo and seed_demo(
             accounts=self.accounts, certificates=self.certificates, consents=self.consents, wallets=self.wallets,
             citizen_tokens=self.citizen_tokens, citizen_data=self.citizen_data, agency_keys=self.agency_keys,
+            devices=self.devices,
             demo_file=PROJECT_DATA / "demo.yaml",
         ):
             log.info("demo data seeded")

@@ -38,7 +38,8 @@ def parse_flag(value: str | None, default: bool) -> bool:
 class Settings:
     data_dir: Path
     database_url: str
-    demo: bool = True
+    # Demo citizens with published PINs and tokens: off unless asked for (`make run` asks, on loopback).
+    demo: bool = False
     secret_key: bytes = b""
     admin_api_key: str = ""
     session_ttl_s: int = 900
@@ -60,7 +61,7 @@ class Settings:
         settings = cls(
             data_dir=data_dir,
             database_url=database_url,
-            demo=parse_flag(env.get("MINWON_DEMO"), True),
+            demo=parse_flag(env.get("MINWON_DEMO"), False),
             admin_api_key=env.get("MINWON_ADMIN_API_KEY", ""),
             session_ttl_s=int(env.get("MINWON_SESSION_TTL_S", "900")),
             rate_limit_per_minute=int(env.get("MINWON_RATE_LIMIT_PER_MINUTE", "120")),
@@ -81,20 +82,33 @@ class Settings:
         return parse_flag(self.extra.get(name), default)
 
     def ensure_data_dir(self) -> Settings:
-        """Create the data directory and, when MINWON_SECRET_KEY is unset, a generated key file in it."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        """Create the data directory (0700) and, when MINWON_SECRET_KEY is unset, a generated key file in it."""
+        # The umask, not a chmod afterwards: there is no moment at which another user could open the files.
+        previous = os.umask(0o077)
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        finally:
+            os.umask(previous)
         settings = self
         if not self.secret_key:
             key_file = self.data_dir / "secret.key"
-            if not key_file.exists():
+            if write_secret_file(key_file, secrets.token_hex(32)):
                 log.warning("MINWON_SECRET_KEY is unset: generated a key in the data directory")
-                key_file.write_text(secrets.token_hex(32))
-                key_file.chmod(0o600)
             settings = replace(settings, secret_key=key_file.read_text().strip().encode())
         if not self.admin_api_key:
             key_file = self.data_dir / "admin_api.key"
-            if not key_file.exists():
-                key_file.write_text(secrets.token_urlsafe(24))
-                key_file.chmod(0o600)
+            write_secret_file(key_file, secrets.token_urlsafe(24))
             settings = replace(settings, admin_api_key=key_file.read_text().strip())
         return settings
+
+
+def write_secret_file(path: Path, content: str) -> bool:
+    """Creates `path` readable by this user only (0600 from the moment it exists), unless it exists already.
+    Returns whether it was created; a concurrent creator wins and its content is kept."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as handle:
+        handle.write(content)
+    return True

@@ -1,12 +1,12 @@
 """The one module that owns the database engine, transactions and the schema version.
 
 Tables are declared by the module that owns them (accounts, consent ledger, wallet bridge …) on the
-shared ``metadata``; ``SCHEMA_MODULES`` lists those modules so that an upgrade sees every table.
+shared ``metadata``; ``migrations.py`` lists those modules and the numbered migrations.
 
-Schema upgrades: a fresh database gets every table from ``metadata.create_all``; later changes to an
-existing table are appended to ``MIGRATIONS`` (one function per version, run in order inside one
-transaction each). This keeps SQLite and PostgreSQL on one code path without Alembic's extra
-environment, and the version lives in the ``schema_version`` table.
+Schema upgrades (`Database.upgrade`): a fresh database gets every table from ``metadata.create_all``;
+later changes to an existing table are numbered migration functions, run in order inside the upgrade's
+transaction. This keeps SQLite and PostgreSQL on one code path without Alembic's extra environment, and
+the version lives in the ``schema_version`` table.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from __future__ import annotations
 import importlib
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import Column, Connection, Integer, MetaData, Table, create_engine, event, select
@@ -29,20 +30,14 @@ metadata = MetaData()
 
 schema_version = Table("schema_version", metadata, Column("version", Integer, nullable=False))
 
-SCHEMA_MODULES = (
-    "domain.citizens",
-    "skills.sessions",
-    "domain.certificates",
-    "domain.consent_ledger",
-    "domain.citizen_tokens",
-    "domain.mydata",
-    "domain.wallets",
-    "wallet_bridge.tables",
-)
+@dataclass(frozen=True)
+class MigrationContext:
+    """What a migration may need besides the connection: the service key (to re-key digests)."""
 
-# MIGRATIONS[i] upgrades an existing database from version i+1 to i+2; version 1 is create_all.
-MIGRATIONS: list[Callable[[Connection], None]] = []
-SCHEMA_VERSION = 1 + len(MIGRATIONS)
+    secret_key: bytes
+
+
+Migration = Callable[[Connection, MigrationContext], None]
 
 
 class StorageUnavailable(RuntimeError):
@@ -122,26 +117,31 @@ class Database:
                 return 0
             return conn.execute(select(schema_version.c.version)).scalar() or 0
 
-    def upgrade(self) -> int:
-        """Bring the schema to SCHEMA_VERSION; safe to call on every start and from several processes."""
-        for name in SCHEMA_MODULES:
+    def upgrade(self, table_modules: Sequence[str], migrations: Sequence[Migration],
+                context: MigrationContext) -> int:
+        """Bring the schema to version 1 + len(migrations); safe on every start and from several processes.
+
+        `table_modules` are imported first so that `metadata` knows every table; `migrations[i]` upgrades
+        version i+1 to i+2."""
+        for name in table_modules:
             importlib.import_module(name)
+        target_version = 1 + len(migrations)
         with self.transaction() as conn:
             version = conn.execute(select(schema_version.c.version)).scalar() if self.engine.dialect.has_table(
                 conn, "schema_version"
             ) else None
             if version is None:
                 metadata.create_all(conn)
-                conn.execute(schema_version.insert().values(version=SCHEMA_VERSION))
-                log.info("database created", extra={"schema_version": SCHEMA_VERSION})
-                return SCHEMA_VERSION
+                conn.execute(schema_version.insert().values(version=target_version))
+                log.info("database created", extra={"schema_version": target_version})
+                return target_version
             # Tables added since (no existing rows to migrate) come from create_all's checkfirst.
             metadata.create_all(conn)
-            for target in range(version + 1, SCHEMA_VERSION + 1):
-                MIGRATIONS[target - 2](conn)
+            for target in range(version + 1, target_version + 1):
+                migrations[target - 2](conn, context)
                 conn.execute(schema_version.update().values(version=target))
                 log.info("database upgraded", extra={"schema_version": target})
-            return SCHEMA_VERSION
+            return target_version
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -41,7 +41,7 @@ class GunicornServer:
     def __init__(self, workers: int = 2, threads: int = 8, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.data_dir = Path(tempfile.mkdtemp(prefix="minwon-bench-"))
-        self.env = {**os.environ, "MINWON_DATA_DIR": str(self.data_dir), "MINWON_RATE_LIMIT_PER_MINUTE": "100000000",
+        self.env = {**os.environ, "MINWON_DEMO": "1", "MINWON_DATA_DIR": str(self.data_dir), "MINWON_RATE_LIMIT_PER_MINUTE": "100000000",
                     "MINWON_LOG_LEVEL": "WARNING", **(env or {})}
         self.workers = workers
         self.threads = threads
@@ -92,10 +92,15 @@ def trivial(session: requests.Session, url: str, _i: int) -> requests.Response:
     return session.get(url + "/health", timeout=30)
 
 
-def converse(text: str, user: str = "bench-user", locale: str = "ko-KR", session_key: bool = False) -> Request:
-    def call(session: requests.Session, url: str, i: int) -> requests.Response:
-        body = {"user_id": f"{user}-{i % 1000}" if not session_key else user, "text": text, "locale": locale}
-        return session.post(url + "/v1/converse", json=body, timeout=30)
+# The demo speaker's published device token (the benchmark server runs with demo data on loopback).
+DEMO_KO = {"Authorization": "Bearer demo-device-token-ko"}
+
+
+def converse(text: str, locale: str = "ko-KR", as_demo_user: bool = False) -> Request:
+    """A turn as the demo speaker, or (by default) an anonymous one."""
+    def call(session: requests.Session, url: str, _i: int) -> requests.Response:
+        body = {"text": text, "locale": locale}
+        return session.post(url + "/v1/converse", json=body, timeout=30, headers=DEMO_KO if as_demo_user else {})
     return call
 
 
@@ -103,20 +108,20 @@ def certificate_turn(session: requests.Session, url: str, i: int) -> requests.Re
     # Step-up in the session first, then the measured status question in the same session.
     sid = getattr(session, "minwon_sid", None)
     if sid is None:
-        first = session.post(url + "/v1/converse", json={"user_id": "demo-user-ko", "text": "내 증명서 상태 알려줘"},
+        first = session.post(url + "/v1/converse", json={"text": "내 증명서 상태 알려줘"}, headers=DEMO_KO,
                              timeout=30).json()
-        session.post(url + "/v1/converse", json={"user_id": "demo-user-ko", "text": "1357",
-                                                 "session_id": first["session_id"]}, timeout=30)
+        session.post(url + "/v1/converse", json={"text": "1357", "session_id": first["session_id"]},
+                     headers=DEMO_KO, timeout=30)
         session.minwon_sid = sid = first["session_id"]  # type: ignore[attr-defined]
-    return session.post(url + "/v1/converse", json={"user_id": "demo-user-ko", "text": "내 증명서 상태 알려줘",
-                                                    "session_id": sid}, timeout=30)
+    return session.post(url + "/v1/converse", json={"text": "내 증명서 상태 알려줘", "session_id": sid},
+                        headers=DEMO_KO, timeout=30)
 
 
 SCENARIOS: dict[str, Request] = {
     "trivial (/health)": trivial,
     "faq turn": converse("등본 떼려면 어떻게 해?"),
     "certificate status turn": certificate_turn,
-    "consent list turn": converse("내 정보 어디에 공유하고 있어?", user="demo-user-ko", session_key=True),
+    "consent list turn": converse("내 정보 어디에 공유하고 있어?", as_demo_user=True),
 }
 
 

@@ -43,12 +43,15 @@ class Books:
 
 def turn(session: requests.Session, url: str, books: Books, user: str, text: str, sid: str | None,
          locale: str | None = None) -> dict:
-    body = {"user_id": user, "text": text, "request_id": f"soak-{random.getrandbits(64):x}"}
+    # The demo speakers' published device tokens; anyone else speaks anonymously.
+    token = {"demo-user-ko": "demo-device-token-ko", "demo-user-en": "demo-device-token-en"}.get(user)
+    body = {"text": text, "request_id": f"soak-{random.getrandbits(64):x}"}
     if sid:
         body["session_id"] = sid
     if locale:
         body["locale"] = locale
-    response = session.post(url + "/v1/converse", json=body, timeout=60)
+    response = session.post(url + "/v1/converse", json=body, timeout=60,
+                            headers={"Authorization": f"Bearer {token}"} if token else {})
     books.record(response.status_code)
     return response.json() if response.status_code == 200 else {}
 
@@ -92,7 +95,7 @@ MIX = ["faq"] * 10 + ["help"] * 2 + ["certificates"] * 3 + ["consent"] * 2 + ["w
 def soak(duration_s: float, clients: int, pause_s: float) -> dict:
     books = Books()
     with GunicornServer() as server:
-        settings = Settings.from_env({"MINWON_DATA_DIR": str(server.data_dir)}, load_models=False)
+        settings = Settings.from_env({"MINWON_DEMO": "1", "MINWON_DATA_DIR": str(server.data_dir)}, load_models=False)
         start_rss, start_fds = server.worker_rss_mb(), server.worker_fds()
         deadline = time.monotonic() + duration_s
 

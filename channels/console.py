@@ -38,10 +38,12 @@ _CONTENT_SECURITY_POLICY = (
 
 @functools.cache
 def demo_speakers() -> tuple[dict[str, str], ...]:
-    """The demo citizens' speaker identities (user id, citizen id, name, locale) from data/demo.yaml."""
+    """The demo citizens' speaker identities (user id, citizen id, name, locale, device token) from
+    data/demo.yaml."""
     spec = yaml.safe_load(DEMO_FILE.read_text(encoding="utf-8"))
     return tuple(
-        {"user_id": c["speaker_user"], "citizen_id": c["id"], "name": c["name"], "locale": c["locale"]}
+        {"user_id": c["speaker_user"], "citizen_id": c["id"], "name": c["name"], "locale": c["locale"],
+         "device_token": c["device_token"]}
         for c in spec["citizens"]
     )
 
@@ -52,7 +54,10 @@ def console_page() -> Response:
     config = {
         "demo": demo,
         "speakers": [
-            {"user_id": s["user_id"], "name": s["name"], "locale": s["locale"]} for s in demo_speakers()
+            # Demo mode only (which runs on loopback only): the page speaks as the demo speakers with their
+            # published demo device tokens, so nobody has to type one.
+            {"user_id": s["user_id"], "name": s["name"], "locale": s["locale"], "device_token": s["device_token"]}
+            for s in demo_speakers()
         ] if demo else [],
         "max_recording_s": MAX_RECORDING_S,
     }
@@ -179,8 +184,9 @@ OPENAPI_COMPONENTS = {
 
 OPENAPI_PATHS = {
     "/v1/console/converse": {"post": {
-        "summary": "A typed turn from the web console: the same as /v1/converse, recorded as channel `console`, "
-                   "with the session's locale in the reply.",
+        "summary": "A typed turn from the web console: the same as /v1/converse (device token or anonymous), "
+                   "recorded as channel `console`, with the session's locale in the reply.",
+        "security": [{"DeviceToken": []}, {}],
         "requestBody": {"required": True, "content": {"application/json": {
             "schema": {"$ref": "#/components/schemas/ConverseRequest"}}}},
         "responses": {
@@ -188,7 +194,7 @@ OPENAPI_PATHS = {
                 {"$ref": "#/components/schemas/ConverseResponse"},
                 {"type": "object", "required": ["locale"],
                  "properties": {"locale": {"type": "string", "enum": list(SUPPORTED_LOCALES)}}}]}}}},
-            **error_responses(400, 413, 415, 429, 500, 503),
+            **error_responses(400, 401, 403, 413, 415, 429, 500, 503),
         },
     }},
     "/": {"get": {

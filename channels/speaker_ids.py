@@ -28,7 +28,6 @@ def speaker_user_id(platform: str, raw: str, *, secret: bool = False) -> str:
 
 
 def speaker_session_id(platform: str, raw: str) -> str:
-    plain = f"{platform}-{raw}"
-    if len(plain) > MAX_SESSION_ID or not plain.isascii() or not plain.isprintable():
-        return f"{platform}-h-{_digest(platform, raw, 48)}"
-    return plain
+    """The key a platform's own session (or conversation) is known by server-side: always a digest, so a
+    platform user key inside it is never stored or used as the service's session id."""
+    return f"{platform}-h-{_digest(platform, raw, 48)}"

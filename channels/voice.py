@@ -14,10 +14,10 @@ from urllib.parse import quote
 
 from flask import Blueprint, Response, jsonify, request
 
-from channels.native import turn_from_json
-from http_api import ApiError, check_rate, error_responses, parse_locale, services
+from channels.native import identifier, speaker_principal
+from http_api import ApiError, check_rate, client_address, error_responses, parse_locale, services
 from skills.engine import Reply, Turn
-from voice.asr import Expectation, SpeechRecognizer, Transcript
+from voice.asr import Expectation, SpeechRecognizer
 from voice.endpoints import AUDIO_BODY, model, query_parameter, recognise_body
 from voice.tts import SpeechSynthesizer, TtsError
 
@@ -47,16 +47,6 @@ def _expectation(expected: Any) -> Expectation:
     return Expectation.limited(expected.phrases, sequence=expected.expects == "pin")
 
 
-def _voice_turn(transcript: Transcript, user_id: str, session_id: str | None, locale: str | None) -> Turn:
-    # Validated exactly like a /v1/converse body; that check wants text, so a stand-in is checked when
-    # nothing was understood, and the turn then carries the empty text the dialog reprompts on.
-    body: dict[str, Any] = {"user_id": user_id, "text": transcript.text or "?", "session_id": session_id,
-                            "locale": locale, "request_id": _param("request_id", "X-Idempotency-Key"),
-                            "device_id": _param("device_id", "X-Device-Id")}
-    turn = turn_from_json({k: v for k, v in body.items() if v is not None}, channel="voice")
-    turn.text = transcript.text
-    turn.alternatives = list(transcript.alternatives)
-    return turn
 
 
 def _wants_wav() -> bool:
@@ -67,12 +57,13 @@ def _wants_wav() -> bool:
 @bp.post("/v1/voice")
 def voice() -> Any:
     state = services()
-    user_id = _param("user_id", "X-User-Id")
-    if not user_id:
-        raise ApiError(400, "invalid_user_id", "user_id (query) or X-User-Id (header) is required.")
-    session_id = _param("session_id", "X-Session-Id")
+    # Who is calling is settled before a byte of audio is decoded.
+    session_id = identifier(_param("session_id", "X-Session-Id"), "session_id")
+    request_id = identifier(_param("request_id", "X-Idempotency-Key"), "request_id")
+    device_id = identifier(_param("device_id", "X-Device-Id"), "device_id")
+    user_id = speaker_principal(identifier(_param("user_id", "X-User-Id"), "user_id"), session_id)
     locale = parse_locale(_param("locale", "X-Locale"))
-    check_rate(user=user_id, device=_param("device_id", "X-Device-Id"))
+    check_rate(user=user_id, device=device_id)
     recognizer: SpeechRecognizer = model("asr")
     synthesizer: SpeechSynthesizer = model("tts")
     expected = state.dialog.expected_input(session_id, user_id)
@@ -80,7 +71,10 @@ def voice() -> Any:
     started = time.perf_counter()
     transcript = recognise_body(recognizer, listen_locale, _expectation(expected), _commands(listen_locale))
     recognised = time.perf_counter()
-    reply: Reply = state.dialog.converse(_voice_turn(transcript, user_id, session_id, locale))
+    turn = Turn(user_id=user_id, text=transcript.text, session_id=session_id, locale=locale, channel="voice",
+                device_id=device_id, request_id=request_id, origin=client_address(),
+                alternatives=list(transcript.alternatives))
+    reply: Reply = state.dialog.converse(turn)
     answered = time.perf_counter()
     pin_step = expected.expects == "pin"
     shown = PIN_MASK if pin_step and transcript.text else transcript.text
@@ -139,8 +133,11 @@ OPENAPI_PATHS = {
     "/v1/voice": {"post": {
         "summary": "One spoken dialog turn: recognises the audio (in the mode the dialog expects), runs the "
                    "same dialog as /v1/converse and speaks the reply.",
+        "description": "Who is speaking comes from the device token (Bearer), checked before the audio is read; "
+                       "without one the turn is anonymous, as on /v1/converse.",
+        "security": [{"DeviceToken": []}, {}],
         "parameters": [
-            query_parameter("user_id", "required (or header X-User-Id)"),
+            query_parameter("user_id", "optional (or header X-User-Id); must be the device token's user"),
             query_parameter("session_id", "or header X-Session-Id"),
             query_parameter("locale", "or header X-Locale"),
             query_parameter("request_id", "or header X-Idempotency-Key: a retry returns the same reply"),
@@ -162,7 +159,7 @@ OPENAPI_PATHS = {
                     "X-End-Session": {"schema": {"type": "string", "enum": ["true", "false"]}},
                 },
             },
-            **error_responses(400, 413, 415, 422, 429, 503),
+            **error_responses(400, 401, 403, 413, 415, 422, 429, 503),
         },
     }},
 }

@@ -1,7 +1,8 @@
 """Per-citizen app tokens: how the citizen's own app authenticates to read their consents and receipts.
 
-Only a SHA-256 hash of each token is stored (tokens are 32 random bytes, so a plain hash is enough; a
-slow hash protects low-entropy secrets such as PINs). Lookups compare hashes, never tokens.
+Only a keyed digest of each token is stored (`domain.crypto.secret_digest`; tokens are 32 random bytes,
+so a fast digest is enough; a slow hash protects low-entropy secrets such as PINs). Lookups compare
+digests, never tokens.
 """
 
 from __future__ import annotations
@@ -24,13 +25,14 @@ citizen_app_tokens = Table(
 
 
 class CitizenTokens:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, secret_key: bytes) -> None:
         self.db = db
+        self._key = secret_key
 
     def add(self, citizen_id: str, token: str) -> None:
         with self.db.transaction() as conn:
             conn.execute(citizen_app_tokens.insert().values(
-                token_hash=secret_digest(token), citizen_id=citizen_id, created_at=utc_now()))
+                token_hash=secret_digest(token, self._key), citizen_id=citizen_id, created_at=utc_now()))
 
     def issue(self, citizen_id: str) -> str:
         """A new random token for the citizen's app; shown once, only its hash is kept."""
@@ -41,4 +43,4 @@ class CitizenTokens:
     def citizen_for(self, token: str) -> str | None:
         with self.db.read() as conn:
             return conn.execute(select(citizen_app_tokens.c.citizen_id).where(
-                citizen_app_tokens.c.token_hash == secret_digest(token))).scalar()
+                citizen_app_tokens.c.token_hash == secret_digest(token, self._key))).scalar()

@@ -1,8 +1,14 @@
 """Citizens, speaker users linked to them, one-time link codes, PIN step-up and lockout.
 
 Personal fields (the citizen's name) are encrypted at rest with AES-GCM under a key derived from
-MINWON_SECRET_KEY. PINs are scrypt hashes. The failure counter and lock live in the database, so a
-lockout holds across sessions, processes and workers.
+MINWON_SECRET_KEY. PINs are scrypt hashes. The failure counter and lock live in the database and are
+changed under a row lock, so a lockout holds across sessions, processes, workers and nodes, and parallel
+guesses all count. Lockouts escalate (15 minutes, then an hour, then until `app.py unlock`), so a PIN
+cannot be walked through five guesses at a time.
+
+Link codes are eight digits, valid ten minutes, bound to one citizen and used once; only a keyed digest
+is stored. Failed code attempts count per speaker user, per calling address and in total, in the
+database, so guessing a code is throttled across every node.
 """
 
 from __future__ import annotations
@@ -11,17 +17,27 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Column, DateTime, ForeignKey, Integer, String, Table, Text, select
 
+from domain.attempts import AttemptLimiter
 from domain.clock import aware, utc_now
 from domain.crypto import FieldCipher, secret_digest
 from storage import Database, metadata
 
 MAX_PIN_FAILURES = 5
-LOCKOUT = timedelta(minutes=15)
+# The lock after the first, second, … run of wrong PINs; after the last one, only `app.py unlock` helps.
+LOCKOUTS = (timedelta(minutes=15), timedelta(hours=1))
+LOCKED_UNTIL_RESET = datetime(9999, 12, 31, tzinfo=UTC)
 LINK_CODE_TTL = timedelta(minutes=10)
+LINK_CODE_DIGITS = 8
+# Failed link-code attempts per ten minutes: per speaker user, per calling address, and in total. With
+# 10^8 codes and the total budget, a guess succeeds with odds of about 1 in 10^5 per live code a window.
+LINK_ATTEMPT_WINDOW_S = 600
+LINK_FAILURES_PER_USER = 5
+LINK_FAILURES_PER_ADDRESS = 20
+LINK_FAILURES_TOTAL = 1000
 
 citizens = Table(
     "citizens",
@@ -32,6 +48,8 @@ citizens = Table(
     Column("pin_hash", String(200), nullable=False),
     Column("pin_failures", Integer, nullable=False, default=0),
     Column("locked_until", DateTime(timezone=True), nullable=True),
+    # Runs of wrong PINs since the last right one: picks the next lock's length (LOCKOUTS).
+    Column("lockouts", Integer, nullable=False, default=0, server_default="0"),
     # "full": document names are spoken; "brief": only counts, no document names.
     Column("privacy", String(16), nullable=False, default="full"),
     Column("created_at", DateTime(timezone=True), nullable=False),
@@ -62,6 +80,10 @@ class Citizen:
     privacy: str
 
 
+def _counter_key(kind: str, value: str) -> str:
+    return f"{kind}:{hashlib.sha256(value.encode()).hexdigest()[:40]}"
+
+
 def hash_pin(pin: str) -> str:
     salt = secrets.token_bytes(16)
     digest = hashlib.scrypt(pin.encode(), salt=salt, n=2**14, r=8, p=1)
@@ -81,11 +103,34 @@ class PinCheck:
     remaining: int
     locked_until: datetime | None = None
 
+    @property
+    def until_reset(self) -> bool:
+        """Locked until an administrator unlocks (`app.py unlock`), not for a while."""
+        return self.locked_until == LOCKED_UNTIL_RESET
+
+
+@dataclass(frozen=True)
+class Link:
+    """A speaker user's link to a citizen; `stamp` changes with every (re)link, so a dialog session started
+    under an earlier link can be recognised and dropped."""
+
+    citizen: Citizen
+    stamp: str
+
+
+@dataclass(frozen=True)
+class LinkAttempt:
+    citizen: Citizen | None
+    throttled: bool = False
+
 
 class Accounts:
     def __init__(self, db: Database, secret_key: bytes) -> None:
         self.db = db
         self.cipher = FieldCipher(secret_key)
+        self._key = secret_key
+        # Only its windowed counting is used here; each budget passes its own limit.
+        self._link_failures = AttemptLimiter(LINK_FAILURES_TOTAL, LINK_ATTEMPT_WINDOW_S, utc_now)
 
     def create_citizen(self, citizen_id: str, name: str, locale: str, pin: str, privacy: str = "full") -> None:
         with self.db.transaction() as conn:
@@ -104,11 +149,21 @@ class Accounts:
         return Citizen(row["id"], self.cipher.decrypt(row["name_enc"]), row["locale"], row["privacy"])
 
     def citizen_for_user(self, user_id: str) -> Citizen | None:
+        link = self.link_of(user_id)
+        return link.citizen if link else None
+
+    def link_of(self, user_id: str) -> Link | None:
         with self.db.read() as conn:
-            citizen_id = conn.execute(
-                select(speaker_links.c.citizen_id).where(speaker_links.c.user_id == user_id)
-            ).scalar()
-        return self.citizen(citizen_id) if citizen_id else None
+            row = conn.execute(select(speaker_links).where(speaker_links.c.user_id == user_id)).mappings().first()
+        citizen = self.citizen(row["citizen_id"]) if row else None
+        if row is None or citizen is None:
+            return None
+        return Link(citizen, aware(row["linked_at"]).isoformat(timespec="microseconds"))
+
+    def is_linked(self, user_id: str) -> bool:
+        with self.db.read() as conn:
+            return conn.execute(
+                select(speaker_links.c.user_id).where(speaker_links.c.user_id == user_id)).first() is not None
 
     def set_privacy(self, citizen_id: str, privacy: str) -> None:
         if privacy not in ("full", "brief"):
@@ -121,33 +176,48 @@ class Accounts:
             conn.execute(speaker_links.delete().where(speaker_links.c.user_id == user_id))
             conn.execute(speaker_links.insert().values(user_id=user_id, citizen_id=citizen_id, linked_at=utc_now()))
 
+    def unlink_user(self, user_id: str) -> bool:
+        with self.db.transaction() as conn:
+            return conn.execute(speaker_links.delete().where(speaker_links.c.user_id == user_id)).rowcount > 0
+
     def issue_link_code(self, citizen_id: str) -> str:
-        """A six-digit one-time code; only its hash is stored."""
+        """An eight-digit one-time code for this citizen; only its keyed digest is stored."""
         if self.citizen(citizen_id) is None:
             raise KeyError(citizen_id)
-        code = f"{secrets.randbelow(10**6):06d}"
+        code = f"{secrets.randbelow(10**LINK_CODE_DIGITS):0{LINK_CODE_DIGITS}d}"
         with self.db.transaction() as conn:
             conn.execute(link_codes.delete().where(link_codes.c.expires_at < utc_now()))
             conn.execute(
                 link_codes.insert().values(
-                    code_hash=secret_digest(code), citizen_id=citizen_id, expires_at=utc_now() + LINK_CODE_TTL
+                    code_hash=secret_digest(code, self._key), citizen_id=citizen_id, expires_at=utc_now() + LINK_CODE_TTL
                 )
             )
         return code
 
-    def redeem_link_code(self, user_id: str, code: str) -> Citizen | None:
-        """Links the speaker user when the code is valid; the code is consumed in the same transaction."""
+    def redeem_link_code(self, user_id: str, code: str, origin: str = "-") -> LinkAttempt:
+        """Links the speaker user when the code is valid; the code is consumed in the same transaction.
+
+        A wrong code counts against the speaker user, the calling address (`origin`) and the total; while
+        any of the three budgets is used up, no code is even looked at."""
+        # Keys are digests: user ids and addresses may be longer than the counter's key column.
+        budgets = ((_counter_key("link:user", user_id), LINK_FAILURES_PER_USER),
+                   (_counter_key("link:addr", origin), LINK_FAILURES_PER_ADDRESS), ("link:total", LINK_FAILURES_TOTAL))
         with self.db.transaction() as conn:
-            row = conn.execute(select(link_codes).where(link_codes.c.code_hash == secret_digest(code))).mappings().first()
+            if any(self._link_failures.exhausted(conn, key, limit) for key, limit in budgets):
+                return LinkAttempt(None, throttled=True)
+            row = conn.execute(select(link_codes).where(
+                link_codes.c.code_hash == secret_digest(code, self._key))).mappings().first()
             if row is None or aware(row["expires_at"]) < utc_now():
-                return None
+                for key, _limit in budgets:
+                    self._link_failures.count(conn, key)
+                return LinkAttempt(None)
             conn.execute(link_codes.delete().where(link_codes.c.code_hash == row["code_hash"]))
             conn.execute(speaker_links.delete().where(speaker_links.c.user_id == user_id))
             conn.execute(
                 speaker_links.insert().values(user_id=user_id, citizen_id=row["citizen_id"], linked_at=utc_now())
             )
             citizen_id = row["citizen_id"]
-        return self.citizen(citizen_id)
+        return LinkAttempt(self.citizen(citizen_id))
 
     def lock_state(self, citizen_id: str) -> datetime | None:
         with self.db.read() as conn:
@@ -155,9 +225,10 @@ class Accounts:
         return until if until and until > utc_now() else None
 
     def verify_pin(self, citizen_id: str, pin: str) -> PinCheck:
-        """Checks a PIN and updates the failure counter in one transaction (so parallel guesses all count)."""
+        """Checks a PIN and updates the failure counter in one transaction, with the citizen's row locked
+        (FOR UPDATE on PostgreSQL; BEGIN IMMEDIATE on SQLite), so parallel guesses all count."""
         with self.db.transaction() as conn:
-            row = conn.execute(select(citizens).where(citizens.c.id == citizen_id)).mappings().one()
+            row = conn.execute(select(citizens).where(citizens.c.id == citizen_id).with_for_update()).mappings().one()
             now = utc_now()
             locked_until = aware(row["locked_until"])
             if locked_until and locked_until > now:
@@ -165,14 +236,21 @@ class Accounts:
             failures = 0 if locked_until else row["pin_failures"]
             if _pin_matches(pin, row["pin_hash"]):
                 conn.execute(citizens.update().where(citizens.c.id == citizen_id).values(
-                    pin_failures=0, locked_until=None))
+                    pin_failures=0, locked_until=None, lockouts=0))
                 return PinCheck(ok=True, locked=False, remaining=MAX_PIN_FAILURES)
             failures += 1
             if failures >= MAX_PIN_FAILURES:
-                until = now + LOCKOUT
+                lockouts = row["lockouts"] + 1
+                until = now + LOCKOUTS[lockouts - 1] if lockouts <= len(LOCKOUTS) else LOCKED_UNTIL_RESET
                 conn.execute(citizens.update().where(citizens.c.id == citizen_id).values(
-                    pin_failures=0, locked_until=until))
+                    pin_failures=0, locked_until=until, lockouts=lockouts))
                 return PinCheck(ok=False, locked=True, remaining=0, locked_until=until)
             conn.execute(citizens.update().where(citizens.c.id == citizen_id).values(
                 pin_failures=failures, locked_until=None))
             return PinCheck(ok=False, locked=False, remaining=MAX_PIN_FAILURES - failures)
+
+    def unlock(self, citizen_id: str) -> bool:
+        """Lifts any PIN lock and forgets the wrong PINs (an administrator's step, after checking identity)."""
+        with self.db.transaction() as conn:
+            return conn.execute(citizens.update().where(citizens.c.id == citizen_id).values(
+                pin_failures=0, locked_until=None, lockouts=0)).rowcount > 0

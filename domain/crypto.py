@@ -48,10 +48,18 @@ class FieldCipher:
         return self._aead.decrypt(raw[:12], raw[12:], None).decode()
 
 
-def secret_digest(secret: str) -> str:
-    """What is stored in place of a bearer secret (link code, app token, agency key, wallet token): its
-    SHA-256, so a copy of the database does not hand out working credentials."""
-    return hashlib.sha256(secret.encode()).hexdigest()
+def secret_digest(secret: str, secret_key: bytes) -> str:
+    """What is stored in place of a bearer secret (device token, link code, app token, agency key, wallet
+    token): a keyed HMAC, so a copy of the database neither hands out working credentials nor lets anyone
+    test guesses offline (a six- or eight-digit code has few enough values to try them all).
+
+    It is the HMAC of the secret's SHA-256, so digests stored as plain SHA-256 by older versions can be
+    re-keyed by a migration without knowing the secrets (`rekey_digest`)."""
+    return rekey_digest(hashlib.sha256(secret.encode()).hexdigest(), secret_key)
+
+
+def rekey_digest(unkeyed_sha256_hex: str, secret_key: bytes) -> str:
+    return keyed_hash(secret_key, "secret-digest", unkeyed_sha256_hex)
 
 
 def keyed_hash(secret_key: bytes, purpose: str, value: str) -> str:

@@ -13,14 +13,15 @@ from domain.citizen_tokens import CitizenTokens
 from domain.citizens import Accounts, citizens
 from domain.clock import korean_today
 from domain.consent_ledger import ConsentLedger
+from domain.devices import DeviceTokens
 from domain.mydata import AgencyKeys, CitizenData
 from domain.wallets import WalletRegistry
 
 
 def seed_demo(
     *, accounts: Accounts, certificates: CertificateRecords, consents: ConsentLedger, wallets: WalletRegistry,
-    citizen_tokens: CitizenTokens, citizen_data: CitizenData, agency_keys: AgencyKeys, demo_file: Path,
-    today: date | None = None,
+    citizen_tokens: CitizenTokens, citizen_data: CitizenData, agency_keys: AgencyKeys, devices: DeviceTokens,
+    demo_file: Path, today: date | None = None,
 ) -> bool:
     """Returns True when it seeded; an existing database (any citizen) is left alone."""
     with accounts.db.read() as conn:
@@ -36,6 +37,8 @@ def seed_demo(
     for citizen in spec["citizens"]:
         accounts.create_citizen(citizen["id"], citizen["name"], citizen["locale"], citizen["pin"])
         accounts.link_user(citizen["speaker_user"], citizen["id"])
+        if token := citizen.get("device_token"):
+            devices.add(citizen["speaker_user"], token)
         if wallet := citizen.get("wallet"):
             wallets.register(wallet["id"], citizen["id"], wallet["token"])
         if token := citizen.get("app_token"):

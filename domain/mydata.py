@@ -53,21 +53,22 @@ share_requests = Table(
 
 
 class AgencyKeys:
-    def __init__(self, db: Database, configured: str = "") -> None:
+    def __init__(self, db: Database, secret_key: bytes, configured: str = "") -> None:
         self.db = db
-        # "nhis=KEY,nts=KEY" from the settings; only the hashes are kept in memory.
+        self._key = secret_key
+        # "nhis=KEY,nts=KEY" from the settings; only the digests are kept in memory.
         self._configured = {
-            secret_digest(key.strip()): agency.strip()
+            secret_digest(key.strip(), secret_key): agency.strip()
             for agency, _, key in (part.partition("=") for part in configured.split(",") if "=" in part)
             if key.strip()
         }
 
     def add(self, agency_id: str, key: str) -> None:
         with self.db.transaction() as conn:
-            conn.execute(agency_keys.insert().values(key_hash=secret_digest(key), agency_id=agency_id))
+            conn.execute(agency_keys.insert().values(key_hash=secret_digest(key, self._key), agency_id=agency_id))
 
     def agency_for(self, key: str) -> str | None:
-        digest = secret_digest(key)
+        digest = secret_digest(key, self._key)
         for known, agency in self._configured.items():
             if hmac.compare_digest(known, digest):
                 return agency

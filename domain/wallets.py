@@ -28,13 +28,14 @@ class Wallet:
 
 
 class WalletRegistry:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, secret_key: bytes) -> None:
         self.db = db
+        self._key = secret_key
 
     def register(self, wallet_id: str, citizen_id: str, token: str, push_url: str | None = None) -> None:
         with self.db.transaction() as conn:
             conn.execute(wallets.insert().values(
-                id=wallet_id, citizen_id=citizen_id, token_hash=secret_digest(token), push_url=push_url))
+                id=wallet_id, citizen_id=citizen_id, token_hash=secret_digest(token, self._key), push_url=push_url))
 
     def set_push_url(self, wallet_id: str, push_url: str | None) -> None:
         """Offers made from now on are also POSTed to `push_url` (None: mailbox only)."""
@@ -50,6 +51,6 @@ class WalletRegistry:
         """The wallet when `token` is its own mailbox token; compared in constant time."""
         with self.db.read() as conn:
             row = conn.execute(select(wallets).where(wallets.c.id == wallet_id)).mappings().first()
-        if row is None or not hmac.compare_digest(row["token_hash"], secret_digest(token)):
+        if row is None or not hmac.compare_digest(row["token_hash"], secret_digest(token, self._key)):
             return None
         return Wallet(row["id"], row["citizen_id"], row["push_url"])

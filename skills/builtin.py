@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from domain.citizens import LINK_CODE_DIGITS
+from domain.devices import is_anonymous
 from skills.engine import DialogContext, Reply
 from skills.nlu import parse_digits
 
@@ -75,20 +77,34 @@ class LinkAccountSkill:
         return ctx.intent == "link_account"
 
     def handle(self, ctx: DialogContext) -> Reply:
-        code = parse_digits(ctx.turn.text.split("코드")[-1].lower().split("code")[-1])
-        if not code or len(code) != 6:
+        if is_anonymous(ctx.turn.user_id):
             return ctx.say(
-                "연결 코드는 여섯 자리 숫자예요. 연결 코드 다음에 숫자를 말씀해 주세요.",
-                "A link code has six digits. Say link code followed by the digits.",
+                "이 기기는 아직 등록되지 않아서 계정에 연결할 수 없어요. 먼저 기기를 등록해 주세요.",
+                "This device is not registered yet, so it cannot be linked to an account. Please register it first.",
             )
-        citizen = ctx.engine.accounts.redeem_link_code(ctx.turn.user_id, code)
-        if citizen is None:
+        code = parse_digits(ctx.turn.text.split("코드")[-1].lower().split("code")[-1])
+        if not code or len(code) != LINK_CODE_DIGITS:
+            return ctx.say(
+                "연결 코드는 여덟 자리 숫자예요. 연결 코드 다음에 숫자를 말씀해 주세요.",
+                "A link code has eight digits. Say link code followed by the digits.",
+            )
+        attempt = ctx.engine.accounts.redeem_link_code(ctx.turn.user_id, code, origin=ctx.turn.origin)
+        if attempt.throttled:
+            return ctx.say(
+                "연결 코드를 너무 여러 번 틀렸어요. 10분 뒤에 다시 시도해 주세요.",
+                "Too many wrong link codes. Please try again in ten minutes.",
+            )
+        if attempt.citizen is None:
             return ctx.say(
                 "연결 코드가 맞지 않거나 만료되었어요. 앱에서 새 코드를 받아 주세요.",
                 "That link code is wrong or has expired. Please get a new code in the app.",
             )
-        ctx.citizen = citizen
-        ctx.session.pin_verified = False
+        ctx.citizen = attempt.citizen
+        # A new link: no PIN given before it counts, and the user's other sessions end.
+        link = ctx.engine.accounts.link_of(ctx.turn.user_id)
+        ctx.session.pin_citizen_id = None
+        ctx.session.link_stamp = link.stamp if link else None
+        ctx.engine.sessions.end_all_for(ctx.turn.user_id, keep=ctx.session.id)
         return ctx.say(
             "스피커가 계정에 연결되었어요. 이제 내 증명서 상태를 물어볼 수 있어요.",
             "This speaker is now linked to your account. You can ask about your certificates.",

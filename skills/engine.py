@@ -8,14 +8,15 @@ Cross-cutting work (linking, PIN step-up, pending questions, idempotent retries)
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
-from sqlalchemy import select
-
-from domain.citizens import Accounts, Citizen
+from domain.citizens import LOCKED_UNTIL_RESET, Accounts, Citizen
+from domain.clock import utc_now
 from settings import DEFAULT_LOCALE, SUPPORTED_LOCALES
 from skills.nlu import DIGIT_PHRASES, YES_NO_PHRASES, IntentMatcher, Parse, parse_digits, parse_yes_no
 from skills.sessions import (
@@ -25,9 +26,8 @@ from skills.sessions import (
     PinQuestion,
     SessionStore,
     SlotQuestion,
-    dialog_sessions,
 )
-from skills.spoken import plain_speech, to_ssml
+from skills.spoken import english_count, plain_speech, to_ssml
 from storage import Database
 
 log = logging.getLogger(__name__)
@@ -38,9 +38,16 @@ LINK_REQUIRED_SKILL = "account_link"
 
 @dataclass
 class Turn:
+    """One turn from any channel. `user_id` is the principal the channel authenticated (a device token,
+    a verified platform request) or an anonymous one; never a claim taken from a request body."""
+
     user_id: str
     text: str = ""
     session_id: str | None = None
+    # The platform's own session key (a digest) when the platform does not carry the service's session id.
+    platform_session: str | None = None
+    # The calling address, for the per-address limits of the dialog (link-code guesses).
+    origin: str = "-"
     locale: str | None = None
     channel: str = "native"
     device_id: str | None = None
@@ -102,6 +109,29 @@ def nothing_changed(ctx: DialogContext) -> Reply:
     return ctx.say("알겠어요. 아무것도 바꾸지 않았어요.", "Okay. I didn't change anything.")
 
 
+def locked_notice(ctx: DialogContext, until: datetime, *, just_locked: bool) -> Reply:
+    """Says that personal data is locked after wrong PINs, and for how long ("15분", "1시간"), or that only
+    the call centre can unlock it after repeated locks."""
+    if until >= LOCKED_UNTIL_RESET:
+        return ctx.say(
+            "비밀번호를 너무 여러 번 틀려서 개인 정보가 잠겼어요. 정부민원안내콜센터 110번에 잠금 해제를 요청해 주세요.",
+            "Too many wrong PINs, so personal information is locked. Please call the government call centre "
+            "at 110 to have it unlocked.")
+    minutes = max(1, math.ceil((until - utc_now()).total_seconds() / 60))
+    if minutes > 60:
+        hours = math.ceil(minutes / 60)
+        ko_span, en_span = f"{hours}시간", english_count(hours, "hour")
+    elif minutes == 60:
+        ko_span, en_span = "1시간", "an hour"
+    else:
+        ko_span, en_span = f"{minutes}분", english_count(minutes, "minute")
+    if just_locked:
+        return ctx.say(f"비밀번호를 다섯 번 틀려서 {ko_span} 동안 잠겼어요. 잠시 후에 다시 시도해 주세요.",
+                       f"That was the fifth wrong PIN, so personal information is locked for {en_span}.")
+    return ctx.say(f"비밀번호를 여러 번 틀려서 {ko_span} 동안 개인 정보를 들을 수 없어요. 잠시 후에 다시 시도해 주세요.",
+                   f"Too many wrong PINs. Personal information is locked for {en_span}. Please try again later.")
+
+
 # Called after every turn with (skill, intent, started): the metrics hook.
 TurnObserver = Callable[[str, str, float], None]
 
@@ -145,20 +175,17 @@ class DialogContext:
         """Linking instructions, a lockout notice or a PIN prompt; None once personal data may be spoken."""
         if self.citizen is None:
             reply = self.say(
-                "이 스피커는 아직 본인 계정에 연결되지 않았어요. 정부24 앱에서 연결 코드를 받은 뒤, 연결 코드 다음에 여섯 자리 숫자를 말씀해 주세요.",
+                "이 스피커는 아직 본인 계정에 연결되지 않았어요. 정부24 앱에서 연결 코드를 받은 뒤, 연결 코드 다음에 여덟 자리 숫자를 말씀해 주세요.",
                 "This speaker is not linked to your account yet. Get a link code in the government app, "
-                "then say link code followed by the six digits.",
+                "then say link code followed by the eight digits.",
                 title=self.text("계정 연결 필요", "Account linking needed"),
             )
             # Channels tell the platform (NUGU's result code, Alexa's card) that linking is missing.
             reply.skill = LINK_REQUIRED_SKILL
             return reply
-        if self.engine.accounts.lock_state(self.citizen.id):
-            return self.say(
-                "비밀번호를 여러 번 틀려서 15분 동안 개인 정보를 들을 수 없어요. 잠시 후에 다시 시도해 주세요.",
-                "Too many wrong PINs. Personal information is locked for 15 minutes. Please try again later.",
-            )
-        if self.session.pin_verified:
+        if until := self.engine.accounts.lock_state(self.citizen.id):
+            return locked_notice(self, until, just_locked=False)
+        if self.session.pin_given_for(self.citizen.id):
             return None
         self.session.pending = PinQuestion(intent=self.intent, slots=dict(self.slots))
         return self.say(
@@ -210,17 +237,28 @@ class DialogEngine:
         if turn.locale is not None and turn.locale not in SUPPORTED_LOCALES:
             raise ValueError(f"unsupported locale {turn.locale}")
         if turn.request_id:
-            stored = self.sessions.stored_reply(turn.user_id, turn.request_id)
+            stored = self.sessions.stored_reply(turn.user_id, turn.session_id, turn.request_id)
             if stored is not None:
                 return Reply(**stored)
         started = time.perf_counter()
-        session = self.sessions.load(turn.session_id, turn.user_id)
-        citizen = self.accounts.citizen_for_user(turn.user_id)
+        session_id = turn.session_id
+        if session_id is None and turn.platform_session:
+            session_id = self.sessions.for_platform(turn.user_id, turn.platform_session)
+        # Someone else's session id, an expired one or an unknown one never continues: a new session starts,
+        # under a new random id.
+        session = self.sessions.load(session_id, turn.user_id)
+        link = self.accounts.link_of(turn.user_id)
+        link_stamp = link.stamp if link else None
+        if session is not None and session.link_stamp != link_stamp:
+            # The speaker was linked, relinked or unlinked since this session began: nothing said or
+            # proven in it (a PIN above all) carries over.
+            self.sessions.end(session.id)
+            session = None
+        citizen = link.citizen if link else None
         if session is None:
-            session_id = turn.session_id if turn.session_id and not self._session_taken(turn) else None
             session = DialogSession(
-                id=session_id or SessionStore.new_id(), user_id=turn.user_id,
-                locale=turn.locale or (citizen.locale if citizen else DEFAULT_LOCALE),
+                id=SessionStore.new_id(), user_id=turn.user_id, platform_session=turn.platform_session,
+                locale=turn.locale or (citizen.locale if citizen else DEFAULT_LOCALE), link_stamp=link_stamp,
             )
         elif turn.locale:
             session.locale = turn.locale
@@ -238,19 +276,12 @@ class DialogEngine:
                 session.pending = None
             self.sessions.save(conn, session)
             if turn.request_id:
-                self.sessions.store_reply(conn, turn.user_id, turn.request_id, asdict(reply))
+                self.sessions.store_reply(conn, turn.user_id, session.id, turn.request_id, asdict(reply))
         if self.observe_turn is not None:
             self.observe_turn(reply.skill or "engine", reply.intent, started)
         log.info("turn", extra={"channel": turn.channel, "intent": reply.intent, "skill": reply.skill,
                                 "expects": reply.expects, "session": session.id})
         return reply
-
-    def _session_taken(self, turn: Turn) -> bool:
-        # A client-chosen session id that belongs to another user must not be reused.
-        with self.db.read() as conn:
-            owner = conn.execute(
-                select(dialog_sessions.c.user_id).where(dialog_sessions.c.id == turn.session_id)).scalar()
-        return owner is not None and owner != turn.user_id
 
     def expected_input(self, session_id: str | None, user_id: str) -> ExpectedInput:
         session = self.sessions.load(session_id, user_id)
@@ -362,16 +393,14 @@ class DialogEngine:
         result = self.accounts.verify_pin(ctx.citizen.id, digits)
         ctx.intent = pending.intent
         if result.ok:
-            ctx.session.pin_verified = True
+            ctx.session.pin_citizen_id = ctx.citizen.id
             ctx.session.pending = None
             ctx.slots = dict(pending.slots)
             return self._route(ctx, pending.intent)
         if result.locked:
             ctx.session.pending = None
-            return ctx.say(
-                "비밀번호를 다섯 번 틀려서 15분 동안 잠겼어요. 잠시 후에 다시 시도해 주세요.",
-                "That was the fifth wrong PIN, so personal information is locked for 15 minutes.",
-            )
+            assert result.locked_until is not None
+            return locked_notice(ctx, result.locked_until, just_locked=True)
         remaining_ko = {4: "네 번", 3: "세 번", 2: "두 번", 1: "한 번"}.get(result.remaining, f"{result.remaining}번")
         return ctx.say(
             f"비밀번호가 맞지 않아요. {remaining_ko} 더 시도할 수 있어요. 다시 말씀해 주세요.",

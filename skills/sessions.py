@@ -1,5 +1,11 @@
 """Server-side dialog sessions with expiry, and the log of replies by request id (retries are answered
-from it instead of being executed twice)."""
+from it instead of being executed twice).
+
+A session belongs to the principal (speaker user) that created it: a turn from anyone else never
+continues it. Its state and the stored replies hold what was said (a tx_code, a certificate readout), so
+both are encrypted with the field cipher. A stored reply is bound to its principal and session and lives
+as long as a session does.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ from typing import Any, Literal
 from sqlalchemy import Column, Connection, DateTime, String, Table, Text, select
 
 from domain.clock import aware, utc_now
+from domain.crypto import FieldCipher
 from storage import Database, metadata
 
 dialog_sessions = Table(
@@ -21,6 +28,8 @@ dialog_sessions = Table(
     Column("user_id", String(200), nullable=False, index=True),
     Column("state", Text, nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
+    # The speaker platform's own session or conversation (a digest), for platforms that do not carry ours.
+    Column("platform_session", String(64), nullable=True),
 )
 
 turn_replies = Table(
@@ -30,11 +39,10 @@ turn_replies = Table(
     Column("request_id", String(128), primary_key=True),
     Column("reply", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("session_id", String(64), nullable=True),
 )
 
 
-# Stored replies answer retries with the same request_id; a day covers any platform's retry policy.
-REPLY_RETENTION = timedelta(hours=24)
 
 
 @dataclass
@@ -85,16 +93,23 @@ class DialogSession:
     user_id: str
     locale: str
     is_new: bool = True
-    pin_verified: bool = False
+    platform_session: str | None = None
+    # The citizen whose PIN was given in this session: a PIN proves who is speaking for that citizen only.
+    pin_citizen_id: str | None = None
+    # The speaker user's link when the session began (`Link.stamp`); a relink or unlink ends the session.
+    link_stamp: str | None = None
     # The open question the next turn answers, or None.
     pending: PendingQuestion | None = None
     last_reply: dict[str, Any] | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
 
+    def pin_given_for(self, citizen_id: str) -> bool:
+        return self.pin_citizen_id is not None and self.pin_citizen_id == citizen_id
+
     def to_json(self) -> str:
         return json.dumps(
             {
-                "locale": self.locale, "pin_verified": self.pin_verified,
+                "locale": self.locale, "pin_citizen_id": self.pin_citizen_id, "link_stamp": self.link_stamp,
                 "pending": asdict(self.pending) if self.pending else None,
                 "last_reply": self.last_reply, "attributes": self.attributes,
             },
@@ -103,9 +118,10 @@ class DialogSession:
 
 
 class SessionStore:
-    def __init__(self, db: Database, ttl_s: int) -> None:
+    def __init__(self, db: Database, ttl_s: int, cipher: FieldCipher) -> None:
         self.db = db
         self.ttl = timedelta(seconds=ttl_s)
+        self.cipher = cipher
 
     @staticmethod
     def new_id() -> str:
@@ -119,15 +135,32 @@ class SessionStore:
             row = conn.execute(select(dialog_sessions).where(dialog_sessions.c.id == session_id)).mappings().first()
         if row is None or row["user_id"] != user_id or aware(row["expires_at"]) < utc_now():
             return None
-        state = json.loads(row["state"])
+        state = json.loads(self.cipher.decrypt(row["state"]))
         return DialogSession(
             id=row["id"], user_id=row["user_id"], locale=state["locale"], is_new=False,
-            pin_verified=state.get("pin_verified", False), pending=question_from_json(state.get("pending")),
-            last_reply=state.get("last_reply"), attributes=state.get("attributes", {}),
+            platform_session=row["platform_session"],
+            pin_citizen_id=state.get("pin_citizen_id"), link_stamp=state.get("link_stamp"),
+            pending=question_from_json(state.get("pending")), last_reply=state.get("last_reply"),
+            attributes=state.get("attributes", {}),
         )
 
+    def owner(self, session_id: str) -> str | None:
+        """The principal a session id belongs to (live or not), or None when the id is unknown."""
+        with self.db.read() as conn:
+            return conn.execute(select(dialog_sessions.c.user_id).where(dialog_sessions.c.id == session_id)).scalar()
+
+    def for_platform(self, user_id: str, platform_session: str) -> str | None:
+        """The principal's live session that continues the platform's session `platform_session`."""
+        with self.db.read() as conn:
+            return conn.execute(
+                select(dialog_sessions.c.id).where(dialog_sessions.c.user_id == user_id,
+                                                   dialog_sessions.c.platform_session == platform_session,
+                                                   dialog_sessions.c.expires_at >= utc_now())
+                .order_by(dialog_sessions.c.expires_at.desc()).limit(1)).scalar()
+
     def save(self, conn: Connection, session: DialogSession) -> None:
-        values = {"user_id": session.user_id, "state": session.to_json(), "expires_at": utc_now() + self.ttl}
+        values = {"user_id": session.user_id, "state": self.cipher.encrypt(session.to_json()),
+                  "expires_at": utc_now() + self.ttl, "platform_session": session.platform_session}
         updated = conn.execute(dialog_sessions.update().where(dialog_sessions.c.id == session.id).values(**values))
         if updated.rowcount == 0:
             conn.execute(dialog_sessions.insert().values(id=session.id, **values))
@@ -136,27 +169,43 @@ class SessionStore:
         with self.db.transaction() as conn:
             conn.execute(dialog_sessions.delete().where(dialog_sessions.c.id == session_id))
 
-    def stored_reply(self, user_id: str, request_id: str) -> dict[str, Any] | None:
+    def stored_reply(self, user_id: str, session_id: str | None, request_id: str) -> dict[str, Any] | None:
+        """The reply this principal got for `request_id`, when it is younger than a session's lifetime and
+        was given in `session_id` (a retry of a first turn, which had no session yet, names none)."""
         with self.db.read() as conn:
-            raw = conn.execute(
-                select(turn_replies.c.reply).where(
-                    turn_replies.c.user_id == user_id, turn_replies.c.request_id == request_id
-                )
-            ).scalar()
-        return json.loads(raw) if raw else None
+            row = conn.execute(
+                select(turn_replies).where(turn_replies.c.user_id == user_id, turn_replies.c.request_id == request_id)
+            ).mappings().first()
+        if row is None or aware(row["created_at"]) < utc_now() - self.ttl:
+            return None
+        if session_id is not None and row["session_id"] != session_id:
+            return None
+        return json.loads(self.cipher.decrypt(row["reply"]))
 
-    def store_reply(self, conn: Connection, user_id: str, request_id: str, reply: dict[str, Any]) -> None:
+    def store_reply(self, conn: Connection, user_id: str, session_id: str, request_id: str,
+                    reply: dict[str, Any]) -> None:
+        # A request id reused after its stored reply expired starts over; the old row makes way.
+        conn.execute(turn_replies.delete().where(turn_replies.c.user_id == user_id,
+                                                 turn_replies.c.request_id == request_id))
         conn.execute(
             turn_replies.insert().values(
-                user_id=user_id, request_id=request_id, reply=json.dumps(reply, ensure_ascii=False),
-                created_at=utc_now(),
+                user_id=user_id, request_id=request_id, session_id=session_id,
+                reply=self.cipher.encrypt(json.dumps(reply, ensure_ascii=False)), created_at=utc_now(),
             )
         )
 
+    def end_all_for(self, user_id: str, keep: str | None = None) -> int:
+        """Ends every session of the principal except `keep` (after a link changed)."""
+        with self.db.transaction() as conn:
+            query = dialog_sessions.delete().where(dialog_sessions.c.user_id == user_id)
+            if keep is not None:
+                query = query.where(dialog_sessions.c.id != keep)
+            return conn.execute(query).rowcount
+
     def purge_expired(self) -> int:
-        """Deletes expired sessions and replies older than REPLY_RETENTION; returns the rows removed."""
+        """Deletes expired sessions and stored replies older than a session's lifetime; returns the rows."""
         now = utc_now()
         with self.db.transaction() as conn:
             sessions = conn.execute(dialog_sessions.delete().where(dialog_sessions.c.expires_at < now)).rowcount
-            replies = conn.execute(turn_replies.delete().where(turn_replies.c.created_at < now - REPLY_RETENTION))
+            replies = conn.execute(turn_replies.delete().where(turn_replies.c.created_at < now - self.ttl))
             return sessions + replies.rowcount

@@ -35,7 +35,7 @@ class SendToWalletSkill:
         if ctx.citizen is None:
             return ctx.require_personal()  # linking instructions
         confirmed = ctx.session.attributes.pop(CONFIRMED, None)
-        if confirmed and ctx.session.pin_verified and ctx.slots.get(CONFIRMED) == confirmed["key"]:
+        if confirmed and ctx.session.pin_given_for(ctx.citizen.id) and ctx.slots.get(CONFIRMED) == confirmed["key"]:
             # Back from the PIN step-up that followed this very confirmation.
             return self._send(ctx, confirmed)
         document = self._document(ctx)

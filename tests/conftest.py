@@ -25,7 +25,11 @@ hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatabl
 
 
 def make_settings(data_dir: Path, **overrides: object) -> Settings:
-    return Settings.from_env({"MINWON_DATA_DIR": str(data_dir)}, **overrides)
+    """Settings for a test app: its own data directory, demo data on (the tests speak as the demo users)."""
+    return Settings.from_env({"MINWON_DATA_DIR": str(data_dir), "MINWON_DEMO": "1"}, **overrides)
+
+
+DEMO_DEVICE_TOKENS = {"demo-user-ko": "demo-device-token-ko", "demo-user-en": "demo-device-token-en"}
 
 
 @pytest.fixture(scope="session")
@@ -69,22 +73,30 @@ def new_citizen(services):
     return create
 
 
-class Conversation:
-    """Drives /v1/converse turn by turn, keeping the session like a speaker does."""
+def device_token(services, user_id: str) -> str:
+    """A device token for the speaker user (the demo users' published ones, else a new one)."""
+    return DEMO_DEVICE_TOKENS.get(user_id) or services.devices.issue(user_id)
 
-    def __init__(self, client, user_id: str, locale: str | None = None) -> None:
+
+class Conversation:
+    """Drives /v1/converse turn by turn as the speaker user's device (its token), keeping the session like a
+    speaker does. `token=None` speaks anonymously."""
+
+    def __init__(self, client, user_id: str, locale: str | None = None, token: str | None = None) -> None:
         self.client = client
         self.user_id = user_id
         self.locale = locale
+        self.token = token
         self.session_id: str | None = None
 
     def say(self, text: str, **extra: object) -> dict:
-        body = {"user_id": self.user_id, "text": text, **extra}
+        body = {"text": text, **extra}
         if self.locale:
             body["locale"] = self.locale
         if self.session_id:
             body["session_id"] = self.session_id
-        response = self.client.post("/v1/converse", json=body)
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        response = self.client.post("/v1/converse", json=body, headers=headers)
         assert response.status_code == 200, response.get_json()
         reply = response.get_json()
         self.session_id = reply["session_id"]
@@ -92,8 +104,12 @@ class Conversation:
 
 
 @pytest.fixture()
-def conversation(client):
-    def start(user_id: str, locale: str | None = None) -> Conversation:
-        return Conversation(client, user_id, locale)
+def conversation(client, services):
+    """`conversation(user_id)` speaks as that speaker user's device; `conversation(None)` anonymously."""
+
+    def start(user_id: str | None, locale: str | None = None) -> Conversation:
+        if user_id is None:
+            return Conversation(client, "", locale)
+        return Conversation(client, user_id, locale, device_token(services, user_id))
 
     return start

@@ -62,16 +62,16 @@ def test_purge_removes_expired_sessions_and_old_replies(services, conversation) 
     from datetime import timedelta
 
     from domain.clock import utc_now
-    from skills.sessions import REPLY_RETENTION, dialog_sessions, turn_replies
+    from skills.sessions import dialog_sessions, turn_replies
 
-    reply_user = "purge-probe-" + os.urandom(3).hex()
+    reply_user = "dev-purge-" + os.urandom(3).hex()
     chat = conversation(reply_user)
     chat.say("도움말", request_id="purge-r1")
     with services.db.transaction() as conn:
         conn.execute(dialog_sessions.update().where(dialog_sessions.c.id == chat.session_id)
                      .values(expires_at=utc_now() - timedelta(seconds=1)))
         conn.execute(turn_replies.update().where(turn_replies.c.user_id == reply_user)
-                     .values(created_at=utc_now() - REPLY_RETENTION - timedelta(minutes=1)))
+                     .values(created_at=utc_now() - services.sessions.ttl - timedelta(minutes=1)))
     assert services.purge() >= 2
     with services.db.read() as conn:
         assert conn.execute(dialog_sessions.select().where(dialog_sessions.c.id == chat.session_id)).first() is None

@@ -1,12 +1,17 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
 
-from storage import SCHEMA_VERSION, Database
-from tests.conftest import ROOT
+from migrations import MIGRATIONS, SCHEMA_VERSION, TABLE_MODULES
+from services import Services
+from storage import Database, MigrationContext
+from tests.conftest import ROOT, make_settings
+
+V1_DATA_DIR = ROOT / "tests" / "fixtures" / "schema_v1"
 
 
 def test_sqlite_runs_in_wal_mode_with_a_schema_version(services):
@@ -18,13 +23,36 @@ def test_sqlite_runs_in_wal_mode_with_a_schema_version(services):
 
 def test_upgrade_is_idempotent(tmp_path):
     db = Database(f"sqlite:///{tmp_path / 'x.sqlite3'}")
-    assert db.upgrade() == SCHEMA_VERSION
-    assert db.upgrade() == SCHEMA_VERSION
+    context = MigrationContext(b"k")
+    assert db.upgrade(TABLE_MODULES, MIGRATIONS, context) == SCHEMA_VERSION
+    assert db.upgrade(TABLE_MODULES, MIGRATIONS, context) == SCHEMA_VERSION
     assert db.current_version() == SCHEMA_VERSION
 
 
+def test_a_version_1_database_upgrades_and_keeps_its_secrets_working(tmp_path):
+    data_dir = tmp_path / "v1"
+    shutil.copytree(V1_DATA_DIR, data_dir)
+    with sqlite3.connect(data_dir / "minwon.sqlite3") as conn:
+        assert conn.execute("select version from schema_version").fetchone()[0] == 1
+        old_wallet_digest = conn.execute("select token_hash from wallets where id='wallet-0001'").fetchone()[0]
+    services = Services(make_settings(data_dir, load_models=False))
+    services.initialize()
+    assert services.db.current_version() == SCHEMA_VERSION
+    # Stored token digests were re-keyed in place: the demo tokens still open their mailbox and records …
+    assert services.wallets.authenticate("wallet-0001", "demo-wallet-token-0001") is not None
+    assert services.citizen_tokens.citizen_for("demo-citizen-token-0001") == "citizen-0001"
+    with services.db.read() as conn:
+        new_wallet_digest = conn.exec_driver_sql("select token_hash from wallets where id='wallet-0001'").scalar()
+        assert conn.exec_driver_sql("select count(*) from link_codes").scalar() == 0  # … link codes are void
+    # … and no stored digest is still the unkeyed SHA-256 of the secret.
+    assert new_wallet_digest != old_wallet_digest
+    assert services.accounts.citizen("citizen-0001").name.startswith("홍길동")
+    assert services.consents.verify_chain().ok
+    services.stop()
+
+
 def run_cli(*args: str, data_dir) -> subprocess.CompletedProcess:
-    env = {**os.environ, "MINWON_DATA_DIR": str(data_dir)}
+    env = {**os.environ, "MINWON_DATA_DIR": str(data_dir), "MINWON_DEMO": "1"}
     return subprocess.run([sys.executable, "app.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=120)
 
@@ -35,9 +63,9 @@ def test_cli_help_lists_commands(tmp_path):
     assert "--port PORT" in run_cli("serve", "--help", data_dir=tmp_path).stdout
 
 
-def test_link_code_command_prints_six_digits_and_never_logs_it(tmp_path):
+def test_link_code_command_prints_eight_digits_and_never_logs_it(tmp_path):
     result = run_cli("link-code", "citizen-0001", data_dir=tmp_path)
     code = result.stdout.strip()
-    assert result.returncode == 0 and len(code) == 6 and code.isdigit()
+    assert result.returncode == 0 and len(code) == 8 and code.isdigit()
     assert code not in result.stderr
     assert run_cli("link-code", "citizen-9999", data_dir=tmp_path).returncode == 1

@@ -15,7 +15,6 @@ import base64
 import os
 import queue
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -125,14 +124,16 @@ def out_path(out: Path, turn: int) -> Path:
     return out if turn == 1 else out.with_name(f"{out.stem}-{turn}{out.suffix or '.wav'}")
 
 
-def converse(url: str, user_id: str, locale: str | None, turns: Iterator[bytes | None], out: Path | None) -> int:
+def converse(url: str, device_token: str | None, locale: str | None, turns: Iterator[bytes | None],
+             out: Path | None) -> int:
     session_id: str | None = None
     http = requests.Session()
+    if device_token:
+        http.headers["Authorization"] = f"Bearer {device_token}"
     for number, wav in enumerate(turns, start=1):
         if wav is None:
             break
-        params = {"user_id": user_id, **({"session_id": session_id} if session_id else {}),
-                  **({"locale": locale} if locale else {})}
+        params = {**({"session_id": session_id} if session_id else {}), **({"locale": locale} if locale else {})}
         response = http.post(f"{url.rstrip('/')}/v1/voice", params=params, data=wav,
                              headers={"Content-Type": "audio/wav", "Accept": "application/json"}, timeout=120)
         if response.status_code != 200:
@@ -161,7 +162,9 @@ def converse(url: str, user_id: str, locale: str | None, turns: Iterator[bytes |
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m voice.harness", description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", default="http://127.0.0.1:8080", help="the running service")
-    parser.add_argument("--user-id", default=f"harness-{uuid.uuid4().hex[:8]}")
+    parser.add_argument("--device-token", default=os.environ.get("MINWON_DEVICE_TOKEN"),
+                        help="speak as this device (default: $MINWON_DEVICE_TOKEN; none: anonymous, public answers "
+                             "only); the demo speakers' tokens are demo-device-token-ko and demo-device-token-en")
     parser.add_argument("--locale", choices=["ko-KR", "en-US"], default=None)
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--say", action="append", metavar="TEXT", help="synthesise TEXT and send it (repeatable)")
@@ -192,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
 
         turns = microphone()
     try:
-        return converse(args.url, args.user_id, args.locale, turns, args.out)
+        return converse(args.url, args.device_token, args.locale, turns, args.out)
     except MicrophoneUnavailable as exc:
         print(exc, file=sys.stderr)
         return NO_MICROPHONE

@@ -57,7 +57,7 @@ class WalletBridge:
         self.status_control = CredentialStatusControl(db, self.status_lists, clock)
         self.outbox = OfferOutbox(db, config, self.offers, clock, http)
         self.outbox_worker = OutboxWorker(self.outbox)
-        self.wallets = wallets or WalletRegistry(db)
+        self.wallets = wallets or WalletRegistry(db, config.secret_key)
 
     def wallet_copies(self, citizen_id: str) -> dict[str, str]:
         """doc_type → the state of its newest copy in the citizen's wallet: valid | revoked | suspended."""

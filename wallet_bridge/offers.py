@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
+from domain.attempts import AttemptLimiter
 from domain.clock import Clock, aware
 from domain.crypto import FieldCipher, keyed_hash
 from storage import Database
@@ -24,7 +25,6 @@ from wallet_bridge.config import WalletConfig
 from wallet_bridge.credentials import format_date_time
 from wallet_bridge.documents import DOCUMENT_TYPES
 from wallet_bridge.oauth_errors import OAuthError, invalid_token
-from wallet_bridge.rate_limits import AttemptLimiter
 from wallet_bridge.tables import offers, outbox
 
 PRE_AUTHORIZED_GRANT = "urn:ietf:params:oauth:grant-type:pre-authorized_code"

@@ -21,6 +21,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from domain.attempts import rate_limits
 from storage import metadata
 
 status_lists = Table(
@@ -99,14 +100,6 @@ nonces = Table(
     Column("used_at", DateTime(timezone=True), nullable=True),
 )
 
-rate_limits = Table(
-    "wallet_rate_limits",
-    metadata,
-    Column("key", String(100), primary_key=True),
-    Column("window_start", DateTime(timezone=True), nullable=False),
-    Column("count", Integer, nullable=False),
-)
-
 outbox = Table(
     "wallet_outbox",
     metadata,
@@ -123,4 +116,5 @@ outbox = Table(
     UniqueConstraint("offer_id", "url"),
 )
 
+# The tables the bridge writes, for tests and benchmarks that create only these (with the attempt counters).
 WALLET_TABLES = (status_lists, status_entries, offers, issued_credentials, nonces, rate_limits, outbox)

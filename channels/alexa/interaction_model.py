@@ -51,7 +51,6 @@ FAQ_INTENT = "AskQuestionIntent"
 FAQ_SLOT = "query"
 PIN_INTENT = "PinIntent"
 PIN_SLOT = "pin"
-LINK_CODE_DIGITS = 6
 
 # A SearchQuery slot must be carried by at least one other word; these are the carrier phrases.
 FAQ_CARRIERS = (

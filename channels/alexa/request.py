@@ -16,13 +16,13 @@ from channels.alexa.interaction_model import (
     BUILT_IN_FOR_SERVICE,
     FAQ_INTENT,
     FAQ_SLOT,
-    LINK_CODE_DIGITS,
     NUMBER_PLACEHOLDERS,
     PIN_INTENT,
     PIN_SLOT,
     AlexaCatalog,
 )
 from channels.speaker_ids import speaker_session_id, speaker_user_id
+from domain.citizens import LINK_CODE_DIGITS
 from http_api import ApiError
 from skills.engine import Turn
 
@@ -51,7 +51,8 @@ class AlexaRequest:
     request_type: str
     user_id: str
     request_id: str | None = None
-    session_id: str | None = None
+    # A digest of Alexa's sessionId: which service session continues is looked up server-side.
+    platform_session: str | None = None
     session_new: bool = False
     session_attributes: dict[str, Any] = field(default_factory=dict)
     access_token: str | None = None
@@ -74,7 +75,7 @@ class AlexaRequest:
     def to_turn(self, catalog: AlexaCatalog) -> Turn:
         turn = Turn(
             user_id=self.user_id,
-            session_id=self.session_id,
+            platform_session=self.platform_session,
             locale=self.locale,
             channel=PLATFORM,
             device_id=self.device_id,
@@ -123,7 +124,7 @@ class AlexaRequest:
             if placeholder in NUMBER_PLACEHOLDERS:
                 digits = _digits(reading)
                 if digits and placeholder == "code":
-                    # AMAZON.NUMBER drops leading zeros; link codes are always six digits.
+                    # AMAZON.NUMBER drops leading zeros; link codes always have LINK_CODE_DIGITS digits.
                     digits = digits.zfill(LINK_CODE_DIGITS)
                 if digits:
                     slots[placeholder] = digits
@@ -188,7 +189,7 @@ def parse_alexa_request(envelope: dict[str, Any]) -> AlexaRequest:
         request_type=request_type,
         user_id=speaker_user_id(PLATFORM, raw_user_id),
         request_id=_text(request.get("requestId")),
-        session_id=speaker_session_id(PLATFORM, raw_session_id) if raw_session_id else None,
+        platform_session=speaker_session_id(PLATFORM, raw_session_id) if raw_session_id else None,
         session_new=session.get("new") is True,
         session_attributes=_object(session.get("attributes")),
         access_token=_text(raw_user.get("accessToken")) or _text(session.get("accessToken")),

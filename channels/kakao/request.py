@@ -22,7 +22,8 @@ WELCOME_BLOCKS = frozenset({"웰컴 블록", "Welcome Block"})
 @dataclass
 class KakaoRequest:
     user_id: str
-    session_id: str
+    # Kakao has no sessions: one conversation per bot, whose service session is looked up server-side.
+    platform_session: str
     utterance: str
     locale: str | None = None
     callback_url: str | None = None
@@ -37,7 +38,7 @@ class KakaoRequest:
         return Turn(
             user_id=self.user_id,
             text="" if welcome else self.utterance,
-            session_id=self.session_id,
+            platform_session=self.platform_session,
             locale=self.locale,
             channel=PLATFORM,
             event="launch" if welcome else None,
@@ -91,8 +92,8 @@ def parse_kakao_request(payload: dict[str, Any], max_text_chars: int = 1000) -> 
     block = _object(user_request.get("block"))
     return KakaoRequest(
         user_id=speaker_user_id(PLATFORM, raw_user_id.strip()),
-        # One dialog session per bot user; the bot id keeps two bots on one server apart.
-        session_id=speaker_session_id(PLATFORM, f"{bot_id or '-'}:{raw_user_id.strip()}"),
+        # One conversation per bot user; the bot id keeps two bots on one server apart.
+        platform_session=speaker_session_id(PLATFORM, bot_id or "-"),
         utterance=utterance,
         locale=map_lang(user_request.get("lang")),
         callback_url=callback_url if isinstance(callback_url, str) and callback_url else None,

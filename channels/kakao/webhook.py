@@ -64,11 +64,11 @@ def _configure(state: BlueprintSetupState) -> None:
 
 def _converse(state: Any, turn: Turn) -> SpeakerTurn:
     outcome = converse_for_speaker(state.dialog, turn)
-    if outcome.reply.end_session and turn.session_id and not outcome.failure:
+    if outcome.reply.end_session and outcome.reply.session_id and not outcome.failure:
         # Kakao has no sessions: the service's session for this chat ends when the dialog does, so the
         # next message starts afresh (a PIN given before "그만" does not carry over).
         try:
-            state.sessions.end(turn.session_id)
+            state.sessions.end(outcome.reply.session_id)
         except StorageUnavailable:
             log.warning("kakao session could not be ended now; it expires with its TTL")
     return outcome

@@ -36,7 +36,8 @@ class NuguRequest:
     action: str
     parameters: dict[str, str]
     user_id: str
-    session_id: str | None
+    # A digest of NUGU's session id: which service session continues is looked up server-side.
+    platform_session: str | None
     linked: bool  # the play sent an access token (account linking done on the NUGU side)
     session_new: bool = False
     device_type: str | None = None
@@ -46,7 +47,7 @@ class NuguRequest:
     def to_turn(self, intents: Collection[str] = (), resolve_slot: SlotResolver | None = None) -> Turn:
         """``intents``: the service's intent names (an action of that name is that intent);
         ``resolve_slot(slot_type, words)``: the value id the words name, for parameters named after a slot."""
-        turn = Turn(user_id=self.user_id, session_id=self.session_id, locale=LOCALE, channel=PLATFORM)
+        turn = Turn(user_id=self.user_id, platform_session=self.platform_session, locale=LOCALE, channel=PLATFORM)
         if self.action == LAUNCH_ACTION:
             turn.event = "launch"
         elif self.action in ANSWER_ACTIONS:
@@ -97,10 +98,10 @@ def parse_nugu_request(body: dict[str, Any], path_action: str) -> NuguRequest:
     token = session.get("accessToken")
     raw_session = session.get("id")
     raw_session = _string(raw_session)
-    session_id = speaker_session_id(PLATFORM, raw_session) if raw_session else None
+    platform_session = speaker_session_id(PLATFORM, raw_session) if raw_session else None
     if isinstance(token, str) and token:
         user_id = speaker_user_id(PLATFORM, token, secret=True)
-    elif session_id:
+    elif platform_session:
         user_id = speaker_user_id(PLATFORM, f"session:{raw_session}", secret=True)
     else:
         raise ApiError(400, "malformed_request", "context.session carries neither an accessToken nor an id.")
@@ -109,7 +110,7 @@ def parse_nugu_request(body: dict[str, Any], path_action: str) -> NuguRequest:
         action=action_name,
         parameters=parameters,
         user_id=user_id,
-        session_id=session_id,
+        platform_session=platform_session,
         linked=isinstance(token, str) and bool(token),
         session_new=session.get("isNew") is True,
         device_type=_string(device.get("type")),

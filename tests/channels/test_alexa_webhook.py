@@ -207,7 +207,7 @@ def test_verification_off_logs_a_warning_at_every_start_and_accepts_raw_fixtures
     caplog.set_level(logging.WARNING)
     for attempt in range(2):
         caplog.clear()
-        settings = Settings.from_env({"MINWON_DATA_DIR": str(tmp_path / str(attempt)), "MINWON_ALEXA_VERIFY": "0"})
+        settings = Settings.from_env({"MINWON_DEMO": "1", "MINWON_DATA_DIR": str(tmp_path / str(attempt)), "MINWON_ALEXA_VERIFY": "0"})
         app = create_app(settings, start=False)
         assert any("verification is OFF" in r.getMessage() for r in caplog.records)
     raw = (FIXTURES / "intent_request_launch.json").read_bytes()

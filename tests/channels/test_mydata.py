@@ -12,7 +12,7 @@ from domain.citizen_tokens import citizen_app_tokens
 from domain.crypto import parse_compact, public_key_from_jwk, signature_is_valid
 from domain.mydata import agency_keys, mydata_items
 from settings import Settings
-from tests.conftest import Conversation
+from tests.conftest import DEMO_DEVICE_TOKENS, Conversation
 
 KO_TOKEN = {"Authorization": "Bearer demo-citizen-token-0001"}
 EN_TOKEN = {"Authorization": "Bearer demo-citizen-token-0002"}
@@ -109,7 +109,7 @@ def test_active_consent_without_data_on_record_is_404(client, services, new_citi
 
 
 def test_agency_keys_from_the_settings(tmp_path):
-    settings = Settings.from_env({"MINWON_DATA_DIR": str(tmp_path), "MINWON_AGENCY_KEYS": "nts=configured-nts-key"})
+    settings = Settings.from_env({"MINWON_DEMO": "1", "MINWON_DATA_DIR": str(tmp_path), "MINWON_AGENCY_KEYS": "nts=configured-nts-key"})
     app = create_app(settings, start=False)
     client = app.test_client()
     body = {"citizen_id": "citizen-0001", "data_item": "health-insurance"}
@@ -142,7 +142,7 @@ def test_no_token_key_or_personal_value_in_the_logs(app, client, conversation):
 
 def test_the_spoken_list_matches_the_api(client):
     # The voice flows above and the API read the same ledger: a list by voice matches the API's active records.
-    talk = Conversation(client, "demo-user-ko")
+    talk = Conversation(client, "demo-user-ko", token=DEMO_DEVICE_TOKENS["demo-user-ko"])
     talk.say("내가 어디에 정보를 공유하고 있어?")
     speech = talk.say("1357")["speech"]
     active = [c for c in client.get("/v1/citizens/citizen-0001/consents", headers=KO_TOKEN).get_json()["consents"]

@@ -11,6 +11,9 @@ from app import create_app
 from skills.sessions import dialog_sessions
 from tests.conftest import make_settings
 
+KO = {"Authorization": "Bearer demo-device-token-ko"}
+EN = {"Authorization": "Bearer demo-device-token-en"}
+
 
 def session_count(services) -> int:
     with services.db.read() as conn:
@@ -34,7 +37,7 @@ def test_health_is_503_until_components_load(tmp_path):
 
 
 def test_korean_help(client):
-    response = client.post("/v1/converse", json={"user_id": "demo-user-ko", "text": "도움말"})
+    response = client.post("/v1/converse", json={"user_id": "demo-user-ko", "text": "도움말"}, headers=KO)
     body = response.get_json()
     assert response.status_code == 200
     assert body["intent"] == "help" and "말해 보세요" in body["speech"]
@@ -43,14 +46,14 @@ def test_korean_help(client):
 
 
 def test_english_help(client):
-    body = client.post("/v1/converse", json={"user_id": "demo-user-en", "text": "help", "locale": "en-US"}).get_json()
+    body = client.post("/v1/converse", json={"text": "help", "locale": "en-US"}, headers=EN).get_json()
     assert body["intent"] == "help" and body["speech"].startswith("You can say")
 
 
 def test_locale_defaults_from_linked_citizen(client):
-    body = client.post("/v1/converse", json={"user_id": "demo-user-en", "text": "help"}).get_json()
+    body = client.post("/v1/converse", json={"text": "help"}, headers=EN).get_json()
     assert body["speech"].startswith("You can say")
-    body = client.post("/v1/converse", json={"user_id": "someone-unlinked", "text": "도움말"}).get_json()
+    body = client.post("/v1/converse", json={"text": "도움말"}).get_json()  # anonymous: Korean first
     assert "말해 보세요" in body["speech"]
 
 
@@ -77,7 +80,9 @@ def test_stop_ends_the_session(conversation):
         ({"json": {"user_id": "demo-user-ko", "text": 5}}, 400, "missing_text"),
         ({"json": {"user_id": "demo-user-ko", "text": "가" * 1001}}, 400, "text_too_long"),
         ({"json": {"user_id": "demo-user-ko", "text": "help", "locale": "fr-FR"}}, 400, "unsupported_locale"),
-        ({"json": {"text": "help"}}, 400, "invalid_user_id"),
+        ({"json": {"user_id": "u" * 129, "text": "help"}}, 400, "invalid_user_id"),
+        ({"json": {"text": "help", "session_id": "s" * 129}}, 400, "invalid_session_id"),
+        ({"json": {"text": "help", "request_id": 7}}, 400, "invalid_request_id"),
         ({"data": "user_id=x&text=help", "content_type": "application/x-www-form-urlencoded"}, 415,
          "unsupported_media_type"),
         ({"data": json.dumps({"user_id": "u", "text": "x" * 70_000}), "content_type": "application/json"}, 413,
@@ -94,15 +99,16 @@ def test_rejected_requests_get_json_errors_and_write_nothing(client, services, k
 
 
 def test_text_of_exactly_1000_characters_is_accepted(client):
-    assert client.post("/v1/converse", json={"user_id": "u-long", "text": "가" * 1000}).status_code == 200
+    assert client.post("/v1/converse", json={"text": "가" * 1000}).status_code == 200
 
 
 def test_rate_limit_answers_429_with_retry_after(tmp_path):
     app = create_app(make_settings(tmp_path, rate_limit_per_minute=3), start=False)
     client = app.test_client()
-    statuses = [client.post("/v1/converse", json={"user_id": "rl", "text": "help"}).status_code for _ in range(5)]
+    auth = {"Authorization": "Bearer " + app.extensions["minwon"].devices.issue("rl")}
+    statuses = [client.post("/v1/converse", json={"text": "help"}, headers=auth).status_code for _ in range(5)]
     assert statuses[:3] == [200, 200, 200] and statuses[3] == 429
-    limited = client.post("/v1/converse", json={"user_id": "rl", "text": "help"})
+    limited = client.post("/v1/converse", json={"text": "help"}, headers=auth)
     assert limited.get_json()["error"]["code"] == "rate_limited"
     assert int(limited.headers["Retry-After"]) >= 1
 
@@ -114,7 +120,7 @@ def test_unexpected_error_is_500_json_without_traceback(tmp_path):
         raise RuntimeError("secret internals at /srv/minwon/engine.py line 42")
 
     app.extensions["minwon"].dialog.converse = explode
-    response = app.test_client().post("/v1/converse", json={"user_id": "u", "text": "help"})
+    response = app.test_client().post("/v1/converse", json={"text": "help"})
     assert response.status_code == 500
     body = response.get_data(as_text=True)
     assert response.get_json()["error"]["code"] == "internal_error"
@@ -136,5 +142,5 @@ def test_unknown_route_is_json_404(client):
 def test_rate_limit_per_ip_covers_many_users(tmp_path):
     app = create_app(make_settings(tmp_path, ip_rate_limit_per_minute=4), start=False)
     client = app.test_client()
-    statuses = [client.post("/v1/converse", json={"user_id": f"u{i}", "text": "help"}).status_code for i in range(6)]
+    statuses = [client.post("/v1/converse", json={"text": "help"}).status_code for _ in range(6)]
     assert statuses[:4] == [200] * 4 and 429 in statuses[4:]

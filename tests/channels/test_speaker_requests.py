@@ -35,7 +35,10 @@ def test_every_alexa_fixture_parses_into_an_alexa_turn(path, catalog):
     assert turn.user_id.startswith("alexa:amzn1.")
     assert turn.locale == "en-US"
     assert turn.request_id and turn.request_id.startswith("amzn1.echo-api.request.")
-    assert turn.session_id is None or (turn.session_id.startswith("alexa-") and len(turn.session_id) <= 64)
+    # Alexa's session id is only a key to look the service's session up by; the turn names no session itself.
+    assert turn.session_id is None
+    assert turn.platform_session is None or (turn.platform_session.startswith("alexa-h-")
+                                             and len(turn.platform_session) <= 64)
 
 
 def test_alexa_launch(catalog):
@@ -98,7 +101,7 @@ def test_alexa_session_end_reason_is_read():
 
 def test_alexa_request_without_session(catalog):
     parsed = parse_alexa_request(load("alexa", "System.ExceptionEncountered.json"))
-    assert parsed.session_id is None and parsed.error_type == "INVALID_RESPONSE"
+    assert parsed.platform_session is None and parsed.error_type == "INVALID_RESPONSE"
     assert parsed.user_id == "alexa:amzn1.account.AM3B00000000000000000000000"
     assert parsed.locale == "en-US"  # de-DE is answered in the skill's only language
 
@@ -136,10 +139,10 @@ def test_alexa_built_ins(catalog, name, text, intent):
 def test_alexa_pin_and_link_code_become_digits(catalog):
     pin = parse_alexa_request(intent_request("PinIntent", {"pin": {"name": "pin", "value": "1357"}}))
     assert pin.to_turn(catalog).text == "1357"
-    # AMAZON.NUMBER drops the leading zero of "zero one two three four five".
-    link = parse_alexa_request(intent_request("LinkAccountIntent", {"code": {"name": "code", "value": "12345"}}))
+    # AMAZON.NUMBER drops the leading zeros of "zero zero one two three four five six".
+    link = parse_alexa_request(intent_request("LinkAccountIntent", {"code": {"name": "code", "value": "123456"}}))
     turn = link.to_turn(catalog)
-    assert (turn.intent, turn.slots, turn.text) == ("link_account", {"code": "012345"}, "link code 012345")
+    assert (turn.intent, turn.slots, turn.text) == ("link_account", {"code": "00123456"}, "link code 00123456")
 
 
 def test_alexa_search_query_hands_over_the_words(catalog):
@@ -190,7 +193,9 @@ def test_kakao_fixture():
     assert parsed.callback_url is None and parsed.bot_id == "id" and parsed.block_name == "공지 키워드 검색"
     turn = parsed.to_turn()
     assert (turn.user_id, turn.text, turn.channel, turn.locale) == ("kakao:id", "2021 검색", "kakao", "ko-KR")
-    assert turn.session_id == parsed.session_id and turn.session_id.startswith("kakao-")
+    # Kakao's user key does not become a session id: the conversation key is a digest of the bot id.
+    assert turn.session_id is None and turn.platform_session == parsed.platform_session
+    assert turn.platform_session.startswith("kakao-h-") and "id" not in turn.platform_session[len("kakao-h-"):]
 
 
 def test_kakao_detail_params_and_callback_url():
@@ -227,7 +232,8 @@ def test_nugu_fixture():
     assert parsed.action == "FoodFighter"
     assert parsed.parameters == {"food": "김치", "price": "1000"}  # string values, read from .value
     assert parsed.parameter_types == {"food": "korean", "price": "won"}
-    assert parsed.linked and parsed.session_new and parsed.session_id == "nugu-def456"
+    assert parsed.linked and parsed.session_new and parsed.platform_session.startswith("nugu-h-")
+    assert "def456" not in parsed.platform_session
     assert parsed.device_type == "speaker.nugu.nu200" and parsed.event_type == "AudioPlayer.PlaybackStarted"
     assert "abc123" not in parsed.user_id and parsed.user_id.startswith("nugu:h:")  # the token is a secret
     turn = parsed.to_turn()

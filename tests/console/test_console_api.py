@@ -9,6 +9,9 @@ import re
 from app import create_app
 from tests.conftest import make_settings
 
+KO = {"Authorization": "Bearer demo-device-token-ko"}
+EN = {"Authorization": "Bearer demo-device-token-en"}
+
 
 def page_config(html: str) -> dict:
     match = re.search(r'<script id="console-config" type="application/json">(.*?)</script>', html, re.S)
@@ -24,6 +27,8 @@ def test_page_is_served_with_a_strict_content_security_policy(client):
     config = page_config(response.get_data(as_text=True))
     assert config["demo"] is True
     assert [s["user_id"] for s in config["speakers"]] == ["demo-user-ko", "demo-user-en"]
+    # Demo mode (loopback only) hands the page the published demo device tokens.
+    assert [s["device_token"] for s in config["speakers"]] == ["demo-device-token-ko", "demo-device-token-en"]
     assert config["max_recording_s"] == 30
 
 
@@ -89,16 +94,16 @@ def test_the_overview_does_not_exist_outside_demo_mode(tmp_path):
 
 
 def test_typed_console_turn_follows_the_converse_contract_and_reports_its_locale(client):
-    response = client.post("/v1/console/converse", json={"user_id": "demo-user-en", "text": "help"})
+    response = client.post("/v1/console/converse", json={"text": "help"}, headers=EN)
     body = response.get_json()
     assert response.status_code == 200
     assert body["intent"] == "help" and body["locale"] == "en-US" and body["speech"].startswith("You can say")
     assert set(body) >= {"session_id", "speech", "ssml", "display", "intent", "end_session", "expects"}
     # The Korean citizen's session switched to English by the turn's locale.
-    first = client.post("/v1/console/converse", json={"user_id": "demo-user-ko", "text": "도움말"}).get_json()
+    first = client.post("/v1/console/converse", json={"text": "도움말"}, headers=KO).get_json()
     assert first["locale"] == "ko-KR"
-    switched = client.post("/v1/console/converse", json={"user_id": "demo-user-ko", "text": "help", "locale": "en-US",
-                                                          "session_id": first["session_id"]}).get_json()
+    switched = client.post("/v1/console/converse", json={"text": "help", "locale": "en-US",
+                                                          "session_id": first["session_id"]}, headers=KO).get_json()
     assert switched["locale"] == "en-US" and switched["session_id"] == first["session_id"]
 
 

@@ -121,7 +121,7 @@ def test_hands_free_detects_the_utterance_by_itself(browser, live_server):
 def test_voice_turn_shows_recognition_dialog_and_synthesis_times(browser, live_server, client, spoken_help_wav):
     """The voice endpoint reports where the time went as `timings_ms: {"asr", "dialog", "tts"}` (the field
     the console proposes to issue 4); the page shows each next to the round trip it measures itself."""
-    body = client.post("/v1/voice?user_id=console-timings-check", data=spoken_help_wav.read_bytes(),
+    body = client.post("/v1/voice", data=spoken_help_wav.read_bytes(),
                        headers={"Content-Type": "audio/wav", "Accept": "application/json"}).get_json()
     assert set(body.get("timings_ms") or {}) >= {"asr", "dialog", "tts"}, (
         "POST /v1/voice (branch voice, issue 4) does not report timings_ms: {asr, dialog, tts} yet; the console "

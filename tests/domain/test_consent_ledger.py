@@ -17,7 +17,7 @@ from app import create_app
 from domain.clock import utc_now
 from domain.consent_ledger import GENESIS_HASH
 from domain.crypto import parse_compact, public_key_from_jwk, signature_is_valid
-from tests.conftest import ROOT, Conversation, make_settings
+from tests.conftest import DEMO_DEVICE_TOKENS, ROOT, Conversation, make_settings
 
 
 @pytest.fixture()
@@ -28,7 +28,7 @@ def own_app(tmp_path):
 
 
 def run_cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "MINWON_DATA_DIR": str(data_dir), "MINWON_LOG_LEVEL": "ERROR"}
+    env = {**os.environ, "MINWON_DEMO": "1", "MINWON_DATA_DIR": str(data_dir), "MINWON_LOG_LEVEL": "ERROR"}
     return subprocess.run([sys.executable, str(ROOT / "app.py"), *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=120)
 
@@ -38,7 +38,7 @@ def sqlite_file(data_dir: Path) -> Path:
 
 
 def withdraw_by_voice(app) -> None:
-    talk = Conversation(app.test_client(), "demo-user-ko")
+    talk = Conversation(app.test_client(), "demo-user-ko", token=DEMO_DEVICE_TOKENS["demo-user-ko"])
     talk.say("국민건강보험공단에 소득 정보 공유 꺼줘")
     talk.say("1357")
     assert talk.say("네")["speech"].startswith("국민건강보험공단에 소득 정보 공유를 껐어요.")
@@ -142,7 +142,7 @@ def test_expiry_is_recorded_and_giving_again_renews(own_app):
     assert ledger.expire_due("citizen-x1") == 1 and ledger.expire_due("citizen-x1") == 0
     record = ledger.records("citizen-x1")[0]
     assert record.status == "expired"
-    talk = Conversation(agency, "user-x1")
+    talk = Conversation(agency, "user-x1", token=services.devices.issue("user-x1"))
     talk.say("국세청에 소득 정보 공유 켜줘")
     assert talk.say("2580")["expects"] == "confirmation"
     talk.say("네")

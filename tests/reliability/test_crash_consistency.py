@@ -70,7 +70,7 @@ def counts(services: Services) -> tuple[int, int, int]:
 
 
 def test_kill_during_writes_leaves_each_change_once_or_not_at_all(tmp_path):
-    env = {**os.environ, "MINWON_DATA_DIR": str(tmp_path), "MINWON_LOG_LEVEL": "ERROR"}
+    env = {**os.environ, "MINWON_DEMO": "1", "MINWON_DATA_DIR": str(tmp_path), "MINWON_LOG_LEVEL": "ERROR"}
     Services(Settings.from_env(env, load_models=False)).initialize()  # seed once
     steps = 40
     reported = run_writer(env, 0, steps, kill_after=random.randint(5, 30))

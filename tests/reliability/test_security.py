@@ -12,7 +12,7 @@ from settings import Settings
 def test_pin_lockout_holds_across_processes(services, new_citizen, tmp_path):
     """A second app on the same database (as a second gunicorn worker would be) sees the lock at once."""
     citizen_id, _ = new_citizen(pin="8080")
-    other = create_app(Settings.from_env({"MINWON_DATA_DIR": str(services.settings.data_dir)},
+    other = create_app(Settings.from_env({"MINWON_DEMO": "1", "MINWON_DATA_DIR": str(services.settings.data_dir)},
                                          load_models=False), start=False).extensions["minwon"]
     for _ in range(3):
         assert not services.accounts.verify_pin(citizen_id, "0000").ok
@@ -35,7 +35,7 @@ def test_a_wallet_token_cannot_read_another_wallets_mailbox(client, services, ne
 
 
 def test_forged_speaker_tokens_are_refused(tmp_path):
-    env = {"MINWON_DATA_DIR": str(tmp_path), "MINWON_KAKAO_TOKEN": "kakao-" + secrets.token_hex(8),
+    env = {"MINWON_DEMO": "1", "MINWON_DATA_DIR": str(tmp_path), "MINWON_KAKAO_TOKEN": "kakao-" + secrets.token_hex(8),
            "MINWON_NUGU_TOKEN": "nugu-" + secrets.token_hex(8)}
     client = create_app(Settings.from_env(env, load_models=False), start=False).test_client()
     kakao = client.post("/kakao", json={"userRequest": {"utterance": "도움말", "user": {"id": "x"}}},

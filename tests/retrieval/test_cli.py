@@ -18,7 +18,7 @@ DEVSET = """\
 
 
 def run_app(*args: str, data_dir, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "MINWON_DATA_DIR": str(data_dir)}
+    env = {**os.environ, "MINWON_DEMO": "1", "MINWON_DATA_DIR": str(data_dir)}
     return subprocess.run([sys.executable, "app.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=timeout)
 

@@ -6,6 +6,8 @@ drives them, so the engine is checked on its own.
 
 from __future__ import annotations
 
+import secrets
+
 import pytest
 
 from skills.engine import DialogContext, Reply, nothing_changed
@@ -141,8 +143,11 @@ def test_expected_input_follows_the_dialog(conversation, new_citizen, probe, ser
     assert services.dialog.expected_input(talk.session_id, user).mode == "open"
 
 
-def test_session_of_another_user_is_not_reused(client):
-    first = client.post("/v1/converse", json={"user_id": "alice", "text": "help"}).get_json()
-    other = client.post("/v1/converse", json={"user_id": "mallory", "text": "help",
-                                              "session_id": first["session_id"]}).get_json()
+def test_session_of_another_user_is_not_reused(conversation):
+    alice, mallory = conversation("dev-alice-" + secrets.token_hex(3)), conversation("dev-mallory-" + secrets.token_hex(3))
+    first = alice.say("help")
+    mallory.session_id = first["session_id"]
+    other = mallory.say("help")
     assert other["session_id"] != first["session_id"]
+    # … and the session stays Alice's: her next turn continues it.
+    assert alice.say("help")["session_id"] == first["session_id"]

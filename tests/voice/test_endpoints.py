@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import secrets
 from urllib.parse import unquote
 
 import numpy as np
@@ -11,6 +10,7 @@ import pytest
 import requests
 
 from skills.engine import DialogContext, Reply, nothing_changed
+from tests.conftest import device_token
 from voice.audio import decode_audio, encode_wav
 
 from .test_audio import tone, wav_bytes
@@ -62,7 +62,7 @@ BAD = [
 
 @pytest.mark.parametrize(("body", "content_type", "status", "code"), BAD)
 def test_bad_audio_gets_its_status_and_a_json_error(client, body, content_type, status, code):
-    for path in ("/v1/asr", "/v1/voice?user_id=bad-audio-user"):
+    for path in ("/v1/asr", "/v1/voice"):
         response = client.post(path, data=body, headers={"Content-Type": content_type})
         assert error_of(response) == (status, code), path
 
@@ -113,15 +113,14 @@ def test_tts_bad_requests(client, kwargs, status, code):
 # --- /v1/voice -----------------------------------------------------------------------------------
 
 def test_spoken_help_returns_korean_help_speech_as_audio(client, speak_wav):
-    user = "voice-help-" + secrets.token_hex(3)
-    response = client.post(f"/v1/voice?user_id={user}", data=speak_wav("도움말"),
-                           headers={**WAV, "Accept": "audio/wav"})
+    # Anonymous: public help needs no device token.
+    response = client.post("/v1/voice", data=speak_wav("도움말"), headers={**WAV, "Accept": "audio/wav"})
     assert response.status_code == 200 and response.mimetype == "audio/wav"
     assert unquote(response.headers["X-Transcript"]) == "도움말"
     assert response.headers["X-End-Session"] == "false" and response.headers["X-Session-Id"]
     assert decode_audio(response.data, "audio/wav").duration_s > 2
     # The same turn as JSON: the converse response says what the audio says.
-    body = client.post(f"/v1/voice?user_id={user}", data=speak_wav("도움말"), headers=WAV).get_json()
+    body = client.post("/v1/voice", data=speak_wav("도움말"), headers=WAV).get_json()
     assert body["response"]["intent"] == "help"
     assert any("\uac00" <= ch <= "\ud7a3" for ch in body["response"]["speech"])
     assert decode_audio(base64.b64decode(body["audio_b64"]), "audio/wav").duration_s > 2
@@ -164,28 +163,34 @@ def confirm_skill(services):
 
 def test_pin_then_yes_by_voice_in_limited_mode(client, services, new_citizen, confirm_skill, speak_wav):
     _, user = new_citizen(pin="5342")
-    first = client.post("/v1/converse", json={"user_id": user, "text": "음성시험"}).get_json()
+    auth = {"Authorization": "Bearer " + device_token(services, user)}
+    first = client.post("/v1/converse", json={"text": "음성시험"}, headers=auth).get_json()
     assert first["expects"] == "pin"
     session = first["session_id"]
     assert services.dialog.expected_input(session, user).expects == "pin"
 
-    pin = client.post(f"/v1/voice?user_id={user}&session_id={session}", data=speak_wav("오 삼 사 이"),
-                      headers=WAV).get_json()
+    pin = client.post(f"/v1/voice?session_id={session}", data=speak_wav("오 삼 사 이"),
+                      headers={**WAV, **auth}).get_json()
     assert pin["asr_mode"] == "limited" and pin["understood"]
     assert pin["transcript"] == "••••"          # a spoken PIN is not echoed back
     assert pin["response"]["expects"] == "confirmation"
 
     # Speech that is not an answer is not taken as one: the question stays, nothing is done.
-    other = client.post(f"/v1/voice?user_id={user}&session_id={session}", data=speak_wav("주민등록등본 발급"),
-                        headers=WAV).get_json()
+    other = client.post(f"/v1/voice?session_id={session}", data=speak_wav("주민등록등본 발급"),
+                        headers={**WAV, **auth}).get_json()
     assert not other["understood"] and other["response"]["expects"] == "confirmation"
     assert confirm_skill.done == []
 
-    yes = client.post(f"/v1/voice?user_id={user}&session_id={session}", data=speak_wav("예"),
-                      headers={**WAV, "Accept": "audio/wav"})
+    yes = client.post(f"/v1/voice?session_id={session}", data=speak_wav("예"),
+                      headers={**WAV, **auth, "Accept": "audio/wav"})
     assert yes.status_code == 200 and unquote(yes.headers["X-Transcript"]) in {"예", "네"}
     assert confirm_skill.done == ["등본"]
 
 
-def test_voice_needs_a_user_id(client, speak_wav):
-    assert error_of(client.post("/v1/voice", data=speak_wav("예"), headers=WAV)) == (400, "invalid_user_id")
+def test_voice_checks_who_is_calling_before_it_reads_the_audio(client):
+    # Not audio at all: had it been decoded first, this would be a 400/415 about the audio.
+    garbage, kind = b"not audio", {"Content-Type": "application/octet-stream"}
+    response = client.post("/v1/voice?user_id=demo-user-ko", data=garbage, headers=kind)
+    assert error_of(response) == (401, "device_token_required")
+    response = client.post("/v1/voice", data=garbage, headers={**kind, "Authorization": "Bearer forged"})
+    assert error_of(response) == (401, "invalid_device_token")

@@ -34,7 +34,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]
     data_dir = tmp_path_factory.mktemp("e2e-data")
     server = make_server("127.0.0.1", 0, lambda environ, start: [], threaded=True)
     url = f"http://127.0.0.1:{server.server_port}"
-    settings = Settings.from_env({"MINWON_DATA_DIR": str(data_dir), "MINWON_ISSUER_URL": url}, load_models=False)
+    settings = Settings.from_env({"MINWON_DEMO": "1", "MINWON_DATA_DIR": str(data_dir), "MINWON_ISSUER_URL": url}, load_models=False)
     app = create_app(settings)
     server.app = app  # the port had to exist before the app could know its own issuer URL
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -46,7 +46,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]
 
 def say(url: str, session: dict, text: str) -> dict:
     body = {"user_id": "demo-user-ko", "text": text, **({"session_id": session["id"]} if session else {})}
-    response = requests.post(f"{url}/v1/converse", json=body, timeout=30)
+    response = requests.post(f"{url}/v1/converse", json=body, timeout=30,
+                             headers={"Authorization": "Bearer demo-device-token-ko"})
     assert response.status_code == 200, response.text
     reply = response.json()
     session["id"] = reply["session_id"]
@@ -54,7 +55,7 @@ def say(url: str, session: dict, text: str) -> dict:
 
 
 def cli(data_dir: Path, url: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "MINWON_DATA_DIR": str(data_dir), "MINWON_ISSUER_URL": url}
+    env = {**os.environ, "MINWON_DEMO": "1", "MINWON_DATA_DIR": str(data_dir), "MINWON_ISSUER_URL": url}
     return subprocess.run([sys.executable, "app.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
                           input=stdin, timeout=120)
 

@@ -57,8 +57,11 @@ def _first_key(directory: str, queue: multiprocessing.Queue) -> None:
 
 
 def test_workers_starting_together_agree_on_one_key(tmp_path: Path) -> None:
-    queue: multiprocessing.Queue = multiprocessing.Queue()
-    workers = [multiprocessing.Process(target=_first_key, args=(str(tmp_path), queue)) for _ in range(4)]
+    # Spawned, not forked: a fork copies whatever lock one of this process's threads (the shared app's
+    # workers) holds at that moment, and the child can wait on it forever.
+    context = multiprocessing.get_context("spawn")
+    queue: multiprocessing.Queue = context.Queue()
+    workers = [context.Process(target=_first_key, args=(str(tmp_path), queue)) for _ in range(4)]
     for worker in workers:
         worker.start()
     for worker in workers:

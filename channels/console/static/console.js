@@ -67,19 +67,32 @@ function label(key, params = {}) {
 
 // ---- speaker identities ------------------------------------------------------------------------------
 
-const guestId = "console-guest-" + Array.from(crypto.getRandomValues(new Uint8Array(4)), (b) => b.toString(16).padStart(2, "0")).join("");
+// The guest speaks without a device token: the service treats it as anonymous (public answers only).
+const GUEST = "guest";
+// Outside demo mode the page asks once for this device's token and keeps it in memory only.
+let enteredToken = null;
 
 function speakers() {
-  return [...config.speakers, { user_id: guestId, name: null, locale: null }];
+  const own = enteredToken ? [{ user_id: "this-device", name: null, locale: null, device_token: enteredToken }] : [];
+  return [...config.speakers, ...own, { user_id: GUEST, name: null, locale: null }];
+}
+
+function speakerLabel(s) {
+  if (s.user_id === GUEST) return tr("speaker_guest");
+  if (s.user_id === "this-device") return tr("speaker_this_device");
+  return s.name ? `${s.name} — ${s.user_id}` : `${tr("speaker_unlinked")} — ${s.user_id}`;
 }
 
 function renderSpeakerOptions() {
   const select = $("speaker");
-  select.replaceChildren(...speakers().map((s) => el("option", {
-    value: s.user_id,
-    text: s.name ? `${s.name} — ${s.user_id}` : `${tr("speaker_unlinked")} — ${s.user_id}`,
-  })));
+  select.replaceChildren(...speakers().map((s) => el("option", { value: s.user_id, text: speakerLabel(s) })));
   select.value = state.userId;
+}
+
+// The Authorization header of the selected speaker's device token (none for the guest).
+function authHeaders() {
+  const speaker = speakers().find((s) => s.user_id === state.userId);
+  return speaker && speaker.device_token ? { Authorization: `Bearer ${speaker.device_token}` } : {};
 }
 
 function selectSpeaker(userId) {
@@ -335,13 +348,13 @@ function base64ToBlob(b64, type) {
 async function sendText(text) {
   clearError();
   const turn = addTurn("text", text);
-  const body = { user_id: state.userId, text, locale: state.locale, request_id: newRequestId() };
+  const body = { text, locale: state.locale, request_id: newRequestId() };
   if (state.sessionId) body.session_id = state.sessionId;
   const started = performance.now();
   let reply;
   try {
     const response = await request("/v1/console/converse", {
-      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+      method: "POST", headers: { "Content-Type": "application/json", ...authHeaders() }, body: JSON.stringify(body),
     });
     reply = await response.json();
   } catch (error) {
@@ -397,13 +410,14 @@ async function sendAudio(samples) {
   }
   clearError();
   const turn = addTurn("voice", "");
-  const query = new URLSearchParams({ user_id: state.userId, locale: state.locale, request_id: newRequestId() });
+  const query = new URLSearchParams({ locale: state.locale, request_id: newRequestId() });
   if (state.sessionId) query.set("session_id", state.sessionId);
   const started = performance.now();
   let result;
   try {
     const response = await request("/v1/voice?" + query, {
-      method: "POST", headers: { "Content-Type": "audio/wav", Accept: "application/json" }, body: encodeWav(samples),
+      method: "POST", headers: { "Content-Type": "audio/wav", Accept: "application/json", ...authHeaders() },
+      body: encodeWav(samples),
     });
     result = await response.json();
   } catch (error) {
@@ -817,12 +831,28 @@ function renderOverview(changedIds = new Set()) {
 
 // ---- start -------------------------------------------------------------------------------------------
 
+function bindTokenForm() {
+  const form = $("token-form");
+  form.hidden = false;
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const value = $("device-token").value.trim();
+    $("device-token").value = "";
+    if (!value) return;
+    enteredToken = value;
+    state.userId = "this-device";
+    renderSpeakerOptions();
+    selectSpeaker("this-device");
+  });
+}
+
 function init() {
   const first = speakers()[0];
   state.userId = first.user_id;
   $("speaker").addEventListener("change", (event) => selectSpeaker(event.target.value));
   $("language").addEventListener("change", (event) => applyLocale(event.target.value));
   $("new-session").addEventListener("click", () => startNewSession(true));
+  if (!config.demo) bindTokenForm();
   $("hands-free").addEventListener("change", (event) => (event.target.checked ? startHandsFree() : stopHandsFree()));
   bindPushToTalk();
   bindTextForm();

@@ -1,0 +1,58 @@
+"""The database's tables and numbered migrations, handed to `storage.Database.upgrade` by services.py.
+
+`TABLE_MODULES` declare every table on `storage.metadata`. A fresh database is created from those at the
+newest version; an existing one runs `MIGRATIONS[i]` to go from version i+1 to i+2, in order, in one
+transaction. Tables that are new in a version need no migration (create_all adds them); changes to
+existing tables and to stored values do.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, text
+
+from domain.citizen_tokens import citizen_app_tokens
+from domain.citizens import link_codes
+from domain.crypto import rekey_digest
+from domain.mydata import agency_keys
+from domain.wallets import wallets
+from skills.sessions import dialog_sessions, turn_replies
+from storage import Migration, MigrationContext
+
+TABLE_MODULES = (
+    "domain.attempts",
+    "domain.citizens",
+    "domain.devices",
+    "skills.sessions",
+    "domain.certificates",
+    "domain.consent_ledger",
+    "domain.citizen_tokens",
+    "domain.mydata",
+    "domain.wallets",
+    "wallet_bridge.tables",
+)
+
+
+def _v2_keyed_digests_and_bound_sessions(conn: Connection, context: MigrationContext) -> None:
+    """Stored bearer-secret digests become keyed; PIN lockouts escalate; sessions and stored replies are
+    bound to their principal and encrypted.
+
+    The unkeyed SHA-256 digests are re-keyed in place (the keyed digest is an HMAC of the SHA-256), so app
+    tokens, agency keys and wallet tokens keep working. Link codes are invalidated instead: codes are now
+    eight digits, and an old code's ten minutes are soon over anyway. Sessions and stored replies are
+    dropped: their stored form changed, and a session only lives minutes."""
+    for table, column in ((citizen_app_tokens, "token_hash"), (agency_keys, "key_hash"), (wallets, "token_hash")):
+        key_column = table.c[column]
+        primary = next(iter(table.primary_key.columns))
+        for row in conn.execute(table.select()).mappings().all():
+            conn.execute(table.update().where(primary == row[primary.name]).values(
+                {key_column: rekey_digest(row[column], context.secret_key)}))
+    conn.execute(link_codes.delete())
+    conn.execute(text("ALTER TABLE citizens ADD COLUMN lockouts INTEGER NOT NULL DEFAULT 0"))
+    conn.execute(turn_replies.delete())
+    conn.execute(dialog_sessions.delete())
+    conn.execute(text("ALTER TABLE turn_replies ADD COLUMN session_id VARCHAR(64)"))
+    conn.execute(text("ALTER TABLE dialog_sessions ADD COLUMN platform_session VARCHAR(64)"))
+
+
+MIGRATIONS: list[Migration] = [_v2_keyed_digests_and_bound_sessions]
+SCHEMA_VERSION = 1 + len(MIGRATIONS)
