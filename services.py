@@ -29,6 +29,7 @@ from domain.mydata import AgencyKeys, CitizenData
 from domain.wallets import WalletRegistry
 from http_api import RateLimiter
 from observability import Metrics
+from outbound import OutboundPolicy
 from settings import PROJECT_DATA, Settings
 from skills.registry import DialogStores, build_dialog_engine
 from skills.sessions import SessionStore
@@ -62,9 +63,12 @@ class Services:
         self.agency_keys = AgencyKeys(self.db, self.settings.get("MINWON_AGENCY_KEYS"))
         self.citizen_data = CitizenData(self.db, self.accounts.cipher)
         self.wallets = WalletRegistry(self.db)
+        # Every request to a URL from outside (wallet push, Kakao callback, Alexa certificate) follows this policy.
+        self.outbound = OutboundPolicy.from_settings(self.settings)
         self.wallet = WalletBridge(
             self.db, wallet_config(self.settings),
-            CertificateDocuments(self.certificates, self.accounts, self.clock), self.clock, wallets=self.wallets,
+            CertificateDocuments(self.certificates, self.accounts, self.clock), self.clock,
+            outbound=self.outbound, wallets=self.wallets,
         )
         self.metrics = Metrics()
         self.rate_limiters = {
@@ -72,7 +76,9 @@ class Services:
             "device": RateLimiter(self.settings.rate_limit_per_minute),
             "ip": RateLimiter(self.settings.ip_rate_limit_per_minute),
         }
-        self.kakao_callbacks = CallbackWorker(workers=int(self.settings.get("MINWON_KAKAO_WORKERS", "4")))
+        self.kakao_callbacks = CallbackWorker(
+            workers=int(self.settings.get("MINWON_KAKAO_WORKERS", "4")), outbound=self.outbound
+        )
         self.dialog = build_dialog_engine(
             DialogStores(self.db, self.accounts, self.sessions, self.certificates, self.consents, self.wallet,
                          self.clock),
