@@ -31,6 +31,7 @@ from domain.wallets import WalletRegistry
 from http_api import RateLimiter
 from migrations import MIGRATIONS, TABLE_MODULES
 from observability import Metrics
+from outbound import OutboundPolicy
 from settings import PROJECT_DATA, Settings
 from skills.registry import DialogStores, build_dialog_engine
 from skills.sessions import SessionStore
@@ -66,9 +67,12 @@ class Services:
         self.agency_keys = AgencyKeys(self.db, key, self.settings.get("MINWON_AGENCY_KEYS"))
         self.citizen_data = CitizenData(self.db, self.accounts.cipher)
         self.wallets = WalletRegistry(self.db, key)
+        # Every request to a URL from outside (wallet push, Kakao callback, Alexa certificate) follows this policy.
+        self.outbound = OutboundPolicy.from_settings(self.settings)
         self.wallet = WalletBridge(
             self.db, wallet_config(self.settings),
-            CertificateDocuments(self.certificates, self.accounts, self.clock), self.clock, wallets=self.wallets,
+            CertificateDocuments(self.certificates, self.accounts, self.clock), self.clock,
+            outbound=self.outbound, wallets=self.wallets,
         )
         self.metrics = Metrics()
         self.rate_limiters = {
@@ -78,7 +82,9 @@ class Services:
             # New devices per address: a registration is cheap to ask for and each one is a stored row.
             "register": RateLimiter(DEVICE_REGISTRATIONS_PER_MINUTE),
         }
-        self.kakao_callbacks = CallbackWorker(workers=int(self.settings.get("MINWON_KAKAO_WORKERS", "4")))
+        self.kakao_callbacks = CallbackWorker(
+            workers=int(self.settings.get("MINWON_KAKAO_WORKERS", "4")), outbound=self.outbound
+        )
         self.dialog = build_dialog_engine(
             DialogStores(self.db, self.accounts, self.sessions, self.certificates, self.consents, self.wallet,
                          self.clock),

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import requests
-
 from domain.clock import Clock, utc_now
 from domain.signing_keys import IssuerKeyring
 from domain.wallets import WalletRegistry
+from outbound import OutboundPolicy
 from settings import Settings
 from storage import Database
 from wallet_bridge.config import WalletConfig
@@ -40,10 +39,12 @@ class WalletBridge:
         config: WalletConfig,
         documents: DocumentSource,
         clock: Clock = utc_now,
-        http: requests.Session | None = None,
+        outbound: OutboundPolicy | None = None,
         wallets: WalletRegistry | None = None,
     ) -> None:
         self.db = db
+        # Push URLs are checked against this policy when registered and again (resolved) when used.
+        self.outbound = outbound or OutboundPolicy()
         self.config = config
         self.clock = clock
         self.documents = documents
@@ -55,7 +56,7 @@ class WalletBridge:
             db, config, self.keyring, self.status_lists, self.nonces, self.offers, documents, clock
         )
         self.status_control = CredentialStatusControl(db, self.status_lists, clock)
-        self.outbox = OfferOutbox(db, config, self.offers, clock, http)
+        self.outbox = OfferOutbox(db, config, self.offers, clock, self.outbound)
         self.outbox_worker = OutboxWorker(self.outbox)
         self.wallets = wallets or WalletRegistry(db, config.secret_key)
 

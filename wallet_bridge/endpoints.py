@@ -8,7 +8,6 @@ the service's own endpoints (mailbox, verify) use the service's `{"error": {"cod
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from flask import Blueprint, Response, request
@@ -16,6 +15,7 @@ from flask import Blueprint, Response, request
 from domain.crypto import JWKError, public_key_from_jwk
 from domain.wallets import Wallet
 from http_api import ApiError, bearer_token, check_rate, error_responses, json_object, services
+from outbound import OutboundRefused
 from wallet_bridge.bridge import WalletBridge
 from wallet_bridge.documents import CONTEXT_PATH, json_ld_context
 from wallet_bridge.metadata import (
@@ -33,7 +33,6 @@ from wallet_bridge.oauth_errors import OAuthError
 bp = Blueprint("wallet_bridge", __name__)
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-_PUSH_URL = re.compile(r"^https?://[^\s/?#]+(/[^\s]*)?$")
 MAX_PUSH_URL = 500
 
 
@@ -163,8 +162,20 @@ def push_url(wallet_id: str) -> Response:
     wallet = _wallet(wallet_id)
     body = json_object()
     url = body.get("url")
-    if url is not None and (not isinstance(url, str) or len(url) > MAX_PUSH_URL or not _PUSH_URL.match(url)):
-        raise ApiError(400, "invalid_push_url", "url must be an http(s) URL of at most 500 characters, or null.")
+    if url is not None:
+        if not isinstance(url, str) or len(url) > MAX_PUSH_URL:
+            reason = "not a URL of at most 500 characters"
+        else:
+            # The rules of outbound.py, without DNS: a name that resolves to a public address now may not later,
+            # so names are resolved and checked at every push; address literals are checked here already.
+            try:
+                bridge().outbound.check_url(url)
+                reason = None
+            except OutboundRefused as exc:
+                reason = exc.reason
+        if reason:
+            raise ApiError(400, "invalid_push_url", "url must be an https URL of at most 500 characters on a "
+                           f"public host, without user info or fragment, or null ({reason}).")
     bridge().wallets.set_push_url(wallet.id, url)
     return _json({"wallet_id": wallet.id, "push_url": url})
 
@@ -265,6 +276,8 @@ OPENAPI_PATHS = {
     }},
     "/v1/wallets/{wallet_id}/push-url": {"put": {
         "summary": "Register (or with null, remove) the URL that new offers are POSTed to, with retries.",
+        "description": "https only, on a public host (an address literal must be public; a name is resolved and "
+                       "checked at every push), no user info or fragment; redirects are not followed.",
         "parameters": [{"name": "wallet_id", "in": "path", "required": True, "schema": {"type": "string"}}, *_BEARER],
         "requestBody": {"required": True, "content": {"application/json": {"schema": {
             "type": "object", "required": ["url"], "properties": {"url": {"type": ["string", "null"]}}}}}},

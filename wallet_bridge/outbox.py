@@ -5,6 +5,10 @@ its delivery being due, and a delivery never outlives a rolled-back offer. A dis
 and retries failures with exponential backoff (at-least-once); the wallet tells repeats apart by the
 `Idempotency-Key` header, which is the offer id. The mailbox (GET …/offers) does not depend on any of
 this: an offer whose push never got through is still there to fetch.
+
+The push URL is the wallet's, so every POST goes through `outbound.py`: https only, the host resolved and
+checked at send time and the connection pinned to the checked address, no redirects. A refused address is
+a failed attempt like any other (status `OutboundRefused`), made without connecting anywhere.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import requests
 from sqlalchemy import select, update
 
 from domain.clock import Clock
+from outbound import OutboundPolicy
 from storage import Database
 from wallet_bridge.config import WalletConfig
 from wallet_bridge.offers import CredentialOffers
@@ -40,13 +45,13 @@ class OfferOutbox:
         config: WalletConfig,
         offers: CredentialOffers,
         clock: Clock,
-        session: requests.Session | None = None,
+        outbound: OutboundPolicy | None = None,
     ) -> None:
         self.db = db
         self.config = config
         self.offers = offers
         self.clock = clock
-        self.session = session or requests.Session()
+        self.outbound = outbound or OutboundPolicy()
 
     def backoff(self, attempts: int) -> timedelta:
         """Delay after the `attempts`-th failure: base, 2×base, 4×base … capped."""
@@ -127,16 +132,12 @@ class OfferOutbox:
 
     def _post(self, url: str, offer_id: str, payload: dict) -> str:
         try:
-            response = self.session.post(
-                url,
-                json=payload,
-                timeout=self.config.push_timeout_s,
-                allow_redirects=False,
-                headers={"Idempotency-Key": offer_id},
+            status = self.outbound.post_json(
+                url, payload, headers={"Idempotency-Key": offer_id}, timeout_s=self.config.push_timeout_s
             )
-        except requests.RequestException as exc:
+        except requests.RequestException as exc:  # OutboundRefused included: recorded, retried, never lost
             return type(exc).__name__
-        return "ok" if 200 <= response.status_code < 300 else str(response.status_code)
+        return "ok" if 200 <= status < 300 else str(status)
 
 
 class OutboxWorker:

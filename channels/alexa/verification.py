@@ -1,16 +1,21 @@
 """Verify that a request really comes from Alexa, as Amazon requires of self-hosted custom skills.
 
-A request is accepted only when all of these hold, checked in this order so that nothing in the
-body is trusted before its signature is:
+A request is accepted only when all of these hold, checked in this order so that the one network
+request (fetching the certificate chain) is made only for a request that could be ours:
 
 1. the ``SignatureCertChainUrl`` and ``Signature-256`` headers are present;
 2. the certificate URL is ``https://s3.amazonaws.com[:443]/echo.api/...`` (host case-insensitive,
-   path compared after normalising ``.``/``..`` segments, case-sensitive);
-3. the certificate chain behind that URL leads to a trusted root, every certificate in it is within
-   its validity period, and the signing certificate's SAN contains ``echo-api.amazon.com``;
-4. ``Signature-256`` is a valid RSA PKCS#1 v1.5 / SHA-256 signature of the raw body by that certificate;
-5. ``request.timestamp`` is within 150 seconds of now;
-6. the application id in the body is this skill's id.
+   path compared after normalising ``.``/``..`` segments, case-sensitive), without query or fragment;
+3. ``request.timestamp`` is within 150 seconds of now;
+4. the application id in the body is this skill's id;
+5. the certificate chain behind that URL (fetched through ``outbound.py``: public address, no
+   redirects) leads to a trusted root, every certificate in it is within its validity period, and the
+   signing certificate's SAN contains ``echo-api.amazon.com``;
+6. ``Signature-256`` is a valid RSA PKCS#1 v1.5 / SHA-256 signature of the raw body by that certificate.
+
+Checks 3 and 4 read the body before its signature is checked, only to refuse early: they cost nothing,
+and without them anybody could make the service fetch a URL by sending a request with any skill id. The
+envelope is returned only after check 6, which covers exactly the bytes that were parsed.
 
 Any failure raises :class:`AlexaVerificationError` (HTTP 400). The trust store, the certificate
 fetcher and the clock are injectable so that tests can sign requests with their own CA: Amazon's CA
@@ -32,7 +37,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 import requests
 from cryptography import x509
@@ -40,6 +45,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
+
+from outbound import OutboundPolicy, OutboundRefused, ResponseTooLarge, check_public_https_url
 
 log = logging.getLogger(__name__)
 
@@ -73,23 +80,26 @@ class CertificateFetcher(Protocol):
 def normalise_cert_chain_url(url: str) -> str:
     """Check a ``SignatureCertChainUrl`` against Amazon's rules and return it normalised.
 
-    Raises AlexaVerificationError(``bad_cert_url``) when the scheme, host, port or path is not allowed.
+    Raises AlexaVerificationError(``bad_cert_url``) when the scheme, host, port, path, query or fragment is
+    not allowed. The URL is taken apart by ``outbound.py``'s parser, the one the fetch uses.
     """
+    url = url.strip()
+    if "?" in url or "#" in url:
+        # Amazon's URL has neither; a query would reach the host as something the path rules never saw.
+        raise AlexaVerificationError("bad_cert_url", "The certificate URL must not carry a query or fragment.")
     try:
-        parts = urlsplit(url.strip())
-        port = parts.port
-    except ValueError as exc:
-        raise AlexaVerificationError("bad_cert_url", "The certificate URL is not a valid URL.") from exc
-    if parts.scheme.lower() != "https":
-        raise AlexaVerificationError("bad_cert_url", "The certificate URL must use https.")
-    if (parts.hostname or "").lower() != CERT_URL_HOST:
+        target = check_public_https_url(url, allowed_hosts=[CERT_URL_HOST])
+    except OutboundRefused as exc:
+        raise AlexaVerificationError("bad_cert_url", f"The certificate URL is not allowed: {exc.reason}.") from exc
+    if target.host != CERT_URL_HOST:  # exactly this host: the allowed-host rule would also let subdomains in
         raise AlexaVerificationError("bad_cert_url", "The certificate URL must be on s3.amazonaws.com.")
-    if port not in (None, 443):
+    if target.port != 443:
         raise AlexaVerificationError("bad_cert_url", "The certificate URL must use port 443.")
-    if parts.username or parts.password:
-        raise AlexaVerificationError("bad_cert_url", "The certificate URL must not carry credentials.")
     # Percent-decoding first means "%2e%2e/" cannot smuggle a traversal past the normalisation.
-    raw_path = unquote(parts.path)
+    raw_path = unquote(target.path)
+    if any(ch in raw_path for ch in "?#\\") or not raw_path.isprintable() or " " in raw_path:
+        # "%3F" would come back as a real query once the decoded path is put into the URL that is fetched.
+        raise AlexaVerificationError("bad_cert_url", "The certificate URL path holds an encoded character it may not.")
     path = posixpath.normpath(raw_path) if raw_path else "/"
     if raw_path.endswith("/") and not path.endswith("/"):
         path += "/"
@@ -98,27 +108,30 @@ def normalise_cert_chain_url(url: str) -> str:
         path = "/" + path.lstrip("/")
     if not path.startswith(CERT_URL_PATH_PREFIX):
         raise AlexaVerificationError("bad_cert_url", "The certificate URL path must start with /echo.api/.")
-    query = f"?{parts.query}" if parts.query else ""
-    return f"https://{CERT_URL_HOST}{path}{query}"
+    return f"https://{CERT_URL_HOST}{path}"
 
 
 class HttpCertificateFetcher:
-    """Downloads a certificate chain with ``requests`` (short timeout, bounded size)."""
+    """Downloads a certificate chain through ``outbound.py`` (allowed host only, its address checked and
+    pinned, no redirects, short timeout, bounded size)."""
 
-    def __init__(self, timeout_s: float = 3.0, session: requests.Session | None = None) -> None:
+    def __init__(
+        self,
+        outbound: OutboundPolicy | None = None,
+        timeout_s: float = 3.0,
+        allowed_hosts: Sequence[str] = (CERT_URL_HOST,),
+    ) -> None:
+        self.outbound = outbound or OutboundPolicy()
         self.timeout_s = timeout_s
-        self.session = session or requests.Session()
+        self.allowed_hosts = tuple(allowed_hosts)
 
     def __call__(self, url: str) -> bytes:
         try:
-            with self.session.get(url, timeout=self.timeout_s, stream=True) as response:
-                response.raise_for_status()
-                body = b""
-                for chunk in response.iter_content(8192):
-                    body += chunk
-                    if len(body) > MAX_CHAIN_BYTES:
-                        raise AlexaVerificationError("cert_unavailable", "The certificate chain is too large.")
-                return body
+            return self.outbound.get(
+                url, max_bytes=MAX_CHAIN_BYTES, allowed_hosts=self.allowed_hosts, timeout_s=self.timeout_s
+            )
+        except ResponseTooLarge as exc:
+            raise AlexaVerificationError("cert_unavailable", "The certificate chain is too large.") from exc
         except requests.RequestException as exc:
             raise AlexaVerificationError("cert_unavailable", "The certificate chain could not be downloaded.") from exc
 
@@ -218,12 +231,13 @@ class AlexaRequestVerifier:
         if not signature_b64:
             raise AlexaVerificationError("signature_missing", "The Signature-256 header is missing.")
         url = normalise_cert_chain_url(cert_url)
-        leaf = self._verified_leaf(url)
-        self._check_signature(leaf, signature_b64, body)
+        # The cheap checks first, on the body as sent: nothing is fetched for a stale or foreign request.
         envelope = _parse_envelope(body)
         self._check_timestamp(envelope)
         self._check_application_id(envelope)
-        return envelope
+        leaf = self._verified_leaf(url)
+        self._check_signature(leaf, signature_b64, body)
+        return envelope  # parsed from exactly the bytes the signature covers
 
     def _verified_leaf(self, url: str) -> x509.Certificate:
         pem = self._fetch(url)

@@ -4,7 +4,8 @@ Every request is verified as Amazon requires (``verification.py``) before its bo
 is HTTP 400 and nothing runs. ``MINWON_ALEXA_VERIFY=0`` turns verification off for development only,
 and every start of the app then logs a warning. Settings: ``MINWON_ALEXA_SKILL_ID`` (the skill id the
 requests must carry), ``MINWON_ALEXA_TRUST_STORE`` (a PEM bundle of roots; default: the CA bundle of
-``requests``).
+``requests``). The certificate chain is fetched through ``outbound.py`` and only for a request whose
+timestamp and application id already pass.
 """
 
 from __future__ import annotations
@@ -20,7 +21,13 @@ from flask.blueprints import BlueprintSetupState
 from channels.alexa.interaction_model import AlexaCatalog
 from channels.alexa.request import parse_alexa_request
 from channels.alexa.response import render_alexa, render_delegate, render_empty
-from channels.alexa.verification import AlexaRequestVerifier, AlexaVerificationError, load_trust_roots
+from channels.alexa.verification import (
+    AlexaRequestVerifier,
+    AlexaVerificationError,
+    CachedCertificateFetcher,
+    HttpCertificateFetcher,
+    load_trust_roots,
+)
 from channels.speaker_dialog import converse_for_speaker
 from http_api import ApiError, check_rate, error_responses, services
 from settings import PROJECT_DATA
@@ -41,7 +48,8 @@ class AlexaChannel:
 
 @bp.record_once
 def _configure(state: BlueprintSetupState) -> None:
-    settings = state.app.extensions["minwon"].settings
+    minwon = state.app.extensions["minwon"]
+    settings = minwon.settings
     verify = settings.flag("MINWON_ALEXA_VERIFY", True)
     skill_id = settings.get("MINWON_ALEXA_SKILL_ID", "").strip()
     trust_store = settings.get("MINWON_ALEXA_TRUST_STORE", "").strip()
@@ -52,7 +60,10 @@ def _configure(state: BlueprintSetupState) -> None:
     roots = load_trust_roots(trust_store) if trust_store else None
     state.app.extensions["minwon_alexa"] = AlexaChannel(
         verify=verify,
-        verifier=AlexaRequestVerifier(skill_id, trust_roots=roots),
+        verifier=AlexaRequestVerifier(
+            skill_id, trust_roots=roots,
+            fetch_certificate=CachedCertificateFetcher(HttpCertificateFetcher(minwon.outbound)),
+        ),
         catalog=AlexaCatalog.load(PROJECT_DATA),
     )
 

@@ -4,74 +4,67 @@ Open Builder waits five seconds for a skill. A block with the AI-chatbot callbac
 one-time ``callbackUrl`` (valid for one minute): when a turn has not finished within the budget
 (default 3.5 s), the webhook answers ``{"useCallback": true}`` and the finished reply is POSTed to that
 URL exactly once by the worker. Callback URLs are accepted only on the configured hosts (Kakao's by
-default) and over https, so that a request cannot make the service POST somewhere else.
+default) and over https, so that a request cannot make the service POST somewhere else: the URL is checked
+and sent by ``outbound.py`` (urllib3's parser for the check and the request alike, the host resolved and
+its address checked and pinned at send time, no redirects).
 """
 
 from __future__ import annotations
 
 import contextvars
-import ipaddress
 import logging
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
-from urllib.parse import urlsplit
 
-import requests
+from outbound import OutboundPolicy, OutboundRefused, ParsedTarget
 
 log = logging.getLogger(__name__)
 
 
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 class CallbackPolicy:
-    """Which callback URLs may be used: https on an allowed host (suffix match); plain http only on loopback."""
+    """Which callback URLs may be used: https on an allowed host or its subdomains, on a public address."""
 
-    def __init__(self, allowed_hosts: Iterable[str]) -> None:
+    def __init__(self, allowed_hosts: Iterable[str], outbound: OutboundPolicy | None = None) -> None:
         self.allowed_hosts = tuple(h.strip().lower().strip(".") for h in allowed_hosts if h.strip())
+        self.outbound = outbound or OutboundPolicy()
+
+    def target(self, url: str) -> ParsedTarget | None:
+        """The checked callback target, or None when the URL may not be used."""
+        try:
+            return self.outbound.check_url(url, self.allowed_hosts)
+        except OutboundRefused as exc:
+            log.warning("kakao callbackUrl refused: answering without callback", extra={"reason": exc.reason})
+            return None
 
     def allows(self, url: str) -> bool:
-        try:
-            parts = urlsplit(url)
-            host = (parts.hostname or "").lower()
-            parts.port  # noqa: B018 - raises on a malformed port
-        except ValueError:
-            return False
-        if not host or parts.username or parts.password:
-            return False
-        if parts.scheme != "https" and not (parts.scheme == "http" and _loopback(host)):
-            return False
-        return any(host == allowed or host.endswith("." + allowed) for allowed in self.allowed_hosts)
+        return self.target(url) is not None
 
 
 class CallbackWorker:
-    def __init__(self, workers: int = 4, timeout_s: float = 10.0, session: requests.Session | None = None) -> None:
+    def __init__(self, workers: int = 4, timeout_s: float = 10.0, outbound: OutboundPolicy | None = None) -> None:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kakao-turn")
         self._timeout_s = timeout_s
-        self._session = session or requests.Session()
+        self._outbound = outbound or OutboundPolicy()
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
         # The copied context keeps the request id on the worker's log lines.
         return self._pool.submit(contextvars.copy_context().run, fn, *args)
 
-    def post_when_done(self, future: Future, url: str, render: Callable[[Any], dict[str, Any]]) -> None:
-        """POSTs ``render(result)`` to ``url`` once the turn is done (exactly one attempt: the URL is single-use)."""
+    def post_when_done(self, future: Future, target: ParsedTarget, render: Callable[[Any], dict[str, Any]]) -> None:
+        """POSTs ``render(result)`` to ``target`` (from ``CallbackPolicy.target``) once the turn is done:
+        exactly one attempt, the URL is single-use. Its address is resolved and checked again at send time."""
 
         def deliver(done: Future) -> None:
             try:
                 body = render(done.result())
-                response = self._session.post(url, json=body, timeout=self._timeout_s)
-                if response.status_code >= 400:
-                    log.warning("kakao callback refused", extra={"status": response.status_code})
+                status = self._outbound.post_json(target, body, timeout_s=self._timeout_s)
+                if status >= 300:  # a redirect is not followed: the reply did not arrive
+                    log.warning("kakao callback refused", extra={"status": status})
                 else:
-                    log.info("kakao callback delivered", extra={"status": response.status_code})
+                    log.info("kakao callback delivered", extra={"status": status})
+            except OutboundRefused as exc:
+                log.warning("kakao callback not sent: outbound policy", extra={"reason": exc.reason})
             except Exception:  # noqa: BLE001 - a worker thread has nobody else to report to
                 log.exception("kakao callback failed")
 

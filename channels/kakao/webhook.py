@@ -3,7 +3,8 @@
 Settings: ``MINWON_KAKAO_TOKEN`` (the shared secret the bot sends), ``MINWON_KAKAO_TOKEN_HEADER``
 (default ``X-Skill-Token``), ``MINWON_KAKAO_BUDGET_S`` (default 3.5: longer turns go through the
 callback), ``MINWON_KAKAO_CALLBACK_HOSTS`` (comma-separated allowed callback hosts, default
-``kakao.com`` and its subdomains), ``MINWON_KAKAO_WORKERS`` (default 4).
+``kakao.com`` and its subdomains; https and a public address are required too, see ``outbound.py``),
+``MINWON_KAKAO_WORKERS`` (default 4).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def _configure(state: BlueprintSetupState) -> None:
         token=token,
         token_header=settings.get("MINWON_KAKAO_TOKEN_HEADER", DEFAULT_TOKEN_HEADER),
         budget_s=float(settings.get("MINWON_KAKAO_BUDGET_S", str(DEFAULT_BUDGET_S))),
-        callbacks=CallbackPolicy(hosts),
+        callbacks=CallbackPolicy(hosts, minwon.outbound),
         worker=minwon.kakao_callbacks,
         converse=lambda turn: _converse(minwon, turn),
     )
@@ -87,19 +88,17 @@ def kakao() -> Any:
     parsed = parse_kakao_request(body, state.settings.max_text_chars)
     turn = parsed.to_turn()
     check_rate(user=turn.user_id, device=turn.device_id)
-    callback_url = parsed.callback_url
-    if callback_url and not channel.callbacks.allows(callback_url):
-        log.warning("kakao callbackUrl on a host that is not allowed: answering without callback")
-        callback_url = None
+    # None when absent or refused (the policy logs why): the turn is then answered without a callback.
+    callback = channel.callbacks.target(parsed.callback_url) if parsed.callback_url else None
     future = channel.worker.submit(channel.converse, turn)
     try:
         outcome = future.result(timeout=channel.budget_s)
     except FutureTimeout:
-        if callback_url is None:
+        if callback is None:
             # No callback to fall back on: the answer is late, but it is the only way to give it.
             outcome = future.result()
         else:
-            channel.worker.post_when_done(future, callback_url, _render)
+            channel.worker.post_when_done(future, callback, _render)
             return jsonify(render_callback_ack(turn.locale))
     return jsonify(_render(outcome))
 

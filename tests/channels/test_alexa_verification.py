@@ -22,6 +22,7 @@ from channels.alexa.verification import (
     load_trust_roots,
     normalise_cert_chain_url,
 )
+from outbound import OutboundPolicy
 from tests.channels.signing_ca import CERT_URL, SKILL_ID, SigningCA, alexa_body
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "speakers" / "alexa"
@@ -330,9 +331,15 @@ def chain_server(ca):
     server.server_close()
 
 
+# The chain server is plain http on 127.0.0.1, which the outbound policy refuses in production: these two
+# tests are about downloading and caching, so they use the tests-only switch (MINWON_OUTBOUND_ALLOW_LOOPBACK_HTTP)
+# and allow the loopback host in place of s3.amazonaws.com.
+LOCAL_CHAIN_SERVER = {"outbound": OutboundPolicy(allow_loopback_http=True), "allowed_hosts": ["127.0.0.1"]}
+
+
 def test_http_fetcher_downloads_over_real_http_and_the_cache_keeps_it(chain_server):
     base, handler = chain_server
-    cached = CachedCertificateFetcher(HttpCertificateFetcher(timeout_s=2))
+    cached = CachedCertificateFetcher(HttpCertificateFetcher(timeout_s=2, **LOCAL_CHAIN_SERVER))
     url = f"{base}/echo.api/echo-api-cert-test.pem"
     first = cached(url)
     assert first == handler.pem and first.startswith(b"-----BEGIN CERTIFICATE-----")
@@ -343,7 +350,7 @@ def test_http_fetcher_downloads_over_real_http_and_the_cache_keeps_it(chain_serv
 def test_http_fetcher_turns_http_errors_into_verification_errors(chain_server):
     base, _ = chain_server
     with pytest.raises(AlexaVerificationError) as caught:
-        HttpCertificateFetcher(timeout_s=2)(f"{base}/echo.api/missing.pem")
+        HttpCertificateFetcher(timeout_s=2, **LOCAL_CHAIN_SERVER)(f"{base}/echo.api/missing.pem")
     assert caught.value.code == "cert_unavailable"
 
 

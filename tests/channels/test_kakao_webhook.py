@@ -7,14 +7,16 @@ import json
 import secrets
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from sqlalchemy import func, select
 
-from channels.kakao.callback import CallbackPolicy
+from channels.kakao.callback import CallbackPolicy, CallbackWorker
 from channels.kakao.webhook import KakaoChannel
 from channels.schemas import response_validator
+from outbound import OutboundPolicy
 from skills.sessions import dialog_sessions
 from tests.channels.conftest import DEMO_CITIZEN, DEMO_PIN, load_fixture
 
@@ -38,18 +40,25 @@ def labels(body: dict) -> list[str]:
 
 
 @pytest.fixture
-def kakao_channel(app, monkeypatch) -> KakaoChannel:
+def kakao_channel(app, monkeypatch) -> Iterator[KakaoChannel]:
     current: KakaoChannel = app.extensions["minwon_kakao"]
+    # The callback receiver below is plain http on 127.0.0.1, which the outbound policy refuses in
+    # production (https on a public address only). These tests are about the callback flow, so the channel
+    # runs with the tests-only switch MINWON_OUTBOUND_ALLOW_LOOPBACK_HTTP on (loopback over http let through,
+    # everything else still refused); tests/security/test_outbound.py tests the policy itself.
+    local_receiver = OutboundPolicy(allow_loopback_http=True)
+    worker = CallbackWorker(workers=2, outbound=local_receiver)
     channel = KakaoChannel(
         token=TOKEN,
         token_header="X-Skill-Token",
         budget_s=3.5,
-        callbacks=CallbackPolicy(["127.0.0.1"]),
-        worker=current.worker,
+        callbacks=CallbackPolicy(["127.0.0.1"], local_receiver),
+        worker=worker,
         converse=current.converse,
     )
     monkeypatch.setitem(app.extensions, "minwon_kakao", channel)
-    return channel
+    yield channel
+    worker.shutdown()
 
 
 class KakaoUser:

@@ -201,13 +201,16 @@ def test_mailbox_needs_the_wallet_token(client, offer):
 def test_push_url_registration(client, services, offer):
     made, wallet_id = offer
     auth = {"Authorization": f"Bearer token-{wallet_id}"}
-    for bad in ("ftp://x", "http://", "not a url", 5, "http://x/" + "a" * 600):
+    # Plain http and loopback are refused too (tests/security/test_outbound.py has every address trick).
+    for bad in ("ftp://x", "http://", "not a url", 5, "https://x/" + "a" * 600, "http://wallet.example/push",
+                "https://127.0.0.1:9/push"):
         response = client.put(f"/v1/wallets/{wallet_id}/push-url", json={"url": bad}, headers=auth)
         assert response.status_code == 400 and response.get_json()["error"]["code"] == "invalid_push_url"
-    assert client.put(f"/v1/wallets/{wallet_id}/push-url", json={"url": "http://127.0.0.1:9/push"}).status_code == 401
-    ok = client.put(f"/v1/wallets/{wallet_id}/push-url", json={"url": "http://127.0.0.1:9/push"}, headers=auth)
+    good = "https://wallet.example/push"  # not resolved when registered: names are checked at every push
+    assert client.put(f"/v1/wallets/{wallet_id}/push-url", json={"url": good}).status_code == 401
+    ok = client.put(f"/v1/wallets/{wallet_id}/push-url", json={"url": good}, headers=auth)
     assert ok.status_code == 200
-    assert services.wallet.wallets.authenticate(wallet_id, f"token-{wallet_id}").push_url == "http://127.0.0.1:9/push"
+    assert services.wallet.wallets.authenticate(wallet_id, f"token-{wallet_id}").push_url == good
     cleared = client.put(f"/v1/wallets/{wallet_id}/push-url", json={"url": None}, headers=auth)
     assert cleared.status_code == 200
     assert services.wallet.wallets.authenticate(wallet_id, f"token-{wallet_id}").push_url is None

@@ -1,4 +1,10 @@
-"""Push delivery through the outbox, against a real HTTP server on 127.0.0.1 that fails on purpose."""
+"""Push delivery through the outbox, against a real HTTP server on 127.0.0.1 that fails on purpose.
+
+The receiver is plain http on loopback, which the outbound policy refuses in production (push URLs are
+https on public addresses only). These tests are about retries and idempotency, not about that policy
+(tests/security/test_outbound.py is), so their bridge runs with the tests-only switch
+MINWON_OUTBOUND_ALLOW_LOOPBACK_HTTP on: loopback over http is let through, everything else stays refused.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +18,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from sqlalchemy import select
 
+from outbound import OutboundPolicy
 from tests.wallet_bridge.conftest import SettableClock
 from wallet_bridge.bridge import WalletBridge
 from wallet_bridge.tables import outbox
+
+LOCAL_RECEIVER = OutboundPolicy(allow_loopback_http=True)  # see the module docstring
 
 
 class PushReceiver:
@@ -48,6 +57,11 @@ class PushReceiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+@pytest.fixture
+def bridge(db, config, certificates, clock: SettableClock) -> WalletBridge:
+    return WalletBridge(db, config, certificates, clock, outbound=LOCAL_RECEIVER)
 
 
 @pytest.fixture
@@ -119,7 +133,7 @@ def test_target_down_loses_nothing(bridge: WalletBridge, clock: SettableClock) -
 
 
 def test_gives_up_after_the_last_attempt(db, config, certificates, clock: SettableClock) -> None:
-    bridge = WalletBridge(db, replace(config, offer_ttl_s=86_400), certificates, clock)
+    bridge = WalletBridge(db, replace(config, offer_ttl_s=86_400), certificates, clock, outbound=LOCAL_RECEIVER)
     receiver = PushReceiver(failures=100)
     try:
         offer_with_push(bridge, receiver.url)
