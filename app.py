@@ -19,8 +19,8 @@ from channels.alexa import webhook as alexa_webhook
 from channels.alexa.interaction_model import DEFAULT_INVOCATION_NAME, MODEL_PATH, AlexaCatalog, write_model
 from channels.kakao import webhook as kakao_webhook
 from channels.nugu import webhook as nugu_webhook
-from http_api import register_error_handlers
-from observability import configure_logging, request_id_var
+from http_api import limit_unrouted_requests, register_error_handlers
+from observability import configure_logging, method_label, request_id_var, route_label
 from retrieval import cli as retrieval_cli
 from retrieval import endpoints as retrieval_endpoints
 from services import Services
@@ -49,6 +49,7 @@ def create_app(settings: Settings | None = None, *, start: bool = True) -> Flask
         app.register_blueprint(blueprint)
     register_error_handlers(app)
     _instrument(app, state)
+    limit_unrouted_requests(app)  # after _instrument, so a 429 here is logged with its request id
     if start:
         state.start()
     return app
@@ -96,12 +97,13 @@ def _instrument(app: Flask, state: Services) -> None:
 
     @app.after_request
     def _end(response: Any) -> Any:
-        route = request.url_rule.rule if request.url_rule else "unmatched"
+        route = route_label(request.url_rule.rule if request.url_rule else None)
+        method = method_label(request.method)
         elapsed = time.perf_counter() - g.get("started", time.perf_counter())
-        state.metrics.requests.labels(route=route, method=request.method, status=str(response.status_code)).inc()
+        state.metrics.requests.labels(route=route, method=method, status=str(response.status_code)).inc()
         state.metrics.latency.labels(route=route).observe(elapsed)
         response.headers["X-Request-Id"] = request_id_var.get()
-        log.info("request", extra={"route": route, "method": request.method, "status": response.status_code,
+        log.info("request", extra={"route": route, "method": method, "status": response.status_code,
                                    "ms": round(elapsed * 1000, 1)})
         return response
 

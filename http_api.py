@@ -13,6 +13,9 @@ import logging
 import math
 import threading
 import time
+from collections import OrderedDict
+from functools import lru_cache
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app, jsonify, request
@@ -25,6 +28,9 @@ if TYPE_CHECKING:
     from services import Services
 
 log = logging.getLogger(__name__)
+
+IPAddress = IPv4Address | IPv6Address
+IPNetwork = IPv4Network | IPv6Network
 
 
 # -- errors ---------------------------------------------------------------------------------------------
@@ -62,7 +68,9 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Any:
         code = (exc.name or "error").lower().replace(" ", "_")
-        return error_response(exc.code or 500, code, exc.description or exc.name)
+        # The body is ours, but werkzeug's headers are part of the answer (RFC 9110 requires Allow on a 405).
+        headers = {key: value for key, value in exc.get_headers() if key.lower() != "content-type"}
+        return error_response(exc.code or 500, code, exc.description or exc.name, headers)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Any:
@@ -101,6 +109,11 @@ def json_object(max_bytes: int | None = None) -> dict[str, Any]:
     return body
 
 
+def is_json_integer(value: Any) -> bool:
+    """True for a JSON whole number: not a bool (a Python int) and not a float such as 16000.0."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def bearer_token() -> str | None:
     """The token of an `Authorization: Bearer …` header (scheme case-insensitive), or None."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
@@ -129,32 +142,113 @@ def parse_locale(value: Any, default: str | None = None) -> str | None:
 
 
 class RateLimiter:
-    """Token buckets per key, in memory per process: `retry_after` is 0 or the seconds to wait."""
+    """Token buckets per key, in memory per process: `retry_after` is 0 or the seconds to wait.
 
-    def __init__(self, per_minute: int, burst: int | None = None) -> None:
+    At most `max_keys` buckets are kept, so memory stays flat however many keys clients make up. Buckets
+    that have refilled go first (forgetting one changes nothing: a new bucket starts full). When every
+    bucket is still live, the one with the most tokens among the least recently used few goes: a sprayed
+    key has spent one token, a client that is being held back has spent them all, so spraying keys evicts
+    other sprayed keys and never resets a real client's budget.
+    """
+
+    EVICTION_SCAN = 16
+
+    def __init__(self, per_minute: int, burst: int | None = None, max_keys: int = 100_000) -> None:
         self.rate = per_minute / 60.0
         self.capacity = float(burst or per_minute)
-        self._buckets: dict[str, tuple[float, float]] = {}
+        self.max_keys = max_keys
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # key → (tokens, last); LRU first
         self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._buckets)
 
     def retry_after(self, key: str) -> int:
         """0 when the request may go ahead (and takes a token), else the seconds to wait."""
         now = time.monotonic()
         with self._lock:
-            tokens, last = self._buckets.get(key, (self.capacity, now))
-            tokens = min(self.capacity, tokens + (now - last) * self.rate)
+            bucket = self._buckets.pop(key, None)
+            if bucket is None:
+                self._make_room(now)
+                tokens = self.capacity
+            else:
+                tokens = self._tokens(bucket, now)
             if tokens >= 1:
                 self._buckets[key] = (tokens - 1, now)
                 return 0
             self._buckets[key] = (tokens, now)
-            if len(self._buckets) > 100_000:
-                self._buckets.clear()
             return max(1, math.ceil((1 - tokens) / self.rate))
+
+    def _tokens(self, bucket: tuple[float, float], now: float) -> float:
+        tokens, last = bucket
+        return min(self.capacity, tokens + (now - last) * self.rate)
+
+    def _make_room(self, now: float) -> None:
+        buckets = self._buckets
+        while buckets and self._tokens(next(iter(buckets.values())), now) >= self.capacity:
+            buckets.popitem(last=False)
+        if len(buckets) < self.max_keys:
+            return
+        key, bucket = next(iter(buckets.items()))
+        if self._tokens(bucket, now) >= self.capacity - 1:  # spent at most one token: nothing to forget
+            del buckets[key]
+            return
+        oldest = [buckets.popitem(last=False) for _ in range(min(self.EVICTION_SCAN, len(buckets)))]
+        victim = max(range(len(oldest)), key=lambda i: self._tokens(oldest[i][1], now))
+        for i, (kept_key, kept) in enumerate(oldest):
+            if i != victim:
+                buckets[kept_key] = kept  # to the young end, so the next eviction looks at other buckets
+
+
+@lru_cache(maxsize=8)
+def _trusted_proxies(setting: str) -> int | tuple[IPNetwork, ...]:
+    """MINWON_TRUSTED_PROXIES read once per value: a hop count, CIDRs, or 0 (none, the default)."""
+    text = setting.strip()
+    if not text:
+        return 0
+    if text.isascii() and text.isdecimal():
+        return int(text)
+    try:
+        return tuple(ip_network(part.strip(), strict=False) for part in text.split(",") if part.strip())
+    except ValueError:
+        # Trusting no proxy can only make limits stricter (every client behind the proxy shares its
+        # address); trusting a wrong one would let any client choose its own bucket.
+        log.error("MINWON_TRUSTED_PROXIES is neither a hop count nor a list of CIDRs: no proxy is trusted")
+        return 0
+
+
+def _ip(text: str) -> IPAddress | None:
+    try:
+        return ip_address(text.strip())
+    except ValueError:
+        return None
 
 
 def client_address() -> str:
-    """The calling address that per-address limits count."""
-    return request.remote_addr or "-"
+    """The address per-address limits count. X-Forwarded-For is read only as far as MINWON_TRUSTED_PROXIES
+    allows: each trusted proxy appends the address it was called from, so the right-most entry that no
+    trusted proxy wrote is the client; anything left of it is whatever the client chose to send."""
+    peer = request.remote_addr or "-"
+    trusted = _trusted_proxies(services().settings.get("MINWON_TRUSTED_PROXIES"))
+    if not trusted:
+        return peer
+    forwarded = [part.strip() for part in request.headers.get("X-Forwarded-For", "").split(",") if part.strip()]
+    if isinstance(trusted, int):
+        # A hop count: the peer is the nearest proxy, and the last `trusted` entries were written by the proxies.
+        chosen = _ip(forwarded[-trusted]) if len(forwarded) >= trusted else None
+        return str(chosen) if chosen else peer
+    hop = _ip(peer)
+    if hop is None or not any(hop in network for network in trusted):
+        return peer
+    for entry in reversed(forwarded):
+        address = _ip(entry)
+        if address is None:
+            break  # not an address: the trusted hop that passed it on is as far as we can tell
+        hop = address
+        if not any(address in network for network in trusted):
+            break
+    return str(hop)
 
 
 def check_rate(user: str | None = None, device: str | None = None) -> None:
@@ -166,6 +260,16 @@ def check_rate(user: str | None = None, device: str | None = None) -> None:
         wait = limiters[kind].retry_after(key)
         if wait:
             raise ApiError(429, "rate_limited", "Too many requests. Please slow down.", {"Retry-After": str(wait)})
+
+
+def limit_unrouted_requests(app: Flask) -> None:
+    """Requests no route takes (404, 405, made-up methods) spend the caller's address budget too, so probing
+    paths and methods costs the same as calling the API; routes charge their own budgets in the handler."""
+
+    @app.before_request
+    def _charge_unrouted() -> None:
+        if request.routing_exception is not None:
+            check_rate()
 
 
 # -- OpenAPI pieces -------------------------------------------------------------------------------------

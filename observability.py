@@ -55,6 +55,23 @@ def configure_logging(level: str = "INFO", stream: Any = None) -> None:
     root.setLevel(level)
 
 
+# Label values are chosen by the server, never by the client: a method or path the client makes up would
+# otherwise become a new time series each time, and /metrics (and memory) would grow without bound.
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER_METHOD = "OTHER"
+UNMATCHED_ROUTE = "unmatched"
+
+
+def method_label(method: str) -> str:
+    """The request method as a metric label: one of HTTP_METHODS, else OTHER."""
+    return method if method in HTTP_METHODS else OTHER_METHOD
+
+
+def route_label(rule: str | None) -> str:
+    """The matched route's pattern (/v1/wallets/<wallet_id>/offers), never the requested path."""
+    return rule or UNMATCHED_ROUTE
+
+
 class Metrics:
     """One registry per app, so several apps in one test process do not collide."""
 

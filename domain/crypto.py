@@ -19,6 +19,8 @@ import base64
 import hashlib
 import hmac
 import json
+import math
+import re
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -224,7 +226,37 @@ class JWSError(ValueError):
     """A token that cannot be parsed or whose header cannot be honoured."""
 
 
+# Far deeper than any header, claim set or disclosure needs; a token of 64 KB could otherwise nest 32,000
+# levels and exhaust the parser's recursion (and every recursive walk of the claims after it).
+MAX_JSON_DEPTH = 64
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_JSON_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def _nesting_depth(text: str) -> int:
+    """How deep arrays and objects nest, counted without recursion (brackets inside strings do not count)."""
+    depth = deepest = 0
+    for bracket in _JSON_BRACKET.findall(_JSON_STRING.sub("", text)):
+        depth += 1 if bracket in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def _no_constant(name: str) -> Any:
+    raise JWSError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400 parses as inf: the same non-number as Infinity
+        raise JWSError(f"{text} is out of range")
+    return value
+
+
 def strict_json_loads(data: bytes | str) -> Any:
+    """JSON as a signed token must carry it: no duplicate members, no NaN/Infinity, at most MAX_JSON_DEPTH
+    levels deep. Anything else is a JWSError, never a parser's own exception."""
+
     def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         result: dict[str, Any] = {}
         for key, value in pairs:
@@ -234,8 +266,15 @@ def strict_json_loads(data: bytes | str) -> Any:
         return result
 
     try:
-        return json.loads(data, object_pairs_hook=no_duplicates)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        if _nesting_depth(text) > MAX_JSON_DEPTH:
+            raise JWSError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+        return json.loads(text, object_pairs_hook=no_duplicates, parse_constant=_no_constant,
+                          parse_float=_finite_float)
+    except JWSError:
+        raise
+    # ValueError covers JSONDecodeError and an integer longer than Python converts (4300 digits).
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise JWSError("not valid JSON") from exc
 
 

@@ -34,7 +34,8 @@ def search() -> Any:
         raise ApiError(400, "query_too_long", f"q must be at most {MAX_QUERY_CHARS} characters.")
     locale = parse_locale(request.args.get("locale"), default="ko-KR")
     raw_k = request.args.get("k", "5")
-    if not raw_k.isdigit() or not 1 <= int(raw_k) <= MAX_K:
+    # isdigit() accepts "²" and other digits int() cannot read; only ASCII 0-9 are a number here.
+    if not (raw_k.isascii() and raw_k.isdecimal()) or not 1 <= int(raw_k) <= MAX_K:
         raise ApiError(400, "invalid_k", f"k must be a whole number from 1 to {MAX_K}.")
     response = searcher().search(query, locale, k=int(raw_k))
     return jsonify({

@@ -219,16 +219,34 @@ DECOY_DIR = PROJECT_DATA / "voice"
 
 
 def _segment_into_vocabulary(word: str, known: Callable[[str], bool]) -> list[str] | None:
-    """An unknown word as a run of known ones ("주민등록표등본" → 주민등록표 등본), longest first."""
-    if known(word):
-        return [word]
-    for cut in range(len(word) - 1, 0, -1):
-        head = word[:cut]
-        if known(head):
-            rest = _segment_into_vocabulary(word[cut:], known)
-            if rest is not None:
-                return [head, *rest]
-    return None
+    """An unknown word as a run of known ones ("주민등록표등본" → 주민등록표 등본), longest first.
+
+    Dynamic programming over the cut positions, O(len²) vocabulary look-ups: a search that backtracks
+    through every split is exponential on a word no split can cover ("아아…아q" took hours at 40 letters).
+    The result is the one the backtracking search gave: at each position the longest known piece after
+    which the rest can still be covered.
+    """
+    n = len(word)
+    lookups: dict[str, bool] = {}
+
+    def is_known(piece: str) -> bool:
+        if piece not in lookups:
+            lookups[piece] = known(piece)
+        return lookups[piece]
+
+    # covered[i]: word[i:] is a run of known words (the empty rest is).
+    covered = [False] * n + [True]
+    for start in range(n - 1, -1, -1):
+        covered[start] = any(covered[end] and is_known(word[start:end]) for end in range(n, start, -1))
+    if not covered[0]:
+        return None
+    pieces = []
+    start = 0
+    while start < n:
+        end = next(e for e in range(n, start, -1) if covered[e] and is_known(word[start:e]))
+        pieces.append(word[start:end])
+        start = end
+    return pieces
 
 
 def _spoken_form(text: str, known: Callable[[str], bool]) -> str | None:
@@ -242,10 +260,14 @@ def _spoken_form(text: str, known: Callable[[str], bool]) -> str | None:
 
 
 def _composable(text: str, parts: Sequence[str]) -> bool:
-    """True if `text` is a concatenation of `parts` ("이사" of 이 + 사)."""
-    if not text:
-        return True
-    return any(text.startswith(p) and _composable(text[len(p):], parts) for p in parts if p)
+    """True if `text` is a concatenation of `parts` ("이사" of 이 + 사); linear in len(text) × len(parts)."""
+    reachable = [True] + [False] * len(text)
+    for start in range(len(text)):
+        if reachable[start]:
+            for part in parts:
+                if part and text.startswith(part, start):
+                    reachable[start + len(part)] = True
+    return reachable[-1]
 
 
 def load_decoys(language: str) -> tuple[str, ...]:

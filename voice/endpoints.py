@@ -11,7 +11,16 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from http_api import ApiError, check_rate, error_responses, json_object, locale_schema, parse_locale, services
+from http_api import (
+    ApiError,
+    check_rate,
+    error_responses,
+    is_json_integer,
+    json_object,
+    locale_schema,
+    parse_locale,
+    services,
+)
 from settings import parse_flag
 from voice.asr import AsrError, Expectation, SpeechRecognizer, Transcript
 from voice.audio import MAX_BYTES, AudioError, AudioStreamDecoder
@@ -20,6 +29,10 @@ from voice.tts import OUTPUT_RATES, SpeechSynthesizer, TtsError
 bp = Blueprint("voice", __name__)
 
 READ_CHUNK = 32 * 1024
+# Each phrase is segmented into the model's vocabulary and compiled into a grammar per request (the cache
+# does not help against phrase sets that change each time), so a client may not ask for unbounded work.
+MAX_PHRASES = 50
+MAX_PHRASE_CHARS = 100
 
 
 def model(name: str) -> Any:
@@ -52,6 +65,10 @@ def asr() -> Any:
     recognizer: SpeechRecognizer = model("asr")
     locale = parse_locale(request.args.get("locale"), "ko-KR")
     phrases = request.args.getlist("phrase")
+    if len(phrases) > MAX_PHRASES:
+        raise ApiError(400, "too_many_phrases", f"Send at most {MAX_PHRASES} phrase parameters.")
+    if any(len(phrase) > MAX_PHRASE_CHARS for phrase in phrases):
+        raise ApiError(400, "phrase_too_long", f"Each phrase must be at most {MAX_PHRASE_CHARS} characters.")
     sequence = parse_flag(request.args.get("sequence"), False)
     expectation = Expectation.limited(phrases, sequence) if phrases else Expectation()
     transcript = recognise_body(recognizer, locale, expectation)
@@ -69,9 +86,11 @@ def tts() -> Any:
         raise ApiError(400, "missing_text", "text must be a non-empty string.")
     locale = parse_locale(body.get("locale"), "ko-KR")
     rate, sample_rate = body.get("rate"), body.get("sample_rate")
-    if rate is not None and not isinstance(rate, int):
+    # JSON true is a Python int and 16000.0 equals 16000, so both pass a plain isinstance or `in` test;
+    # neither is a whole number of the kind the synthesiser and the WAV writer need.
+    if rate is not None and not is_json_integer(rate):
         raise ApiError(400, "invalid_rate", "rate must be a whole number of words per minute.")
-    if sample_rate is not None and sample_rate not in OUTPUT_RATES:
+    if sample_rate is not None and (not is_json_integer(sample_rate) or sample_rate not in OUTPUT_RATES):
         raise ApiError(400, "invalid_sample_rate", "sample_rate must be one of " + ", ".join(map(str, OUTPUT_RATES)))
     try:
         wav = synthesizer.synthesize(text, locale, rate=rate, sample_rate=sample_rate)
@@ -128,8 +147,10 @@ OPENAPI_PATHS = {
         "summary": "Speech recognition: audio in, transcript with confidence, word timings and N-best out.",
         "parameters": [
             query_parameter("locale", "ko-KR (default) or en-US"),
-            query_parameter("phrase", "an expected phrase; repeat it for several: recognition is then limited to them",
-                   {"type": "array", "items": {"type": "string"}}),
+            query_parameter("phrase", "an expected phrase; repeat it for several: recognition is then limited to "
+                            f"them. At most {MAX_PHRASES} phrases of {MAX_PHRASE_CHARS} characters each.",
+                            {"type": "array", "maxItems": MAX_PHRASES,
+                             "items": {"type": "string", "maxLength": MAX_PHRASE_CHARS}}),
             query_parameter("sequence", "true: accept a run of the phrases (PIN digits)", {"type": "boolean"}),
         ],
         "requestBody": AUDIO_BODY,

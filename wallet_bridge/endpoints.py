@@ -14,7 +14,7 @@ from flask import Blueprint, Response, request
 
 from domain.crypto import JWKError, public_key_from_jwk
 from domain.wallets import Wallet
-from http_api import ApiError, bearer_token, check_rate, error_responses, json_object, services
+from http_api import ApiError, bearer_token, check_rate, client_address, error_responses, json_object, services
 from outbound import OutboundRefused
 from wallet_bridge.bridge import WalletBridge
 from wallet_bridge.documents import CONTEXT_PATH, json_ld_context
@@ -96,13 +96,13 @@ def token() -> Response:
         raise OAuthError("invalid_request", "send the token request as application/x-www-form-urlencoded")
     if any(len(values) > 1 for values in request.form.listvalues()):
         raise OAuthError("invalid_request", "a parameter is repeated")
-    response = bridge().offers.exchange_token(request.form.to_dict(), request.remote_addr or "unknown")
+    response = bridge().offers.exchange_token(request.form.to_dict(), client_address())
     return _json(response, headers=NO_STORE)
 
 
 @bp.post(NONCE_PATH)
 def nonce() -> Response:
-    check_rate(f"ip:{request.remote_addr}")
+    check_rate(f"ip:{client_address()}")
     return _json({"c_nonce": bridge().nonces.issue()}, headers=NO_STORE)
 
 
@@ -128,6 +128,7 @@ def credential() -> Response:
 @bp.post("/v1/credentials/verify")
 def verify() -> Response:
     body = json_object()
+    check_rate()  # every call parses a token, checks a signature and reads a status list
     token = body.get("credential")
     if not isinstance(token, str) or not token.strip():
         raise ApiError(400, "missing_credential", "credential must be the credential as a compact JWT string.")
@@ -263,7 +264,7 @@ OPENAPI_PATHS = {
             "properties": {"credential": {"type": "string"}, "holder_jwk": {"type": "object"}}}}}},
         "responses": {**_json_ok("verification result (valid or not)",
                                  {"$ref": "#/components/schemas/VerificationResult"}),
-                      **error_responses(400, 413, 415)},
+                      **error_responses(400, 413, 415, 429)},
     }},
     "/v1/wallets/{wallet_id}/offers": {"get": {
         "summary": "The wallet's mailbox: pending OID4VCI credential offers.",

@@ -72,7 +72,10 @@ def check_proof_jwt(
     iat = claims.get("iat")
     if not isinstance(iat, int | float) or isinstance(iat, bool):
         raise invalid_proof("the proof iat must be a NumericDate")
-    issued = datetime.fromtimestamp(iat, UTC)
+    try:
+        issued = datetime.fromtimestamp(iat, UTC)
+    except (ValueError, OverflowError, OSError):  # NaN, or a year no datetime can hold (1e300)
+        raise invalid_proof("the proof iat is outside the accepted window") from None
     if issued > now + max_skew or issued < now - max_age:
         raise invalid_proof("the proof iat is outside the accepted window")
     nonce = claims.get("nonce")

@@ -321,7 +321,7 @@ def _header(headers: Mapping[str, str], name: str) -> str:
 def _parse_envelope(body: bytes) -> dict:
     try:
         envelope = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # RecursionError: hostile nesting
         raise AlexaVerificationError("bad_request", "The request body is not JSON.") from exc
     if not isinstance(envelope, dict):
         raise AlexaVerificationError("bad_request", "The request body is not a JSON object.")

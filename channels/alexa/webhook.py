@@ -82,7 +82,7 @@ def _envelope(channel: AlexaChannel, max_bytes: int) -> dict[str, Any]:
             raise ApiError(exc.status, exc.code, exc.message) from exc
     try:
         envelope = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # RecursionError: hostile nesting
         raise ApiError(400, "malformed_json", "The request body must be a JSON object.") from exc
     if not isinstance(envelope, dict):
         raise ApiError(400, "malformed_json", "The request body must be a JSON object.")
