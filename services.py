@@ -28,7 +28,7 @@ from domain.demo import seed_demo
 from domain.mydata import AgencyKeys, CitizenData
 from domain.wallets import WalletRegistry
 from http_api import RateLimiter
-from observability import Metrics
+from observability import Metrics, set_log_ref_key
 from settings import PROJECT_DATA, Settings
 from skills.registry import DialogStores, build_dialog_engine
 from skills.sessions import SessionStore
@@ -51,6 +51,8 @@ PURGE_INTERVAL_S = 600.0
 class Services:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings.ensure_data_dir()
+        # Log references (digests of session ids and user keys) agree across the processes of one node.
+        set_log_ref_key(self.settings.secret_key)
         self.clock = utc_now
         self.db = Database(self.settings.database_url)
         key = self.settings.secret_key

@@ -67,13 +67,21 @@ class CallbackWorker:
         def deliver(done: Future) -> None:
             try:
                 body = render(done.result())
-                response = self._session.post(url, json=body, timeout=self._timeout_s)
-                if response.status_code >= 400:
-                    log.warning("kakao callback refused", extra={"status": response.status_code})
-                else:
-                    log.info("kakao callback delivered", extra={"status": response.status_code})
             except Exception:  # noqa: BLE001 - a worker thread has nobody else to report to
-                log.exception("kakao callback failed")
+                # No URL in play here, so the traceback may be logged.
+                log.exception("kakao callback: the reply could not be rendered")
+                return
+            # The callback URL is a one-time capability: it is never logged, and requests' exceptions quote
+            # it in their message, so a failure is logged by its type only (no exc_info).
+            try:
+                response = self._session.post(url, json=body, timeout=self._timeout_s)
+            except Exception as exc:  # noqa: BLE001 - same: nobody else to report to
+                log.warning("kakao callback failed", extra={"error": type(exc).__name__})
+                return
+            if response.status_code >= 400:
+                log.warning("kakao callback refused", extra={"status": response.status_code})
+            else:
+                log.info("kakao callback delivered", extra={"status": response.status_code})
 
         future.add_done_callback(lambda done: self._pool.submit(contextvars.copy_context().run, deliver, done))
 
