@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, g, request
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from channels import api_docs, console, mydata, native
 from channels import voice as voice_channel
@@ -37,7 +38,7 @@ BLUEPRINTS = (native.bp, api_docs.bp, alexa_webhook.bp, kakao_webhook.bp, nugu_w
 
 def create_app(settings: Settings | None = None, *, start: bool = True) -> Flask:
     settings = settings or Settings.from_env()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, fmt=settings.log_format)
     app = Flask(__name__)
     # Audio uploads are the largest bodies (10 MB); JSON bodies have their own smaller limit.
     app.config["MAX_CONTENT_LENGTH"] = 10 * 1024 * 1024 + 1024
@@ -103,6 +104,8 @@ def _instrument(app: Flask, state: Services) -> None:
         state.metrics.requests.labels(route=route, method=method, status=str(response.status_code)).inc()
         state.metrics.latency.labels(route=route).observe(elapsed)
         response.headers["X-Request-Id"] = request_id_var.get()
+        # The route rule, never the path or query string: those carry wallet ids, citizen ids and audio
+        # request parameters.
         log.info("request", extra={"route": route, "method": method, "status": response.status_code,
                                    "ms": round(elapsed * 1000, 1)})
         return response
@@ -116,11 +119,34 @@ def _instrument(app: Flask, state: Services) -> None:
 
 # -- command line ---------------------------------------------------------------------------------------
 
+class QuietRequestHandler(WSGIRequestHandler):
+    """werkzeug's request handler without its access log: that line holds the whole request line, query
+    string included (user data, one-time codes). The app logs each request by its route rule instead."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
+
+    def log_error(self, format: str, *args: Any) -> None:
+        # BaseHTTPRequestHandler's error messages quote the raw request line; keep only the status.
+        status = args[0] if format.startswith("code %d") and args else None
+        log.warning("request refused by the HTTP server", extra={"status": status})
+
+
+def dev_server(app: Flask, host: str, port: int) -> BaseWSGIServer:
+    """The development server, bound, with the one start line a person needs: the URL to open."""
+    server = make_server(host, port, app, threaded=True, request_handler=QuietRequestHandler)
+    shown = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    shown = f"[{shown}]" if ":" in shown else shown
+    log.info("Minwon Voice: open http://%s:%d/ (development server; `make serve-prod` for production)",
+             shown, server.port)
+    return server
+
+
 def _serve(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     refuse_exposed_demo(settings, args.host)
-    app = create_app(settings)
-    app.run(host=args.host, port=args.port, threaded=True)
+    # Not app.run(): Flask prints its own banner, and werkzeug logs every request line with its query string.
+    dev_server(create_app(settings), args.host, args.port).serve_forever()
     return 0
 
 

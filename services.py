@@ -30,7 +30,7 @@ from domain.mydata import AgencyKeys, CitizenData
 from domain.wallets import WalletRegistry
 from http_api import RateLimiter
 from migrations import MIGRATIONS, TABLE_MODULES
-from observability import Metrics
+from observability import Metrics, set_log_ref_key
 from outbound import OutboundPolicy
 from settings import PROJECT_DATA, Settings
 from skills.registry import DialogStores, build_dialog_engine
@@ -55,6 +55,8 @@ DEVICE_REGISTRATIONS_PER_MINUTE = 10
 class Services:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings.ensure_data_dir()
+        # Log references (digests of session ids and user keys) agree across the processes of one node.
+        set_log_ref_key(self.settings.secret_key)
         self.clock = utc_now
         self.db = Database(self.settings.database_url)
         key = self.settings.secret_key

@@ -49,6 +49,9 @@ class Settings:
     # One platform (Alexa, Kakao) calls from few addresses for many users, so the per-IP budget is larger.
     ip_rate_limit_per_minute: int = 6000
     log_level: str = "INFO"
+    # "json" (one object a line, for collectors) or "text" (one readable line, for a person at a terminal);
+    # any other MINWON_LOG_FORMAT is read as "json", so a typo never breaks a log collector.
+    log_format: str = "json"
     # Components that are slow to load can be switched off for tools that do not need them.
     load_models: bool = True
     extra: Mapping[str, str] = field(default_factory=dict)
@@ -67,6 +70,7 @@ class Settings:
             rate_limit_per_minute=int(env.get("MINWON_RATE_LIMIT_PER_MINUTE", "120")),
             ip_rate_limit_per_minute=int(env.get("MINWON_IP_RATE_LIMIT_PER_MINUTE", "6000")),
             log_level=env.get("MINWON_LOG_LEVEL", "INFO"),
+            log_format="text" if env.get("MINWON_LOG_FORMAT", "").strip().lower() == "text" else "json",
             extra={k: v for k, v in env.items() if k.startswith("MINWON_")},
         )
         secret = env.get("MINWON_SECRET_KEY", "")

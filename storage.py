@@ -61,7 +61,9 @@ class Database:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             # A pooled connection is used by one thread at a time (the pool hands it out), so sharing it
             # across threads in turn is safe; reopening one per request costs more than the query.
-            engine = create_engine(url, poolclass=QueuePool, pool_size=8, max_overflow=8,
+            # hide_parameters (here and below): a database error's message would otherwise quote the statement's
+            # values (session ids, user keys, code digests, reply text) into tracebacks and so into the logs.
+            engine = create_engine(url, poolclass=QueuePool, pool_size=8, max_overflow=8, hide_parameters=True,
                                    connect_args={"timeout": 5, "check_same_thread": False})
 
             @event.listens_for(engine, "connect")
@@ -84,7 +86,7 @@ class Database:
                 conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
             return engine
-        return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+        return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10, hide_parameters=True)
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:

@@ -17,6 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from domain.citizens import LOCKED_UNTIL_RESET, Accounts, Citizen
 from domain.clock import utc_now
+from observability import log_ref
 from settings import DEFAULT_LOCALE, SUPPORTED_LOCALES
 from skills.nlu import DIGIT_PHRASES, YES_NO_PHRASES, IntentMatcher, Parse, parse_digits, parse_yes_no
 from skills.sessions import (
@@ -280,7 +281,7 @@ class DialogEngine:
         if self.observe_turn is not None:
             self.observe_turn(reply.skill or "engine", reply.intent, started)
         log.info("turn", extra={"channel": turn.channel, "intent": reply.intent, "skill": reply.skill,
-                                "expects": reply.expects, "session": session.id})
+                                "expects": reply.expects, "session_ref": log_ref(session.id)})
         return reply
 
     def expected_input(self, session_id: str | None, user_id: str) -> ExpectedInput:

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import settings as hypothesis_settings
 from werkzeug.serving import make_server
 
-from app import create_app
+from app import QuietRequestHandler, create_app
 from settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,7 +52,8 @@ def client(app):
 @pytest.fixture(scope="session")
 def live_server(app) -> Iterator[str]:
     """The shared app behind a real threaded HTTP server on loopback; yields its base URL."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+    # The request handler `python app.py serve` uses: no access log lines with query strings.
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietRequestHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}"

@@ -78,7 +78,7 @@ def _envelope(channel: AlexaChannel, max_bytes: int) -> dict[str, Any]:
         try:
             return channel.verifier.verify(request.headers, raw)
         except AlexaVerificationError as exc:
-            log.warning("alexa request refused", extra={"code": exc.code})
+            log.warning("alexa request refused", extra={"reason": exc.code})
             raise ApiError(exc.status, exc.code, exc.message) from exc
     try:
         envelope = json.loads(raw)

@@ -58,15 +58,24 @@ class CallbackWorker:
         def deliver(done: Future) -> None:
             try:
                 body = render(done.result())
+            except Exception:  # noqa: BLE001 - a worker thread has nobody else to report to
+                # No URL in play here, so the traceback may be logged.
+                log.exception("kakao callback: the reply could not be rendered")
+                return
+            # The callback URL is a one-time capability: it is never logged, and requests' exceptions quote
+            # it in their message, so a failure is logged by its type only (no exc_info).
+            try:
                 status = self._outbound.post_json(target, body, timeout_s=self._timeout_s)
-                if status >= 300:  # a redirect is not followed: the reply did not arrive
-                    log.warning("kakao callback refused", extra={"status": status})
-                else:
-                    log.info("kakao callback delivered", extra={"status": status})
             except OutboundRefused as exc:
                 log.warning("kakao callback not sent: outbound policy", extra={"reason": exc.reason})
-            except Exception:  # noqa: BLE001 - a worker thread has nobody else to report to
-                log.exception("kakao callback failed")
+                return
+            except Exception as exc:  # noqa: BLE001 - same: nobody else to report to
+                log.warning("kakao callback failed", extra={"error": type(exc).__name__})
+                return
+            if status >= 300:  # a redirect is not followed: the reply did not arrive
+                log.warning("kakao callback refused", extra={"status": status})
+            else:
+                log.info("kakao callback delivered", extra={"status": status})
 
         future.add_done_callback(lambda done: self._pool.submit(contextvars.copy_context().run, deliver, done))
 
