@@ -18,6 +18,7 @@ from channels.alexa import webhook as alexa_webhook
 from channels.alexa.interaction_model import DEFAULT_INVOCATION_NAME, MODEL_PATH, AlexaCatalog, write_model
 from channels.kakao import webhook as kakao_webhook
 from channels.nugu import webhook as nugu_webhook
+from domain.crypto import IntegrityFailure
 from http_api import register_error_handlers
 from observability import configure_logging, request_id_var
 from retrieval import cli as retrieval_cli
@@ -46,7 +47,7 @@ def create_app(settings: Settings | None = None, *, start: bool = True) -> Flask
     app.extensions["minwon"] = state
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
-    register_error_handlers(app)
+    register_error_handlers(app, integrity_errors=(IntegrityFailure,))
     _instrument(app, state)
     if start:
         state.start()
@@ -198,7 +199,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except IntegrityFailure as exc:
+        # Tampered or foreign data at rest (e.g. an upgrade that refuses to re-seal a broken consent chain):
+        # one line for the operator, not a traceback.
+        print(f"integrity check failed: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from observability import Metrics
 from settings import PROJECT_DATA, Settings
 from skills.registry import DialogStores, build_dialog_engine
 from skills.sessions import SessionStore
-from storage import Database, StorageUnavailable
+from storage import Database, MigrationKeys, StorageUnavailable
 from wallet_bridge.bridge import WalletBridge, wallet_config
 from wallet_bridge.certificate_documents import CertificateDocuments
 
@@ -95,7 +95,7 @@ class Services:
 
     def initialize(self) -> None:
         """Schema upgrade, first signing keys and (in demo mode) demo data; safe on every start."""
-        self.db.upgrade()
+        self.db.upgrade(MigrationKeys(self.settings.secret_key, self.settings.data_dir))
         self.wallet.keyring.keys()
         self.consents.keyring.keys()
         if self.settings.demo and seed_demo(

@@ -7,6 +7,11 @@ Schema upgrades: a fresh database gets every table from ``metadata.create_all``;
 existing table are appended to ``MIGRATIONS`` (one function per version, run in order inside one
 transaction each). This keeps SQLite and PostgreSQL on one code path without Alembic's extra
 environment, and the version lives in the ``schema_version`` table.
+
+A migration that rewrites sealed or signed rows gets the service key and data directory
+(``MigrationKeys``). Its steps belong to the modules that own those tables and are named, not imported,
+here ("module:function", imported when the migration runs), because every one of those modules imports
+this one.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import Column, Connection, Integer, MetaData, Table, create_engine, event, select
@@ -40,8 +46,39 @@ SCHEMA_MODULES = (
     "wallet_bridge.tables",
 )
 
+
+@dataclass(frozen=True)
+class MigrationKeys:
+    """What a migration that re-encrypts or re-signs rows needs: the service's secret key and the data
+    directory (where the consent receipt keys live)."""
+
+    secret_key: bytes
+    data_dir: Path
+
+
+Migration = Callable[[Connection, MigrationKeys], None]
+
+
+def _steps(*names: str) -> Migration:
+    """One migration made of steps ("module:function"), each owned by the module whose tables it changes, run
+    in order in the migration's transaction."""
+
+    def run(conn: Connection, keys: MigrationKeys) -> None:
+        for name in names:
+            module, _, function = name.partition(":")
+            getattr(importlib.import_module(module), function)(conn, keys)
+            log.info("migration step done", extra={"step": name})
+
+    return run
+
+
 # MIGRATIONS[i] upgrades an existing database from version i+1 to i+2; version 1 is create_all.
-MIGRATIONS: list[Callable[[Connection], None]] = []
+MIGRATIONS: list[Migration] = [
+    # 2 — integrity of data at rest: field ciphertexts carry their (table, column, row) as associated data;
+    # the consent chain's digests cover the citizen and its head is signed (the chain is re-sealed once).
+    _steps("domain.field_migration:bind_fields_v2", "wallet_bridge.migrations:bind_sealed_v2",
+           "domain.consent_ledger:migrate_v2"),
+]
 SCHEMA_VERSION = 1 + len(MIGRATIONS)
 
 
@@ -122,8 +159,9 @@ class Database:
                 return 0
             return conn.execute(select(schema_version.c.version)).scalar() or 0
 
-    def upgrade(self) -> int:
-        """Bring the schema to SCHEMA_VERSION; safe to call on every start and from several processes."""
+    def upgrade(self, keys: MigrationKeys | None = None) -> int:
+        """Bring the schema to SCHEMA_VERSION; safe to call on every start and from several processes. An
+        existing database of an older version needs `keys` (its migrations re-seal rows)."""
         for name in SCHEMA_MODULES:
             importlib.import_module(name)
         with self.transaction() as conn:
@@ -137,8 +175,12 @@ class Database:
                 return SCHEMA_VERSION
             # Tables added since (no existing rows to migrate) come from create_all's checkfirst.
             metadata.create_all(conn)
+            if version < SCHEMA_VERSION and keys is None:
+                raise RuntimeError(f"upgrading the database from schema version {version} needs the service key: "
+                                   "run `app.py init`")
             for target in range(version + 1, SCHEMA_VERSION + 1):
-                MIGRATIONS[target - 2](conn)
+                assert keys is not None
+                MIGRATIONS[target - 2](conn, keys)
                 conn.execute(schema_version.update().values(version=target))
                 log.info("database upgraded", extra={"schema_version": target})
             return SCHEMA_VERSION
