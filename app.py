@@ -20,6 +20,7 @@ from channels.alexa import webhook as alexa_webhook
 from channels.alexa.interaction_model import DEFAULT_INVOCATION_NAME, MODEL_PATH, AlexaCatalog, write_model
 from channels.kakao import webhook as kakao_webhook
 from channels.nugu import webhook as nugu_webhook
+from domain.crypto import IntegrityFailure
 from http_api import limit_unrouted_requests, register_error_handlers
 from observability import configure_logging, method_label, request_id_var, route_label
 from retrieval import cli as retrieval_cli
@@ -48,7 +49,7 @@ def create_app(settings: Settings | None = None, *, start: bool = True) -> Flask
     app.extensions["minwon"] = state
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
-    register_error_handlers(app)
+    register_error_handlers(app, integrity_errors=(IntegrityFailure,))
     _instrument(app, state)
     limit_unrouted_requests(app)  # after _instrument, so a 429 here is logged with its request id
     if start:
@@ -294,7 +295,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except IntegrityFailure as exc:
+        # Tampered or foreign data at rest (e.g. an upgrade that refuses to re-seal a broken consent chain):
+        # one line for the operator, not a traceback.
+        print(f"integrity check failed: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -47,6 +47,13 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
+# The error code of a 409 for stored data that failed its integrity check (a field ciphertext copied from
+# another row, a consent chain head that does not match its signature).
+INTEGRITY_CODE = "integrity_check_failed"
+INTEGRITY_MESSAGE = ("Stored data for this request failed its integrity check, so it was not used. "
+                     "The operators have been alerted.")
+
+
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Any:
     response = jsonify({"error": {"code": code, "message": message}})
     response.status_code = status
@@ -55,10 +62,22 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
     return response
 
 
-def register_error_handlers(app: Flask) -> None:
+def register_error_handlers(app: Flask, integrity_errors: tuple[type[Exception], ...] = ()) -> None:
+    """JSON errors for every failure. `integrity_errors` are the exception types of stored data that failed an
+    integrity check (the wiring passes the domain's; this layer does not import the domain)."""
+
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError) -> Any:
         return error_response(exc.status, exc.code, exc.message, exc.headers)
+
+    def _integrity(exc: Exception) -> Any:
+        # Tampering or corruption at rest: not the caller's fault and not retryable, but an expected, detected
+        # condition rather than a crash, so a 409 with a stable code (and an error log for the operators).
+        log.error("stored data failed its integrity check", extra={"detail": str(exc)})
+        return error_response(409, INTEGRITY_CODE, INTEGRITY_MESSAGE)
+
+    for error_type in integrity_errors:
+        app.register_error_handler(error_type, _integrity)
 
     @app.errorhandler(StorageUnavailable)
     def _storage(exc: StorageUnavailable) -> Any:

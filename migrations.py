@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, text
 
+from domain import consent_ledger, field_migration
 from domain.citizen_tokens import citizen_app_tokens
 from domain.citizens import link_codes
 from domain.crypto import rekey_digest
@@ -17,6 +18,7 @@ from domain.mydata import agency_keys
 from domain.wallets import wallets
 from skills.sessions import dialog_sessions, turn_replies
 from storage import Migration, MigrationContext
+from wallet_bridge import migrations as wallet_migrations
 
 TABLE_MODULES = (
     "domain.attempts",
@@ -32,9 +34,11 @@ TABLE_MODULES = (
 )
 
 
-def _v2_keyed_digests_and_bound_sessions(conn: Connection, context: MigrationContext) -> None:
-    """Stored bearer-secret digests become keyed; PIN lockouts escalate; sessions and stored replies are
-    bound to their principal and encrypted.
+def _v2_security_audit(conn: Connection, context: MigrationContext) -> None:
+    """Version 2, the security audit: stored bearer-secret digests become keyed; PIN lockouts escalate;
+    sessions and stored replies are bound to their principal and encrypted; field ciphertexts carry their
+    (table, column, row) as associated data; the consent chain's digests cover the citizen and its head is
+    signed (the chain is re-sealed once, by this trusted step, after it verified under the old rules).
 
     The unkeyed SHA-256 digests are re-keyed in place (the keyed digest is an HMAC of the SHA-256), so app
     tokens, agency keys and wallet tokens keep working. Link codes are invalidated instead: codes are now
@@ -52,7 +56,10 @@ def _v2_keyed_digests_and_bound_sessions(conn: Connection, context: MigrationCon
     conn.execute(dialog_sessions.delete())
     conn.execute(text("ALTER TABLE turn_replies ADD COLUMN session_id VARCHAR(64)"))
     conn.execute(text("ALTER TABLE dialog_sessions ADD COLUMN platform_session VARCHAR(64)"))
+    field_migration.bind_fields_v2(conn, context)
+    wallet_migrations.bind_sealed_v2(conn, context)
+    consent_ledger.migrate_v2(conn, context)
 
 
-MIGRATIONS: list[Migration] = [_v2_keyed_digests_and_bound_sessions]
+MIGRATIONS: list[Migration] = [_v2_security_audit]
 SCHEMA_VERSION = 1 + len(MIGRATIONS)

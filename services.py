@@ -109,7 +109,7 @@ class Services:
 
     def initialize(self) -> None:
         """Schema upgrade, first signing keys and (in demo mode) demo data; safe on every start."""
-        self.db.upgrade(TABLE_MODULES, MIGRATIONS, MigrationContext(self.settings.secret_key))
+        self.db.upgrade(TABLE_MODULES, MIGRATIONS, MigrationContext(self.settings.secret_key, self.settings.data_dir))
         self.wallet.keyring.keys()
         self.consents.keyring.keys()
         if self.settings.demo and seed_demo(

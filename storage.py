@@ -32,9 +32,11 @@ schema_version = Table("schema_version", metadata, Column("version", Integer, nu
 
 @dataclass(frozen=True)
 class MigrationContext:
-    """What a migration may need besides the connection: the service key (to re-key digests)."""
+    """What a migration may need besides the connection: the service key (to re-key digests, re-encrypt
+    fields and re-sign the consent chain) and the data directory (where the consent receipt keys live)."""
 
     secret_key: bytes
+    data_dir: Path
 
 
 Migration = Callable[[Connection, MigrationContext], None]

@@ -3,7 +3,8 @@ their consents and signed receipts.
 
 - `POST /v1/mydata/share` — an agency, authenticated by its own API key (Bearer), asks for one of a
   citizen's data items; 200 with the data only under an active consent within its validity, 403
-  otherwise (404 when the consent is active but the item is not on record). Every call is recorded. A withdrawal by voice is committed before the
+  otherwise (404 when the consent is active but the item is not on record, 409 when the stored item fails
+  its integrity check). Every call is recorded. A withdrawal by voice is committed before the
   speaker answers, so the very next call sees it.
 - `GET /v1/citizens/{id}/consents` and `.../consents/{record_id}/receipts` — for the citizen's app,
   authenticated by the citizen's app token (Bearer); a token only opens its own citizen's records.
@@ -18,7 +19,7 @@ from flask import Blueprint, jsonify
 
 from domain.consent_terms import DEFAULT_PURPOSE
 from domain.mydata import decide_share
-from http_api import ApiError, bearer_token, check_rate, error_responses, json_object, services
+from http_api import INTEGRITY_CODE, ApiError, bearer_token, check_rate, error_responses, json_object, services
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,10 @@ def share() -> Any:
         raise ApiError(403, "no_consent", "There is no active consent for this agency to receive this data item.")
     if decision.outcome == "no_data":
         raise ApiError(404, "no_data", "The consent is active, but no such data item is on record for the citizen.")
+    if decision.outcome == "unreadable":
+        # The stored item is not this row's (copied from another citizen or data item): nothing is released.
+        raise ApiError(409, INTEGRITY_CODE, "The data item on record failed its integrity check, so it was not "
+                       "released. The operators have been alerted.")
     return jsonify({
         "share_id": decision.request_id, "citizen_id": citizen_id, "data_item": data_item, "purpose": purpose,
         "consent_record_id": decision.consent_record_id,
@@ -187,7 +192,7 @@ OPENAPI_PATHS = {
         "requestBody": {"required": True, "content": {"application/json": {
             "schema": {"$ref": "#/components/schemas/ShareRequest"}}}},
         "responses": {"200": _json("#/components/schemas/ShareResponse", "the data item"),
-                      **error_responses(400, 401, 403, 404, 413, 415, 429, 503)},
+                      **error_responses(400, 401, 403, 404, 409, 413, 415, 429, 503)},
     }},
     "/v1/citizens/{citizen_id}/consents": {"get": {
         "summary": "The citizen's consent records (ISO/IEC TS 27560 fields) with their event history.",

@@ -136,7 +136,7 @@ class Accounts:
         with self.db.transaction() as conn:
             conn.execute(
                 citizens.insert().values(
-                    id=citizen_id, name_enc=self.cipher.encrypt(name), locale=locale, pin_hash=hash_pin(pin),
+                    id=citizen_id, name_enc=self.cipher.encrypt(name, ("citizens", "name_enc", citizen_id)), locale=locale, pin_hash=hash_pin(pin),
                     pin_failures=0, privacy=privacy, created_at=utc_now(),
                 )
             )
@@ -146,7 +146,7 @@ class Accounts:
             row = conn.execute(select(citizens).where(citizens.c.id == citizen_id)).mappings().first()
         if row is None:
             return None
-        return Citizen(row["id"], self.cipher.decrypt(row["name_enc"]), row["locale"], row["privacy"])
+        return Citizen(row["id"], self.cipher.decrypt(row["name_enc"], ("citizens", "name_enc", row["id"])), row["locale"], row["privacy"])
 
     def citizen_for_user(self, user_id: str) -> Citizen | None:
         link = self.link_of(user_id)

@@ -4,13 +4,28 @@ A record carries the fields of ISO/IEC TS 27560 (record id, principal as a pseud
 recipient, purpose, data items, legal basis, notice, language, jurisdiction, validity, withdrawal
 method) and a current status. Every change appends an event (given, withdrawn, expired, renewed;
 time, channel, actor) to one ledger-wide, append-only chain: each event holds the hash of the one
-before it and a hash over its own facts and its record's identity, so an edited, removed or reordered
-event breaks the chain at that point (`verify_chain`). Each event also gets a consent receipt, a
-compact JWS (ES256) that the citizen can fetch and check against the published key.
+before it and a hash over its own facts, its record's identity and the citizen the record belongs to
+(as a keyed binding of the citizen id, so a published receipt does not let anyone guess the account id
+behind the pseudonym). An edited, removed, reordered event, or a record moved to another citizen, breaks
+the chain at that point (`verify_chain`), which also checks each record's principal pseudonym against
+the citizen id it names. Each event also gets a consent receipt, a compact JWS (ES256) that the citizen
+can fetch and check against the published key.
+
+The chain head row (seq, hash of the last event) carries a JWS over both, signed with the receipt key in
+the same transaction as each append. Without it, deleting the last events and rewinding the head row
+would leave a shorter chain that checks out; with it, `verify_chain` compares the actual last event with
+the signed head, and an append refuses to build on a head that does not match its signature (so a
+truncation is not hidden by the next change). What the signed head cannot show is a rollback to an
+earlier signed state as a whole (a restored backup): receipts held by citizens are the evidence then.
 
 Every change is one transaction. The chain head row is locked first (FOR UPDATE on PostgreSQL; SQLite
 already serialises writers with BEGIN IMMEDIATE), so two writers never append after the same event.
 A change that carries an idempotency key (a retried request) is answered from the event it made.
+
+Databases of schema version 1 (digests without the citizen, an unsigned head) are re-sealed once by the
+storage migration (`reseal_chain`): it checks the chain under the old rules, refuses to seal a broken
+one, and recomputes every digest and receipt with the service key. That migration is the one trusted
+rewrite of the chain; nothing else ever changes a written event.
 
 Receipts are signed with the JOSE code and key handling the issuer also uses (domain.crypto,
 domain.signing_keys) but with keys of their own, in `<data dir>/consent-receipts/`: a receipt key is not a
@@ -42,13 +57,14 @@ from sqlalchemy import (
     UniqueConstraint,
     event,
     select,
+    text,
 )
 
 from domain.clock import aware, utc_now
 from domain.consent_terms import DEFAULT_PURPOSE, ConsentTerms, load_terms
-from domain.crypto import JWSError, parse_compact, sign_compact, signature_is_valid
+from domain.crypto import IntegrityFailure, JWSError, parse_compact, sign_compact, signature_is_valid
 from domain.signing_keys import IssuerKeyring
-from storage import Database, metadata
+from storage import Database, MigrationContext, metadata
 
 GENESIS_HASH = "0" * 64
 RECEIPT_VERSION = "ISO/IEC TS 27560:2023"
@@ -97,6 +113,9 @@ consent_chain_head = Table(
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("seq", Integer, nullable=False),
     Column("hash", String(64), nullable=False),
+    # Compact JWS over {seq, hash} with the receipt key; NULL only for the genesis head of a new ledger, which
+    # is created with the table, before any key exists.
+    Column("jws", Text, nullable=True),
 )
 # The head row exists from the start, so the first two writers lock the same row instead of racing to insert it.
 event.listen(consent_chain_head, "after_create",
@@ -104,10 +123,18 @@ event.listen(consent_chain_head, "after_create",
 
 
 RECEIPT_KEYS_DIR = "consent-receipts"
+RECEIPT_TYP = "JWT"
+# Its own `typ`, so a receipt can never stand in for a head checkpoint or the other way round.
+HEAD_TYP = "minwon-consent-chain-head+jwt"
 
 
 class ReceiptError(ValueError):
     """A receipt that does not parse, names an unknown key, or whose signature does not verify."""
+
+
+class LedgerIntegrityError(IntegrityFailure):
+    """The ledger cannot be appended to or upgraded because it fails its integrity check (its head does not
+    match its signature, or a chain to be re-sealed is already broken)."""
 
 
 def canonical_json(value: Any) -> bytes:
@@ -119,6 +146,50 @@ def canonical_json(value: Any) -> bytes:
 def _receipt_keyring(data_dir: Path, secret_key: bytes) -> IssuerKeyring:
     # One keyring per directory and process: it re-reads its directory only when a key is added.
     return IssuerKeyring(data_dir / RECEIPT_KEYS_DIR, secret_key)
+
+
+class LedgerKeys:
+    """What the ledger derives from the service key: the principal pseudonym, the citizen binding in every
+    digest, and the receipt keyring that signs receipts and the chain head. The storage migration uses it
+    without a ledger object, on its own connection."""
+
+    def __init__(self, secret_key: bytes, data_dir: Path) -> None:
+        if not secret_key:
+            raise ValueError("the consent ledger needs the service's secret key")
+        self._pseudonym_key = hashlib.sha256(b"minwon-consent-principal-v1" + secret_key).digest()
+        # A key of its own: the binding is never published, the pseudonym is (in every receipt).
+        self._binding_key = hashlib.sha256(b"minwon-consent-citizen-binding-v1" + secret_key).digest()
+        self.keyring = _receipt_keyring(Path(data_dir).resolve(), secret_key)
+
+    def principal_id(self, citizen_id: str) -> str:
+        return hmac.new(self._pseudonym_key, citizen_id.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def citizen_binding(self, citizen_id: str) -> str:
+        """The citizen id as an event digest covers it. Keyed: the digest is in every receipt with all the
+        other hashed facts, so a plain id (citizen-0001, …) could be found by trying ids."""
+        return hmac.new(self._binding_key, citizen_id.encode(), hashlib.sha256).hexdigest()
+
+    def sign(self, typ: str, claims: dict[str, Any]) -> str:
+        signer = self.keyring.active_key()
+        return sign_compact({"typ": typ, "kid": signer.kid}, claims, signer.private_key)
+
+    def verify(self, token: str, typ: str) -> dict[str, Any]:
+        """The claims of a token of this `typ` whose ES256 signature verifies under one of the receipt keys."""
+        try:
+            parsed = parse_compact(token)
+            key = self.keyring.find(str(parsed.header.get("kid", "")))
+            if key is None or parsed.header.get("alg") != "ES256":
+                raise ReceiptError("the token names no receipt key")
+            if parsed.header.get("typ") != typ:
+                raise ReceiptError(f"the token is not a {typ}")
+            if not signature_is_valid(parsed, key.private_key.public_key()):
+                raise ReceiptError("the token's signature does not verify")
+            return parsed.claims()
+        except JWSError as exc:
+            raise ReceiptError(str(exc)) from exc
+
+    def sign_head(self, seq: int, digest: str, at: datetime) -> str:
+        return self.sign(HEAD_TYP, {"seq": seq, "hash": digest, "iat": int(at.timestamp())})
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -199,39 +270,172 @@ class ChainReport:
     broken_seq: int | None = None
     record_id: str | None = None
     reason: str = ""
+    at_head: bool = False  # the head row or its signature is what does not hold
 
     def describe(self) -> str:
         if self.ok:
             return f"consent chain ok: {self.events} events"
-        where = f"event {self.broken_seq}" if self.broken_seq is not None else "the chain"
+        where = ("the chain head" if self.at_head else
+                 f"event {self.broken_seq}" if self.broken_seq is not None else "the chain")
         record = f" (record {self.record_id})" if self.record_id else ""
         return f"consent chain broken at {where}{record}: {self.reason}"
 
 
-def event_digest(prev_hash: str, seq: int, record: ConsentRecord, kind: str, at: datetime, channel: str,
-                 actor: str, valid_until: datetime | None) -> str:
-    """The hash an event carries: its own facts, its record's identity and the previous event's hash."""
-    content = {
+def _event_content(prev_hash: str, seq: int, record: ConsentRecord, kind: str, at: datetime, channel: str,
+                   actor: str, valid_until: datetime | None) -> dict[str, Any]:
+    return {
         "prev_hash": prev_hash, "seq": seq, "record_id": record.id, "principal_id": record.principal_id,
         "recipient": record.recipient, "data_item": record.data_item, "purpose": record.purpose,
         "event": kind, "at": _iso(at), "channel": channel, "actor": actor, "valid_until": _iso(valid_until),
     }
+
+
+def event_digest(prev_hash: str, seq: int, record: ConsentRecord, kind: str, at: datetime, channel: str,
+                 actor: str, valid_until: datetime | None, *, citizen_binding: str) -> str:
+    """The hash an event carries: its own facts, its record's identity, the citizen the record belongs to
+    (`LedgerKeys.citizen_binding` of the record's citizen id) and the previous event's hash."""
+    content = {**_event_content(prev_hash, seq, record, kind, at, channel, actor, valid_until),
+               "citizen": citizen_binding}
     return hashlib.sha256(canonical_json(content)).hexdigest()
+
+
+def _v1_event_digest(prev_hash: str, seq: int, record: ConsentRecord, kind: str, at: datetime, channel: str,
+                     actor: str, valid_until: datetime | None) -> str:
+    # Schema version 1's digest (no citizen); only the migration checks a chain with it before re-sealing.
+    content = _event_content(prev_hash, seq, record, kind, at, channel, actor, valid_until)
+    return hashlib.sha256(canonical_json(content)).hexdigest()
+
+
+def _digest_for(keys: LedgerKeys, ev: ConsentEvent, prev_hash: str, record: ConsentRecord, v1: bool) -> str:
+    facts = (prev_hash, ev.seq, record, ev.event, ev.at, ev.channel, ev.actor, ev.valid_until)
+    if v1:
+        return _v1_event_digest(*facts)
+    return event_digest(*facts, citizen_binding=keys.citizen_binding(record.citizen_id))
+
+
+def check_chain(conn: Connection, keys: LedgerKeys, *, v1: bool = False) -> ChainReport:
+    """Walks every event in order; the first one whose links, hash, principal or receipt do not hold is
+    reported, then the head against its signature, then each record's status against its history. With
+    `v1`, the rules of schema version 1 (no citizen in the digest, an unsigned head)."""
+    events = [ConsentEvent.from_row(r) for r in conn.execute(
+        select(consent_events).order_by(consent_events.c.seq)).mappings().all()]
+    records = {r["id"]: ConsentRecord.from_row(r) for r in conn.execute(select(consent_records)).mappings().all()}
+    head = conn.execute(select(consent_chain_head).where(consent_chain_head.c.id == 1)).mappings().first()
+    prev_hash = GENESIS_HASH
+    last_status: dict[str, str] = {}
+    principal_ok: dict[str, bool] = {}
+    for expected_seq, ev in enumerate(events, start=1):
+        def broken(reason: str, ev: ConsentEvent = ev) -> ChainReport:
+            return ChainReport(False, len(events), ev.seq, ev.record_id, reason)
+
+        if ev.seq != expected_seq:
+            return broken(f"event {expected_seq} is missing")
+        if ev.prev_hash != prev_hash:
+            return broken("it does not carry the previous event's hash")
+        record = records.get(ev.record_id)
+        if record is None:
+            return broken("its consent record is missing")
+        if ev.event not in EVENT_KINDS:
+            return broken("unknown event kind")
+        if record.id not in principal_ok:
+            principal_ok[record.id] = hmac.compare_digest(record.principal_id, keys.principal_id(record.citizen_id))
+        if not principal_ok[record.id]:
+            return broken("its record's principal is not the citizen the record names (moved to another citizen?)")
+        if _digest_for(keys, ev, prev_hash, record, v1) != ev.hash:
+            return broken("its content or its record's identity was changed")
+        try:
+            claims = keys.verify(ev.receipt, RECEIPT_TYP)
+        except ReceiptError:
+            return broken("its receipt's signature does not verify")
+        if claims.get("event", {}).get("hash") != ev.hash or claims.get("record_id") != ev.record_id:
+            return broken("its receipt belongs to another event")
+        prev_hash = ev.hash
+        last_status[ev.record_id] = STATUS_AFTER[ev.event]
+    count = len(events)
+    if head is None:
+        return ChainReport(False, count, None, None, "it is missing", at_head=True)
+    if not v1:
+        problem = _signed_head_problem(keys, head, count, prev_hash)
+        if problem is not None:
+            return problem
+    if head["seq"] != count or head["hash"] != prev_hash:
+        return ChainReport(False, count, count + 1, None, "events are missing after the last one")
+    for record in records.values():
+        if last_status.get(record.id) != record.status:
+            last = max((e.seq for e in events if e.record_id == record.id), default=None)
+            return ChainReport(False, count, last, record.id, "the record's status disagrees with its history")
+    return ChainReport(True, count)
+
+
+def _signed_head_problem(keys: LedgerKeys, head: Any, count: int, last_hash: str) -> ChainReport | None:
+    """The actual last event (`count`, `last_hash`) against the signed head; None when they agree."""
+    if head["jws"] is None:
+        # Only a new, empty ledger has an unsigned head (the genesis row is made with the table, before any key).
+        if head["seq"] == 0 and head["hash"] == GENESIS_HASH and count == 0:
+            return None
+        return ChainReport(False, count, None, None, "it is not signed", at_head=True)
+    try:
+        claims = keys.verify(head["jws"], HEAD_TYP)
+    except ReceiptError:
+        return ChainReport(False, count, None, None, "its signature does not verify", at_head=True)
+    signed_seq, signed_hash = claims.get("seq"), claims.get("hash")
+    if not isinstance(signed_seq, int) or signed_seq > count:
+        return ChainReport(False, count, count + 1, None,
+                           f"events are missing after the last one (the signed head is at event {signed_seq})")
+    if signed_seq < count:
+        return ChainReport(False, count, signed_seq + 1, None,
+                           f"events after event {signed_seq} are not covered by the signed head")
+    if signed_hash != last_hash:
+        return ChainReport(False, count, count, None, "the last event is not the one the signed head names")
+    if head["seq"] != signed_seq or head["hash"] != signed_hash:
+        return ChainReport(False, count, None, None, "it was changed after it was signed", at_head=True)
+    return None
+
+
+def migrate_v2(conn: Connection, keys: MigrationContext) -> None:
+    """Schema version 1 → 2 for the ledger: the head gets its signature column, then the chain is re-sealed."""
+    conn.execute(text("ALTER TABLE consent_chain_head ADD COLUMN jws TEXT"))
+    reseal_chain(conn, keys.secret_key, keys.data_dir)
+
+
+def reseal_chain(conn: Connection, secret_key: bytes, data_dir: Path) -> int:
+    """Schema version 1 → 2: every digest recomputed to cover the citizen, every receipt re-signed with it, and
+    the head signed. The one trusted rewrite of the chain, run by the storage migration with the service key;
+    a chain that already fails the old rules is not re-sealed (that would launder the tampering) and the
+    upgrade stops. Returns the number of events."""
+    keys = LedgerKeys(secret_key, data_dir)
+    report = check_chain(conn, keys, v1=True)
+    if not report.ok:
+        raise LedgerIntegrityError(f"the consent ledger is not re-sealed: under the rules it was written with, "
+                                   f"{report.describe()}; restore it from a backup, then upgrade")
+    records = {r["id"]: ConsentRecord.from_row(r) for r in conn.execute(select(consent_records)).mappings().all()}
+    events = [ConsentEvent.from_row(r) for r in conn.execute(
+        select(consent_events).order_by(consent_events.c.seq)).mappings().all()]
+    prev_hash = GENESIS_HASH
+    for ev in events:
+        digest = _digest_for(keys, ev, prev_hash, records[ev.record_id], v1=False)
+        # The receipt keeps every claim it was issued with; only the links change, re-signed with today's key.
+        claims = keys.verify(ev.receipt, RECEIPT_TYP)
+        claims["event"] = {**claims["event"], "prev_hash": prev_hash, "hash": digest}
+        conn.execute(consent_events.update().where(consent_events.c.seq == ev.seq).values(
+            prev_hash=prev_hash, hash=digest, receipt=keys.sign(RECEIPT_TYP, claims)))
+        prev_hash = digest
+    conn.execute(consent_chain_head.update().where(consent_chain_head.c.id == 1).values(
+        seq=len(events), hash=prev_hash, jws=keys.sign_head(len(events), prev_hash, utc_now())))
+    return len(events)
 
 
 class ConsentLedger:
     def __init__(self, db: Database, secret_key: bytes, data_dir: Path, terms: ConsentTerms | None = None) -> None:
-        if not secret_key:
-            raise ValueError("the consent ledger needs the service's secret key")
         self.db = db
         self.terms = terms or load_terms()
-        self._pseudonym_key = hashlib.sha256(b"minwon-consent-principal-v1" + secret_key).digest()
-        self.keyring = _receipt_keyring(Path(data_dir).resolve(), secret_key)
+        self.keys = LedgerKeys(secret_key, data_dir)
+        self.keyring = self.keys.keyring
 
     # -- identities and keys ---------------------------------------------------------------------------
 
     def principal_id(self, citizen_id: str) -> str:
-        return hmac.new(self._pseudonym_key, citizen_id.encode(), hashlib.sha256).hexdigest()[:32]
+        return self.keys.principal_id(citizen_id)
 
     def jwks(self) -> dict[str, Any]:
         """The keys that verify consent receipts, the signing one first."""
@@ -333,19 +537,21 @@ class ConsentLedger:
         """Appends one event to the chain and moves the record to the status that event leaves it in."""
         head = conn.execute(select(consent_chain_head).where(consent_chain_head.c.id == 1).with_for_update()
                             ).mappings().one()
+        self._check_head(conn, head)
         seq = head["seq"] + 1
         status = STATUS_AFTER[kind]
         since = at if kind in ("given", "renewed") else record.since
         record = ConsentRecord(**{**record.__dict__, "status": status, "since": since, "valid_until": valid_until})
-        digest = event_digest(head["hash"], seq, record, kind, at, channel, actor, valid_until)
-        signer = self.keyring.active_key()
-        receipt = sign_compact({"typ": "JWT", "kid": signer.kid},
-                               self._receipt_claims(record, seq, kind, at, channel, actor, head["hash"], digest),
-                               signer.private_key)
+        digest = event_digest(head["hash"], seq, record, kind, at, channel, actor, valid_until,
+                              citizen_binding=self.keys.citizen_binding(record.citizen_id))
+        receipt = self.keys.sign(RECEIPT_TYP,
+                                 self._receipt_claims(record, seq, kind, at, channel, actor, head["hash"], digest))
         conn.execute(consent_events.insert().values(
             seq=seq, record_id=record.id, event=kind, at=at, channel=channel, actor=actor, valid_until=valid_until,
             idempotency_key=key, prev_hash=head["hash"], hash=digest, receipt=receipt))
-        conn.execute(consent_chain_head.update().where(consent_chain_head.c.id == 1).values(seq=seq, hash=digest))
+        # The new head is signed in the same transaction, under the same lock, as the event it names.
+        conn.execute(consent_chain_head.update().where(consent_chain_head.c.id == 1).values(
+            seq=seq, hash=digest, jws=self.keys.sign_head(seq, digest, at)))
         conn.execute(consent_records.update().where(consent_records.c.id == record.id).values(
             status=status, since=since, valid_until=valid_until))
         return record, ConsentEvent(seq, record.id, kind, at, channel, actor, valid_until, head["hash"], digest,
@@ -377,16 +583,7 @@ class ConsentLedger:
 
     def read_receipt(self, receipt: str) -> dict[str, Any]:
         """The claims of a receipt whose ES256 signature verifies under one of the receipt keys."""
-        try:
-            token = parse_compact(receipt)
-            key = self.keyring.find(str(token.header.get("kid", "")))
-            if key is None or token.header.get("alg") != "ES256":
-                raise ReceiptError("the receipt names no receipt key")
-            if not signature_is_valid(token, key.private_key.public_key()):
-                raise ReceiptError("the receipt's signature does not verify")
-            return token.claims()
-        except JWSError as exc:
-            raise ReceiptError(str(exc)) from exc
+        return self.keys.verify(receipt, RECEIPT_TYP)
 
     def describe(self, record: ConsentRecord, now: datetime | None = None) -> dict[str, Any]:
         """The record as the citizen's app shows it: the TS 27560 fields, in the record's language."""
@@ -407,47 +604,32 @@ class ConsentLedger:
     # -- verification ----------------------------------------------------------------------------------
 
     def verify_chain(self) -> ChainReport:
-        """Walks every event in order; the first one whose links, hash or receipt do not hold is reported."""
+        """Walks every event in order; the first one whose links, hash, principal or receipt do not hold is
+        reported, then the last event against the signed head."""
         with self.db.read() as conn:
-            events = [ConsentEvent.from_row(r) for r in conn.execute(
-                select(consent_events).order_by(consent_events.c.seq)).mappings().all()]
-            records = {r["id"]: ConsentRecord.from_row(r) for r in conn.execute(
-                select(consent_records)).mappings().all()}
-            head = conn.execute(select(consent_chain_head).where(consent_chain_head.c.id == 1)).mappings().first()
-        prev_hash = GENESIS_HASH
-        last_status: dict[str, str] = {}
-        for expected_seq, ev in enumerate(events, start=1):
-            def broken(reason: str, ev: ConsentEvent = ev) -> ChainReport:
-                return ChainReport(False, len(events), ev.seq, ev.record_id, reason)
-
-            if ev.seq != expected_seq:
-                return broken(f"event {expected_seq} is missing")
-            if ev.prev_hash != prev_hash:
-                return broken("it does not carry the previous event's hash")
-            record = records.get(ev.record_id)
-            if record is None:
-                return broken("its consent record is missing")
-            if ev.event not in EVENT_KINDS:
-                return broken("unknown event kind")
-            if event_digest(prev_hash, ev.seq, record, ev.event, ev.at, ev.channel, ev.actor, ev.valid_until) != ev.hash:
-                return broken("its content or its record's identity was changed")
-            try:
-                claims = self.read_receipt(ev.receipt)
-            except ReceiptError:
-                return broken("its receipt's signature does not verify")
-            if claims.get("event", {}).get("hash") != ev.hash or claims.get("record_id") != ev.record_id:
-                return broken("its receipt belongs to another event")
-            prev_hash = ev.hash
-            last_status[ev.record_id] = STATUS_AFTER[ev.event]
-        if head is None or head["seq"] != len(events) or head["hash"] != prev_hash:
-            return ChainReport(False, len(events), len(events) + 1, None, "events are missing after the last one")
-        for record in records.values():
-            if last_status.get(record.id) != record.status:
-                last = max((e.seq for e in events if e.record_id == record.id), default=None)
-                return ChainReport(False, len(events), last, record.id, "the record's status disagrees with its history")
-        return ChainReport(True, len(events))
+            if conn.dialect.name == "postgresql":
+                # Events, records and head from one snapshot, so an append committed meanwhile is not taken
+                # for a gap (SQLite's read transaction is a snapshot already).
+                conn.execution_options(isolation_level="REPEATABLE READ")
+            return check_chain(conn, self.keys)
 
     # -- internals -------------------------------------------------------------------------------------
+
+    def _check_head(self, conn: Connection, head: Any) -> None:
+        """Refuses to append after a head that does not match its signature: building on a rewound head
+        would hide the events removed after it behind a valid new signature."""
+        if head["jws"] is None:
+            empty = conn.execute(select(consent_events.c.seq).limit(1)).first() is None
+            if head["seq"] == 0 and head["hash"] == GENESIS_HASH and empty:
+                return
+            raise LedgerIntegrityError("the consent chain head is not signed; run `app.py verify-consent-chain`")
+        try:
+            claims = self.keys.verify(head["jws"], HEAD_TYP)
+        except ReceiptError as exc:
+            raise LedgerIntegrityError("the consent chain head's signature does not verify") from exc
+        if claims.get("seq") != head["seq"] or claims.get("hash") != head["hash"]:
+            raise LedgerIntegrityError("the consent chain head was changed after it was signed; "
+                                       "run `app.py verify-consent-chain`")
 
     @staticmethod
     def _key(citizen_id: str, recipient: str, data_item: str, purpose: str) -> Any:
@@ -461,4 +643,4 @@ class ConsentLedger:
 
 
 __all__ = ["DEFAULT_PURPOSE", "ChainReport", "ConsentChange", "ConsentEvent", "ConsentLedger", "ConsentRecord",
-           "ReceiptError", "idempotency_key"]
+           "LedgerIntegrityError", "LedgerKeys", "ReceiptError", "check_chain", "idempotency_key", "reseal_chain"]

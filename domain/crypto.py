@@ -1,7 +1,8 @@
 """The cryptography that the domain and the wallet bridge share, in one place.
 
-- Secrets at rest: `FieldCipher` (AES-GCM for personal fields), `secret_digest` / `keyed_hash` (what is
-  stored in place of a bearer secret or a one-time code, so a copy of the database hands out nothing).
+- Secrets at rest: `FieldCipher` (AES-GCM for personal fields, bound to their table, column and row by the
+  associated data, so a ciphertext copied to another row does not open), `secret_digest` / `keyed_hash`
+  (what is stored in place of a bearer secret or a one-time code, so a copy of the database hands out nothing).
 - JOSE: JSON Web Keys (RFC 7517/7518/8037, RFC 7638 thumbprints) and compact JWS (RFC 7515) for
   ES256/ES384/ES512 and EdDSA, on `cryptography` alone. The consent ledger's receipts and the issuer's
   credentials are signed here.
@@ -25,7 +26,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
@@ -35,19 +36,58 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 # -- secrets at rest ------------------------------------------------------------------------------------
 
 
+class IntegrityFailure(ValueError):
+    """Stored data failed a cryptographic integrity check: it was edited, copied from another row, or
+    sealed under another key. Raised instead of using the data; the HTTP layer answers 409, never 500."""
+
+
+class FieldIntegrityError(IntegrityFailure):
+    """A field ciphertext that does not open for the place (table, column, row) it is read from."""
+
+    def __init__(self, place: str) -> None:
+        super().__init__(f"the stored value of {place} failed its integrity check")
+        self.place = place
+
+
+# A field's place: (table, column, *row key). Its canonical JSON, tagged with this version, is the AES-GCM
+# associated data, so a ciphertext only opens in the row and column it was written for.
+FieldPlace = tuple[str, ...]
+_AAD_TAG = "minwon-field-aad-v1"
+
+
+def _field_aad(place: FieldPlace) -> bytes:
+    if len(place) < 3 or not all(isinstance(part, str) and part for part in place):
+        raise ValueError("a field's place is (table, column, row key...), all non-empty strings")
+    # JSON, not a joined string: ("a|b", "c") and ("a", "b|c") must not give the same bytes.
+    return json.dumps([_AAD_TAG, *place], ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
 class FieldCipher:
-    """AES-GCM for personal fields; the nonce is stored with the ciphertext."""
+    """AES-GCM for personal fields and sealed secrets; the nonce is stored with the ciphertext, and the
+    field's place (table, column, row key) is the associated data."""
 
     def __init__(self, secret_key: bytes) -> None:
         self._aead = AESGCM(hashlib.sha256(b"minwon-field-v1" + secret_key).digest())
 
-    def encrypt(self, text: str) -> str:
+    def encrypt(self, text: str, aad: FieldPlace) -> str:
         nonce = secrets.token_bytes(12)
-        return base64.urlsafe_b64encode(nonce + self._aead.encrypt(nonce, text.encode(), None)).decode()
+        return base64.urlsafe_b64encode(nonce + self._aead.encrypt(nonce, text.encode(), _field_aad(aad))).decode()
 
-    def decrypt(self, token: str) -> str:
-        raw = base64.urlsafe_b64decode(token)
-        return self._aead.decrypt(raw[:12], raw[12:], None).decode()
+    def decrypt(self, token: str, aad: FieldPlace) -> str:
+        """The plaintext, or FieldIntegrityError when the token was not sealed for this place and key."""
+        return self._open(token, _field_aad(aad), aad)
+
+    def decrypt_unbound(self, token: str, place: FieldPlace) -> str:
+        """Opens a ciphertext written before fields carried their place (schema version 1). Only the
+        migration that re-seals those fields uses it."""
+        return self._open(token, None, place)
+
+    def _open(self, token: str, aad: bytes | None, place: FieldPlace) -> str:
+        try:
+            raw = base64.urlsafe_b64decode(token)
+            return self._aead.decrypt(raw[:12], raw[12:], aad).decode()
+        except (InvalidTag, ValueError, TypeError) as exc:
+            raise FieldIntegrityError(".".join(place[:2]) + f" of {'/'.join(place[2:])}") from exc
 
 
 def secret_digest(secret: str, secret_key: bytes) -> str:

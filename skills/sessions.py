@@ -135,7 +135,7 @@ class SessionStore:
             row = conn.execute(select(dialog_sessions).where(dialog_sessions.c.id == session_id)).mappings().first()
         if row is None or row["user_id"] != user_id or aware(row["expires_at"]) < utc_now():
             return None
-        state = json.loads(self.cipher.decrypt(row["state"]))
+        state = json.loads(self.cipher.decrypt(row["state"], ("dialog_sessions", "state", row["id"])))
         return DialogSession(
             id=row["id"], user_id=row["user_id"], locale=state["locale"], is_new=False,
             platform_session=row["platform_session"],
@@ -159,7 +159,8 @@ class SessionStore:
                 .order_by(dialog_sessions.c.expires_at.desc()).limit(1)).scalar()
 
     def save(self, conn: Connection, session: DialogSession) -> None:
-        values = {"user_id": session.user_id, "state": self.cipher.encrypt(session.to_json()),
+        values = {"user_id": session.user_id,
+                  "state": self.cipher.encrypt(session.to_json(), ("dialog_sessions", "state", session.id)),
                   "expires_at": utc_now() + self.ttl, "platform_session": session.platform_session}
         updated = conn.execute(dialog_sessions.update().where(dialog_sessions.c.id == session.id).values(**values))
         if updated.rowcount == 0:
@@ -180,7 +181,7 @@ class SessionStore:
             return None
         if session_id is not None and row["session_id"] != session_id:
             return None
-        return json.loads(self.cipher.decrypt(row["reply"]))
+        return json.loads(self.cipher.decrypt(row["reply"], ("turn_replies", "reply", user_id, request_id)))
 
     def store_reply(self, conn: Connection, user_id: str, session_id: str, request_id: str,
                     reply: dict[str, Any]) -> None:
@@ -190,7 +191,9 @@ class SessionStore:
         conn.execute(
             turn_replies.insert().values(
                 user_id=user_id, request_id=request_id, session_id=session_id,
-                reply=self.cipher.encrypt(json.dumps(reply, ensure_ascii=False)), created_at=utc_now(),
+                reply=self.cipher.encrypt(json.dumps(reply, ensure_ascii=False),
+                                          ("turn_replies", "reply", user_id, request_id)),
+                created_at=utc_now(),
             )
         )
 

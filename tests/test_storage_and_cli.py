@@ -1,17 +1,15 @@
 from __future__ import annotations
 
+import hashlib
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
 
 from migrations import MIGRATIONS, SCHEMA_VERSION, TABLE_MODULES
-from services import Services
 from storage import Database, MigrationContext
-from tests.conftest import ROOT, make_settings
-
-V1_DATA_DIR = ROOT / "tests" / "fixtures" / "schema_v1"
+from tests.conftest import ROOT
+from tests.security.test_data_at_rest import v1_data_dir, v1_services
 
 
 def test_sqlite_runs_in_wal_mode_with_a_schema_version(services):
@@ -23,32 +21,31 @@ def test_sqlite_runs_in_wal_mode_with_a_schema_version(services):
 
 def test_upgrade_is_idempotent(tmp_path):
     db = Database(f"sqlite:///{tmp_path / 'x.sqlite3'}")
-    context = MigrationContext(b"k")
+    context = MigrationContext(b"k", tmp_path)
     assert db.upgrade(TABLE_MODULES, MIGRATIONS, context) == SCHEMA_VERSION
     assert db.upgrade(TABLE_MODULES, MIGRATIONS, context) == SCHEMA_VERSION
     assert db.current_version() == SCHEMA_VERSION
 
 
 def test_a_version_1_database_upgrades_and_keeps_its_secrets_working(tmp_path):
-    data_dir = tmp_path / "v1"
-    shutil.copytree(V1_DATA_DIR, data_dir)
+    data_dir = v1_data_dir(tmp_path)
     with sqlite3.connect(data_dir / "minwon.sqlite3") as conn:
-        assert conn.execute("select version from schema_version").fetchone()[0] == 1
         old_wallet_digest = conn.execute("select token_hash from wallets where id='wallet-0001'").fetchone()[0]
-    services = Services(make_settings(data_dir, load_models=False))
+    services = v1_services(data_dir)
     services.initialize()
-    assert services.db.current_version() == SCHEMA_VERSION
-    # Stored token digests were re-keyed in place: the demo tokens still open their mailbox and records …
-    assert services.wallets.authenticate("wallet-0001", "demo-wallet-token-0001") is not None
-    assert services.citizen_tokens.citizen_for("demo-citizen-token-0001") == "citizen-0001"
-    with services.db.read() as conn:
-        new_wallet_digest = conn.exec_driver_sql("select token_hash from wallets where id='wallet-0001'").scalar()
-        assert conn.exec_driver_sql("select count(*) from link_codes").scalar() == 0  # … link codes are void
-    # … and no stored digest is still the unkeyed SHA-256 of the secret.
-    assert new_wallet_digest != old_wallet_digest
-    assert services.accounts.citizen("citizen-0001").name.startswith("홍길동")
-    assert services.consents.verify_chain().ok
-    services.stop()
+    try:
+        assert services.db.current_version() == SCHEMA_VERSION
+        # Stored token digests were re-keyed in place: the demo tokens still open their mailbox and records …
+        assert services.wallets.authenticate("wallet-0001", "demo-wallet-token-0001") is not None
+        assert services.citizen_tokens.citizen_for("demo-citizen-token-0001") == "citizen-0001"
+        with services.db.read() as conn:
+            new_wallet_digest = conn.exec_driver_sql("select token_hash from wallets where id='wallet-0001'").scalar()
+            assert conn.exec_driver_sql("select count(*) from link_codes").scalar() == 0  # … link codes are void
+        # … and no stored digest is still the unkeyed SHA-256 of the secret.
+        assert old_wallet_digest == hashlib.sha256(b"demo-wallet-token-0001").hexdigest()
+        assert new_wallet_digest != old_wallet_digest
+    finally:
+        services.stop()
 
 
 def run_cli(*args: str, data_dir) -> subprocess.CompletedProcess:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from typing import Any
 from sqlalchemy import Connection, insert, select
 
 from domain.clock import KST, Clock
-from domain.crypto import FieldCipher, jwk_thumbprint
+from domain.crypto import FieldCipher, FieldIntegrityError, jwk_thumbprint
 from domain.signing_keys import IssuerKeyring
 from storage import Database
 from wallet_bridge.config import WalletConfig
@@ -30,7 +31,9 @@ from wallet_bridge.oauth_errors import OAuthError
 from wallet_bridge.offers import ISSUED, CredentialOffers, RedeemedOffer
 from wallet_bridge.proofs import KeyProof, check_proof_jwt, invalid_proof
 from wallet_bridge.status_list import REVOCATION, SUSPENSION, StatusLists
-from wallet_bridge.tables import issued_credentials
+from wallet_bridge.tables import issued_credentials, sealed_place
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -183,7 +186,13 @@ class CredentialIssuance:
         )
         if row["holder_thumbprint"] != jwk_thumbprint(holder_jwk):
             raise OAuthError("credential_request_denied", "this offer's credential was issued to another key")
-        return self.box.decrypt(row["credential_sealed"])
+        try:
+            return self.box.decrypt(row["credential_sealed"], sealed_place(issued_credentials, "credential_sealed",
+                                                                           row["id"]))
+        except FieldIntegrityError as exc:
+            # The stored copy is not this credential's (copied from another row): it is never handed out.
+            log.error("stored credential failed its integrity check", extra={"field": exc.place})
+            raise OAuthError("credential_request_denied", "the stored credential failed its integrity check") from exc
 
     def _document_for(self, authorization: str | None) -> IssuableDocument | None:
         try:
@@ -231,7 +240,8 @@ class CredentialIssuance:
                 valid_until=datetime.fromisoformat(credential["validUntil"]),
                 revoked_at=None,
                 suspended=False,
-                credential_sealed=self.box.encrypt(token),
+                credential_sealed=self.box.encrypt(
+                    token, sealed_place(issued_credentials, "credential_sealed", credential_id)),
             )
         )
         self.offers.mark_issued(conn, offer.id)

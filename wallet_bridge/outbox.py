@@ -22,6 +22,7 @@ import requests
 from sqlalchemy import select, update
 
 from domain.clock import Clock
+from domain.crypto import FieldIntegrityError
 from outbound import OutboundPolicy
 from storage import Database
 from wallet_bridge.config import WalletConfig
@@ -103,7 +104,18 @@ class OfferOutbox:
                     .values(given_up_at=now, last_status="offer no longer pending")
                 )
                 return "given_up"
-            payload = self.offers.mailbox_entry(offer)
+            try:
+                payload = self.offers.mailbox_entry(offer)
+            except FieldIntegrityError:
+                # A sealed code that is not this offer's is never pushed; retrying cannot repair it.
+                conn.execute(
+                    update(outbox)
+                    .where(outbox.c.id == row_id)
+                    .values(given_up_at=now, last_status="integrity check failed")
+                )
+                log.error("offer push given up: its sealed code failed the integrity check",
+                          extra={"outbox_id": row_id})
+                return "given_up"
         status = self._post(row["url"], row["offer_id"], payload)
         now = self.clock()
         with self.db.transaction() as conn:

@@ -2,7 +2,8 @@
 
 Secrets are never stored in a form that can be used: pre-authorized codes and access tokens are kept
 as keyed hashes for lookup; the pre-authorized code and tx_code the wallet and the speaker must see
-again (a mailbox read, a repeated reply) are also kept sealed with AES-GCM under the service key.
+again (a mailbox read, a repeated reply) are also kept sealed with AES-GCM under the service key, bound
+to their table, column and row (`sealed_place`), so a sealed value copied into another row does not open.
 Times are timezone-aware UTC.
 """
 
@@ -118,3 +119,12 @@ outbox = Table(
 
 # The tables the bridge writes, for tests and benchmarks that create only these (with the attempt counters).
 WALLET_TABLES = (status_lists, status_entries, offers, issued_credentials, nonces, rate_limits, outbox)
+
+
+# The sealed columns, by table: what the schema-version-2 migration re-seals with their place.
+SEALED_COLUMNS = {offers: ("code_sealed", "tx_code_sealed"), issued_credentials: ("credential_sealed",)}
+
+
+def sealed_place(table: Table, column: str, row_id: str) -> tuple[str, str, str]:
+    """The field cipher's associated data for a sealed value: the table, the column and the row's id."""
+    return (table.name, column, row_id)

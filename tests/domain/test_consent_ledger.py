@@ -91,7 +91,7 @@ def test_a_rehashed_forgery_still_fails_on_its_receipt(own_app):
     record = ledger.records("citizen-0001")[0]
     from domain.consent_ledger import event_digest
     forged = event_digest(last.prev_hash, last.seq, record, "given", last.at, last.channel, last.actor,
-                          last.valid_until)
+                          last.valid_until, citizen_binding=ledger.keys.citizen_binding(record.citizen_id))
     with sqlite3.connect(sqlite_file(data_dir)) as db:
         db.execute("UPDATE consent_events SET event = 'given', hash = ? WHERE seq = ?", (forged, last.seq))
         db.execute("UPDATE consent_chain_head SET hash = ?", (forged,))

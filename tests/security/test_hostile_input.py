@@ -13,9 +13,9 @@ import time
 import pytest
 import requests
 from cryptography.hazmat.primitives.asymmetric import ec
-from wallet_bridge.rate_limits import AttemptLimiter
 
 from channels.alexa.verification import AlexaVerificationError, _parse_envelope
+from domain.attempts import AttemptLimiter
 from domain.crypto import JWSError, b64url_encode, public_jwk, sign_compact, strict_json_loads
 from http_api import RateLimiter, client_address
 from voice.asr import _segment_into_vocabulary
@@ -101,10 +101,10 @@ def test_segmentation_is_polynomial_not_exponential():
 def test_spraying_200k_keys_does_not_reset_a_real_clients_budget(client, services, monkeypatch):
     limiter = RateLimiter(per_minute=2)
     monkeypatch.setitem(services.rate_limiters, "user", limiter)
-    user = "real-client-" + secrets.token_hex(4)
+    auth = {"Authorization": "Bearer " + services.devices.issue("dev-real-client-" + secrets.token_hex(4))}
 
     def converse():
-        return client.post("/v1/converse", json={"user_id": user, "text": "도움말"})
+        return client.post("/v1/converse", json={"text": "도움말"}, headers=auth)
 
     assert [converse().status_code for _ in range(2)] == [200, 200]
     assert error_code(converse()) == (429, "rate_limited")
