@@ -170,26 +170,30 @@ def test_a_failed_change_writes_nothing(own_app, monkeypatch):
     assert record.status == "active" and ledger.verify_chain().events == before and ledger.verify_chain().ok
 
 
-def test_parallel_writers_keep_one_unbroken_chain(own_app):
-    app, _ = own_app
-    services = app.extensions["minwon"]
-    ledger = services.consents
+def toggle_in_parallel(ledger, writers: int, rounds: int) -> None:
+    """`writers` threads each flip one of Jane's consents `rounds` times, all at once; raises what any raised."""
     errors: list[BaseException] = []
 
     def toggle(n: int) -> None:
         try:
-            for i in range(4):
+            for i in range(rounds):
                 ledger.set_consent("citizen-0002", ["nhis", "hf", "nts"][n % 3], ["income", "health-insurance"][n % 2],
                                    "public-service", i % 2 == 0, "native", "principal")
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=toggle, args=(n,)) for n in range(6)]
+    threads = [threading.Thread(target=toggle, args=(n,)) for n in range(writers)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     assert errors == []
+
+
+def test_parallel_writers_keep_one_unbroken_chain(own_app):
+    app, _ = own_app
+    ledger = app.extensions["minwon"].consents
+    toggle_in_parallel(ledger, writers=6, rounds=4)
     report = ledger.verify_chain()
     assert report.ok, report.describe()
     assert report.events == 4 + 6 * 4  # the 4 seeded events and every thread's 4 toggles, none lost

@@ -16,7 +16,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -30,6 +29,7 @@ from migrations import SCHEMA_VERSION
 from services import Services
 from settings import Settings
 from tests.conftest import DEMO_DEVICE_TOKENS, ROOT, Conversation, make_settings
+from tests.domain.test_consent_ledger import toggle_in_parallel
 from wallet_bridge.tables import issued_credentials, offers, sealed_place
 
 FIXTURE_V1 = Path(__file__).parent / "fixtures" / "schema_v1"
@@ -196,22 +196,7 @@ def test_parallel_appends_keep_the_signed_head_on_the_last_event(own_app):
     app, data_dir = own_app
     services = app.extensions["minwon"]
     ledger = services.consents
-    errors: list[BaseException] = []
-
-    def toggle(n: int) -> None:
-        try:
-            for i in range(5):
-                ledger.set_consent("citizen-0002", ["nhis", "hf", "nts"][n % 3], ["income", "health-insurance"][n % 2],
-                                   "public-service", i % 2 == 0, "native", "principal")
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=toggle, args=(n,)) for n in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    toggle_in_parallel(ledger, writers=6, rounds=5)
     with services.db.read() as conn:
         head = conn.execute(select(consent_chain_head)).mappings().one()
         last = conn.execute(select(consent_events).order_by(consent_events.c.seq.desc()).limit(1)).mappings().one()
