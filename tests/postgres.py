@@ -72,11 +72,18 @@ class PostgresCluster:
     def admin_url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
-    def new_database(self) -> str:
-        """A new empty database; returns its SQLAlchemy URL (psycopg 3 driver)."""
-        name = f"minwon_test_{next(self._names)}"
+    def new_database(self, name: str | None = None) -> str:
+        """A new empty database (`name` or the next free one); returns its SQLAlchemy URL (psycopg 3 driver)."""
+        name = name or self.database_name()
         with psycopg.connect(self.admin_url(), autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def database_name(self) -> str:
+        """A name no database of this cluster has yet (the database itself is not created)."""
+        return f"minwon_test_{next(self._names)}"
+
+    def url(self, name: str) -> str:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
 
     def stop(self) -> None:
