@@ -6,7 +6,7 @@ PY := .venv/bin/python
 # The service: speech synthesis.
 APT_RUN := espeak-ng libespeak-ng1
 # Tests and the microphone harness: headless Chromium with its driver and a Korean font, PortAudio.
-APT_DEV := chromium chromium-driver fonts-nanum libportaudio2
+APT_DEV := chromium chromium-driver fonts-nanum libportaudio2 postgresql
 
 .PHONY: install install-dev install-bench run test test-browser serve-prod lint bench soak
 

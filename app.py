@@ -27,6 +27,7 @@ from retrieval import cli as retrieval_cli
 from retrieval import endpoints as retrieval_endpoints
 from services import Services
 from settings import PROJECT_DATA, Settings
+from storage import StorageUnavailable, describe_url
 from voice import endpoints as voice_endpoints
 from wallet_bridge import cli as wallet_cli
 from wallet_bridge import endpoints as wallet_endpoints
@@ -45,7 +46,8 @@ def create_app(settings: Settings | None = None, *, start: bool = True) -> Flask
     app.config["MAX_CONTENT_LENGTH"] = 10 * 1024 * 1024 + 1024
     app.json.ensure_ascii = False
     state = Services(settings)
-    state.initialize()
+    # An unreachable database does not stop the service: /health answers 503 naming the storage until it is back.
+    state.initialize_or_wait()
     app.extensions["minwon"] = state
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
@@ -302,6 +304,11 @@ def main(argv: list[str] | None = None) -> int:
         # one line for the operator, not a traceback.
         print(f"integrity check failed: {exc}", file=sys.stderr)
         return 2
+    except StorageUnavailable as exc:
+        # An unreachable, locked or timed-out database: one line (no password, no traceback), exit code 3.
+        database = describe_url(Settings.from_env().database_url)
+        print(f"storage unavailable ({database}): {exc.detail or exc}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

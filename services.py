@@ -35,7 +35,7 @@ from outbound import OutboundPolicy
 from settings import PROJECT_DATA, Settings
 from skills.registry import DialogStores, build_dialog_engine
 from skills.sessions import SessionStore
-from storage import Database, MigrationContext, StorageUnavailable
+from storage import Database, MigrationContext, StorageUnavailable, describe_url
 from wallet_bridge.bridge import WalletBridge, wallet_config
 from wallet_bridge.certificate_documents import CertificateDocuments
 
@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 FAQ = "faq"
 ASR = "asr"
 TTS = "tts"
+# The database, named on /health while it cannot be reached at start; retried this often until it can.
+STORAGE = "storage"
+STORAGE_RETRY_S = 5.0
 # Expired dialog sessions and old stored replies are deleted this often (also: `app.py purge`).
 PURGE_INTERVAL_S = 600.0
 DEVICE_REGISTRATIONS_PER_MINUTE = 10
@@ -98,6 +101,7 @@ class Services:
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self.load_error: str | None = None
+        self.initialized = False
         self.add_loader(FAQ, _load_faq)
         self.add_loader(ASR, _load_asr)
         self.add_loader(TTS, _load_tts)
@@ -119,6 +123,19 @@ class Services:
             demo_file=PROJECT_DATA / "demo.yaml",
         ):
             log.info("demo data seeded")
+        self.initialized = True
+
+    def initialize_or_wait(self) -> bool:
+        """`initialize()`, but a database that cannot be reached is not fatal for the service: /health names the
+        storage (503) and `start()` keeps retrying. Returns whether the storage is ready."""
+        try:
+            self.initialize()
+        except StorageUnavailable as exc:
+            self.load_error = f"{STORAGE}: unavailable"
+            log.error("storage unavailable at start; /health answers 503 until it can be reached",
+                      extra={"database": describe_url(self.settings.database_url), "detail": exc.detail})
+            return False
+        return True
 
     def add_loader(self, name: str, loader: Callable[[Services], Any]) -> None:
         """`loader(services)` builds a component once; its result is `services.components[name]`."""
@@ -127,6 +144,24 @@ class Services:
     # -- running --------------------------------------------------------------------------------------
 
     def start(self, background: bool = True) -> None:
+        if not self.initialized:
+            self._spawn("storage-wait", self._initialize_then_start)
+            return
+        self._start_initialized(background)
+
+    def _initialize_then_start(self) -> None:
+        while not self._stopping.wait(STORAGE_RETRY_S):
+            try:
+                self.initialize()
+            except StorageUnavailable as exc:
+                log.warning("storage still unavailable", extra={"detail": exc.detail})
+                continue
+            self.load_error = None
+            log.info("storage available")
+            self._start_initialized(background=False)
+            return
+
+    def _start_initialized(self, background: bool) -> None:
         self.wallet.outbox_worker.start()
         self._spawn("session-purge", self._purge_periodically)
         if not self.settings.load_models:

@@ -19,9 +19,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Column, Connection, Integer, MetaData, Table, create_engine, event, select
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Column, Connection, Integer, MetaData, Table, create_engine, event, select, text
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import QueuePool
 
 log = logging.getLogger(__name__)
@@ -42,8 +43,42 @@ class MigrationContext:
 Migration = Callable[[Connection, MigrationContext], None]
 
 
+# PostgreSQL: how long to wait for a connection, for one statement and for a row or table lock.
+CONNECT_TIMEOUT_S = 5
+STATEMENT_TIMEOUT_MS = 30_000
+LOCK_TIMEOUT_MS = 10_000
+# The transaction-level advisory lock that makes concurrent upgrades (several nodes starting at once) take turns.
+UPGRADE_LOCK_ID = 0x6D696E776F6E  # "minwon"
+
+
 class StorageUnavailable(RuntimeError):
-    """The database is locked or unreachable for the moment; the caller answers 503 and may retry."""
+    """The database is locked or unreachable for the moment; the caller answers 503 and may retry.
+
+    `detail` is one line for an operator (the driver's first line: "connection refused", "database is locked",
+    "canceling statement due to statement timeout"); it never holds statement parameters."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
+
+
+# Errors that mean "not now" rather than "wrong": a locked SQLite file, an unreachable or restarting PostgreSQL
+# server, a statement or lock timeout, a deadlock victim, an exhausted pool.
+_UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeout)
+
+
+def _unavailable(exc: BaseException) -> StorageUnavailable:
+    origin = getattr(exc, "orig", None) or exc
+    lines = [line.strip() for line in str(origin).splitlines() if line.strip()]
+    return StorageUnavailable("storage is busy or unavailable", lines[0] if lines else type(origin).__name__)
+
+
+def describe_url(url: str) -> str:
+    """A database URL for a message: without its password."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(unparsable database URL)"
 
 
 class Database:
@@ -88,6 +123,18 @@ class Database:
                 conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
             return engine
+        if url.startswith("postgresql"):
+            # A dead server or a dropped connection is found before a request uses it (pre-ping), a connection
+            # attempt gives up after CONNECT_TIMEOUT_S instead of the OS's minutes, and no statement holds a
+            # pooled connection (or a row lock) longer than STATEMENT_TIMEOUT_MS. Pooled connections are recycled
+            # hourly so a server-side idle limit or a failover never hands out a stale one.
+            return create_engine(
+                url, pool_pre_ping=True, pool_size=8, max_overflow=8, pool_timeout=10, pool_recycle=3600,
+                hide_parameters=True,
+                connect_args={"connect_timeout": CONNECT_TIMEOUT_S, "application_name": "minwon-voice",
+                              "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}"
+                                         f" -c lock_timeout={LOCK_TIMEOUT_MS} -c timezone=UTC"},
+            )
         return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10, hide_parameters=True)
 
     @contextmanager
@@ -101,8 +148,8 @@ class Database:
                 conn.execution_options(minwon_write=True)
                 with conn.begin():
                     yield conn
-        except OperationalError as exc:
-            raise StorageUnavailable("storage is busy or unavailable") from exc
+        except _UNAVAILABLE as exc:
+            raise _unavailable(exc) from exc
         finally:
             if lock is not None:
                 lock.release()
@@ -112,8 +159,8 @@ class Database:
         try:
             with self.engine.connect() as conn:
                 yield conn
-        except OperationalError as exc:
-            raise StorageUnavailable("storage is busy or unavailable") from exc
+        except _UNAVAILABLE as exc:
+            raise _unavailable(exc) from exc
 
     def current_version(self) -> int:
         with self.read() as conn:
@@ -131,6 +178,9 @@ class Database:
             importlib.import_module(name)
         target_version = 1 + len(migrations)
         with self.transaction() as conn:
+            if conn.dialect.name == "postgresql":
+                # Several nodes starting at once: one upgrades, the others wait and then find it done.
+                conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": UPGRADE_LOCK_ID})
             version = conn.execute(select(schema_version.c.version)).scalar() if self.engine.dialect.has_table(
                 conn, "schema_version"
             ) else None

@@ -1,9 +1,12 @@
-"""Shared fixtures: one app (models loaded once per test run), its client, and one live HTTP server."""
+"""Shared fixtures: one app (models loaded once per test run), its client, and one live HTTP server; and the
+storage backends: a throwaway PostgreSQL cluster for the run, with `database_url` (a fresh database per test)
+and `stores` (the services' stores per test module) parametrised over SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import os
 import secrets
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +16,9 @@ from hypothesis import settings as hypothesis_settings
 from werkzeug.serving import make_server
 
 from app import QuietRequestHandler, create_app
+from services import Services
 from settings import Settings
+from tests.postgres import PostgresCluster, start_cluster
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,9 +65,50 @@ def live_server(app) -> Iterator[str]:
     server.shutdown()
 
 
-@pytest.fixture()
-def new_citizen(services):
-    """A fresh linked citizen (own PIN counter and records), so tests that change state stay independent."""
+BACKENDS = ("sqlite", "postgresql")
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """A throwaway PostgreSQL cluster for the whole run (started on first use, removed at the end). A machine
+    without PostgreSQL fails these tests rather than skipping them: `make test` installs it."""
+    try:
+        cluster = start_cluster()
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        pytest.fail(f"cannot start the test PostgreSQL cluster: {exc}", pytrace=False)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database for this test on each backend: the SQLite file a data dir of `tmp_path` would
+    get anyway, or a new database in the test cluster."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'minwon.sqlite3'}"
+    return request.getfixturevalue("postgres").new_database()
+
+
+@pytest.fixture(scope="module")
+def pg_services(postgres: PostgresCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+    """Stores only (no models, no workers) on a PostgreSQL database of this test module, with the demo data."""
+    state = Services(make_settings(tmp_path_factory.mktemp("pg-data"), database_url=postgres.new_database(),
+                                   load_models=False, rate_limit_per_minute=100_000))
+    state.initialize()
+    yield state
+    state.stop()
+
+
+@pytest.fixture(params=BACKENDS)
+def stores(request: pytest.FixtureRequest) -> Services:
+    """The services whose stores a test uses, on each backend: the shared app's (SQLite) or `pg_services`."""
+    return request.getfixturevalue("services" if request.param == "sqlite" else "pg_services")
+
+
+def citizen_factory(services: Services):
+    """`create(pin, locale, name)` makes a fresh linked citizen in `services`; returns (citizen id, user id)."""
 
     def create(pin: str = "4321", locale: str = "ko-KR", name: str = "테스트 시민") -> tuple[str, str]:
         citizen_id = "citizen-t-" + secrets.token_hex(4)
@@ -72,6 +118,18 @@ def new_citizen(services):
         return citizen_id, user_id
 
     return create
+
+
+@pytest.fixture()
+def new_citizen(services):
+    """A fresh linked citizen (own PIN counter and records), so tests that change state stay independent."""
+    return citizen_factory(services)
+
+
+@pytest.fixture()
+def stores_citizen(stores):
+    """`new_citizen` in the parametrised `stores`."""
+    return citizen_factory(stores)
 
 
 def device_token(services, user_id: str) -> str:

@@ -2,14 +2,24 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
+import threading
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
 
+import pytest
+from sqlalchemy import DateTime, MetaData, create_engine
+
+from app import create_app
 from migrations import MIGRATIONS, SCHEMA_VERSION, TABLE_MODULES
+from services import Services
 from storage import Database, MigrationContext
-from tests.conftest import ROOT
-from tests.security.test_data_at_rest import v1_data_dir, v1_services
+from tests.conftest import ROOT, make_settings
+from tests.security.test_data_at_rest import FIXTURE_V1_EVENTS, v1_data_dir, v1_services
 
 
 def test_sqlite_runs_in_wal_mode_with_a_schema_version(services):
@@ -19,12 +29,37 @@ def test_sqlite_runs_in_wal_mode_with_a_schema_version(services):
         assert conn.execute("select version from schema_version").fetchone()[0] == SCHEMA_VERSION
 
 
-def test_upgrade_is_idempotent(tmp_path):
-    db = Database(f"sqlite:///{tmp_path / 'x.sqlite3'}")
+def test_upgrade_is_idempotent(tmp_path, database_url):
+    db = Database(database_url)
     context = MigrationContext(b"k", tmp_path)
-    assert db.upgrade(TABLE_MODULES, MIGRATIONS, context) == SCHEMA_VERSION
-    assert db.upgrade(TABLE_MODULES, MIGRATIONS, context) == SCHEMA_VERSION
-    assert db.current_version() == SCHEMA_VERSION
+    try:
+        assert db.upgrade(TABLE_MODULES, MIGRATIONS, context) == SCHEMA_VERSION
+        assert db.upgrade(TABLE_MODULES, MIGRATIONS, context) == SCHEMA_VERSION
+        assert db.current_version() == SCHEMA_VERSION
+    finally:
+        db.dispose()
+
+
+def test_nodes_starting_at_once_upgrade_once(tmp_path, database_url):
+    """Several processes (nodes) creating the schema at the same moment: one creates it, the others find it."""
+    databases = [Database(database_url) for _ in range(4)]
+    results, errors, barrier = [], [], threading.Barrier(len(databases))
+
+    def upgrade(db: Database) -> None:
+        barrier.wait()
+        try:
+            results.append(db.upgrade(TABLE_MODULES, MIGRATIONS, MigrationContext(b"k", tmp_path)))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=upgrade, args=(db,)) for db in databases]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for db in databases:
+        db.dispose()
+    assert errors == [] and results == [SCHEMA_VERSION] * len(databases)
 
 
 def test_a_version_1_database_upgrades_and_keeps_its_secrets_working(tmp_path):
@@ -48,8 +83,54 @@ def test_a_version_1_database_upgrades_and_keeps_its_secrets_working(tmp_path):
         services.stop()
 
 
-def run_cli(*args: str, data_dir) -> subprocess.CompletedProcess:
+def copy_sqlite_to(source: Path, url: str) -> None:
+    """The tables and rows of a SQLite database into an empty database at `url`, as the same code would have
+    created them there (timestamps with time zone, like the declared DateTime(timezone=True) columns)."""
+    old = MetaData()
+    source_engine, target_engine = create_engine(f"sqlite:///{source}"), create_engine(url)
+    try:
+        old.reflect(source_engine)
+        for table in old.tables.values():
+            for column in table.columns:
+                generic = column.type.as_generic()
+                column.type = DateTime(timezone=True) if isinstance(generic, DateTime) else generic
+        with source_engine.connect() as reader, target_engine.begin() as writer:
+            old.create_all(writer)
+            for table in old.sorted_tables:
+                rows = [dict(row) for row in reader.execute(table.select()).mappings()]
+                for row in rows:
+                    for key, value in row.items():
+                        if isinstance(value, datetime):
+                            row[key] = value.replace(tzinfo=UTC)
+                if rows:
+                    writer.execute(table.insert(), rows)
+    finally:
+        source_engine.dispose()
+        target_engine.dispose()
+
+
+def test_a_version_1_database_on_postgresql_upgrades_and_verifies(tmp_path, postgres):
+    data_dir = v1_data_dir(tmp_path)
+    url = postgres.new_database()
+    copy_sqlite_to(data_dir / "minwon.sqlite3", url)
+    services = Services(replace(v1_services(data_dir).settings, database_url=url))
+    try:
+        assert services.db.current_version() == 1
+        services.initialize()
+        assert services.db.current_version() == SCHEMA_VERSION
+        assert services.wallets.authenticate("wallet-0001", "demo-wallet-token-0001") is not None
+        assert services.citizen_tokens.citizen_for("demo-citizen-token-0001") == "citizen-0001"
+        assert services.accounts.citizen("citizen-0001").name == "홍길동 (demo)"
+        report = services.consents.verify_chain()
+        assert report.ok and report.events == FIXTURE_V1_EVENTS, report.describe()
+    finally:
+        services.stop()
+
+
+def run_cli(*args: str, data_dir, database_url: str | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "MINWON_DATA_DIR": str(data_dir), "MINWON_DEMO": "1"}
+    if database_url:
+        env["MINWON_DATABASE_URL"] = database_url
     return subprocess.run([sys.executable, "app.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=120)
 
@@ -60,9 +141,42 @@ def test_cli_help_lists_commands(tmp_path):
     assert "--port PORT" in run_cli("serve", "--help", data_dir=tmp_path).stdout
 
 
-def test_link_code_command_prints_eight_digits_and_never_logs_it(tmp_path):
-    result = run_cli("link-code", "citizen-0001", data_dir=tmp_path)
+def test_link_code_command_prints_eight_digits_and_never_logs_it(tmp_path, database_url):
+    result = run_cli("link-code", "citizen-0001", data_dir=tmp_path, database_url=database_url)
     code = result.stdout.strip()
-    assert result.returncode == 0 and len(code) == 8 and code.isdigit()
+    assert result.returncode == 0 and len(code) == 8 and code.isdigit(), result.stderr
     assert code not in result.stderr
-    assert run_cli("link-code", "citizen-9999", data_dir=tmp_path).returncode == 1
+    assert run_cli("link-code", "citizen-9999", data_dir=tmp_path, database_url=database_url).returncode == 1
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]  # nothing listens there once the socket is closed
+
+
+@pytest.mark.parametrize("command", [("init",), ("link-code", "citizen-0001"), ("verify-consent-chain",)])
+def test_an_unreachable_database_is_one_line_and_exit_code_3(tmp_path, command):
+    url = f"postgresql+psycopg://minwon:hunter2-secret@127.0.0.1:{closed_port()}/minwon"
+    result = run_cli(*command, data_dir=tmp_path, database_url=url)
+    assert result.returncode == 3, result.stderr
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith("storage unavailable (postgresql+psycopg://minwon:***@127.0.0.1:")
+    assert "Traceback" not in result.stderr and "hunter2-secret" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_the_service_names_the_storage_on_health_until_the_database_is_there(tmp_path, postgres, monkeypatch):
+    """A node that starts before its database answers 503 naming the storage, then comes up on its own."""
+    monkeypatch.setattr("services.STORAGE_RETRY_S", 0.1)
+    name = postgres.database_name()
+    app = create_app(make_settings(tmp_path, database_url=postgres.url(name), load_models=False))
+    try:
+        health = app.test_client().get("/health")
+        assert health.status_code == 503 and health.get_json() == {"status": "error", "component": "storage: unavailable"}
+        postgres.new_database(name)
+        assert app.extensions["minwon"].wait_ready(30)
+        assert app.test_client().get("/health").status_code == 200
+        assert app.extensions["minwon"].accounts.citizen_for_user("demo-user-ko").id == "citizen-0001"
+    finally:
+        app.extensions["minwon"].stop()

@@ -1,10 +1,9 @@
 """The consent ledger: the hash chain and its verification command, receipts, expiry and renewal,
-one transaction per change, and writers in parallel."""
+one transaction per change, and writers in parallel; on SQLite and on PostgreSQL (`database_url`)."""
 
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -12,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from app import create_app
 from domain.clock import utc_now
@@ -21,20 +21,26 @@ from tests.conftest import DEMO_DEVICE_TOKENS, ROOT, Conversation, make_settings
 
 
 @pytest.fixture()
-def own_app(tmp_path):
-    """A separate app and SQLite file, so tampering with it leaves the shared test database alone."""
-    app = create_app(make_settings(tmp_path), start=False)
-    return app, tmp_path
+def own_app(tmp_path, database_url):
+    """A separate app (no models) and a fresh database on each backend, so tampering with it leaves the shared
+    test database alone."""
+    app = create_app(make_settings(tmp_path, database_url=database_url), start=False)
+    yield app, tmp_path
+    app.extensions["minwon"].stop()
 
 
-def run_cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "MINWON_DEMO": "1", "MINWON_DATA_DIR": str(data_dir), "MINWON_LOG_LEVEL": "ERROR"}
+def run_cli(app, data_dir: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MINWON_DEMO": "1", "MINWON_DATA_DIR": str(data_dir), "MINWON_LOG_LEVEL": "ERROR",
+           "MINWON_DATABASE_URL": app.extensions["minwon"].settings.database_url}
     return subprocess.run([sys.executable, str(ROOT / "app.py"), *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=120)
 
 
-def sqlite_file(data_dir: Path) -> Path:
-    return data_dir / "minwon.sqlite3"
+def tamper_with(app, *statements: str, **params: object) -> None:
+    """Someone with write access to the database runs these statements behind the service's back."""
+    with app.extensions["minwon"].db.transaction() as conn:
+        for statement in statements:
+            conn.execute(text(statement), params)
 
 
 def withdraw_by_voice(app) -> None:
@@ -47,13 +53,12 @@ def withdraw_by_voice(app) -> None:
 def test_verification_command_finds_an_edited_event(own_app):
     app, data_dir = own_app
     withdraw_by_voice(app)
-    ok = run_cli(data_dir, "verify-consent-chain")
+    ok = run_cli(app, data_dir, "verify-consent-chain")
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.strip() == "consent chain ok: 5 events"  # 4 seeded + the withdrawal
-    with sqlite3.connect(sqlite_file(data_dir)) as db:
-        # Someone rewrites history: the withdrawal becomes a consent.
-        db.execute("UPDATE consent_events SET event = 'given' WHERE seq = 5")
-    broken = run_cli(data_dir, "verify-consent-chain")
+    # Someone rewrites history: the withdrawal becomes a consent.
+    tamper_with(app, "UPDATE consent_events SET event = 'given' WHERE seq = 5")
+    broken = run_cli(app, data_dir, "verify-consent-chain")
     assert broken.returncode == 1
     assert broken.stdout.startswith("consent chain broken at event 5 (record consent-")
     assert "content or its record's identity was changed" in broken.stdout
@@ -71,20 +76,18 @@ def test_verification_command_finds_an_edited_event(own_app):
      "receipt"),
 ])
 def test_each_kind_of_tampering_is_reported_at_its_first_broken_link(own_app, tamper, seq, reason):
-    app, data_dir = own_app
+    app, _ = own_app
     withdraw_by_voice(app)
     ledger = app.extensions["minwon"].consents
     assert ledger.verify_chain().ok
-    with sqlite3.connect(sqlite_file(data_dir)) as db:
-        db.execute("PRAGMA foreign_keys = OFF")
-        db.execute(tamper)
+    tamper_with(app, tamper)
     report = ledger.verify_chain()
     assert not report.ok and report.broken_seq == seq and reason in report.reason, report
 
 
 def test_a_rehashed_forgery_still_fails_on_its_receipt(own_app):
     """Editing an event and recomputing its hash (the chain code is public) breaks the next link or the receipt."""
-    app, data_dir = own_app
+    app, _ = own_app
     withdraw_by_voice(app)
     ledger = app.extensions["minwon"].consents
     last = ledger.events(ledger.records("citizen-0001")[0].id)[-1]
@@ -92,10 +95,9 @@ def test_a_rehashed_forgery_still_fails_on_its_receipt(own_app):
     from domain.consent_ledger import event_digest
     forged = event_digest(last.prev_hash, last.seq, record, "given", last.at, last.channel, last.actor,
                           last.valid_until, citizen_binding=ledger.keys.citizen_binding(record.citizen_id))
-    with sqlite3.connect(sqlite_file(data_dir)) as db:
-        db.execute("UPDATE consent_events SET event = 'given', hash = ? WHERE seq = ?", (forged, last.seq))
-        db.execute("UPDATE consent_chain_head SET hash = ?", (forged,))
-        db.execute("UPDATE consent_records SET status = 'active' WHERE id = ?", (record.id,))
+    tamper_with(app, "UPDATE consent_events SET event = 'given', hash = :forged WHERE seq = :seq",
+                "UPDATE consent_chain_head SET hash = :forged", "UPDATE consent_records SET status = 'active' WHERE id = :id",
+                forged=forged, seq=last.seq, id=record.id)
     report = ledger.verify_chain()
     assert not report.ok and report.broken_seq == last.seq and "receipt" in report.reason
 
@@ -220,8 +222,8 @@ def test_principal_pseudonym_is_stable_and_not_the_account_id(own_app):
     assert "citizen" not in ledger.principal_id("citizen-0001") and len(ledger.principal_id("citizen-0001")) == 32
 
 
-def test_empty_chain_verifies_and_starts_at_genesis(tmp_path):
-    app = create_app(make_settings(tmp_path, demo=False), start=False)
+def test_empty_chain_verifies_and_starts_at_genesis(tmp_path, database_url):
+    app = create_app(make_settings(tmp_path, demo=False, database_url=database_url), start=False)
     ledger = app.extensions["minwon"].consents
     assert ledger.verify_chain().ok and ledger.verify_chain().events == 0
     app.extensions["minwon"].accounts.create_citizen("c-1", "이름", "ko-KR", "1111")

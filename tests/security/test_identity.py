@@ -173,13 +173,13 @@ def test_relinking_ends_the_users_sessions_and_the_pin_is_asked_again(live_serve
     assert reply["session_id"] != session_id and reply["expects"] == "pin"
 
 
-def test_twelve_parallel_wrong_pins_all_count(services, new_citizen):
-    citizen_id, _ = new_citizen(pin="4321")
+def test_twelve_parallel_wrong_pins_all_count(stores, stores_citizen):
+    citizen_id, _ = stores_citizen(pin="4321")
     results, barrier = [], threading.Barrier(12)
 
     def guess() -> None:
         barrier.wait()
-        results.append(services.accounts.verify_pin(citizen_id, "0000"))
+        results.append(stores.accounts.verify_pin(citizen_id, "0000"))
 
     threads = [threading.Thread(target=guess) for _ in range(12)]
     for thread in threads:
@@ -189,73 +189,74 @@ def test_twelve_parallel_wrong_pins_all_count(services, new_citizen):
     counted = sorted(r.remaining for r in results if not r.locked)
     assert counted == [1, 2, 3, 4]  # four wrong PINs counted one by one, then the fifth locked
     assert sum(r.locked for r in results) == 8 and not any(r.ok for r in results)
-    assert services.accounts.verify_pin(citizen_id, "4321").locked  # even the right PIN waits out the lock
+    assert stores.accounts.verify_pin(citizen_id, "4321").locked  # even the right PIN waits out the lock
 
 
-def test_lockouts_escalate_and_only_unlock_ends_the_last_one(services, new_citizen, tmp_path):
-    citizen_id, _ = new_citizen(pin="4321")
+def test_lockouts_escalate_and_only_unlock_ends_the_last_one(stores, stores_citizen, tmp_path):
+    citizen_id, _ = stores_citizen(pin="4321")
     lengths = []
     for run in range(3):
-        results = [services.accounts.verify_pin(citizen_id, "0000") for _ in range(5)]
+        results = [stores.accounts.verify_pin(citizen_id, "0000") for _ in range(5)]
         assert results[-1].locked and results[-1].locked_until is not None
         lengths.append(results[-1].locked_until)
         if run < 2:
-            with services.db.transaction() as conn:  # the lock runs out, as if its time had passed
+            with stores.db.transaction() as conn:  # the lock runs out, as if its time had passed
                 conn.execute(update(citizens).where(citizens.c.id == citizen_id).values(
                     locked_until=utc_now() - timedelta(seconds=1)))
     now = utc_now()
     assert timedelta(minutes=14) < lengths[0] - now < timedelta(minutes=16)
     assert timedelta(minutes=59) < lengths[1] - now < timedelta(minutes=61)
     assert lengths[2] == LOCKED_UNTIL_RESET
-    assert services.accounts.verify_pin(citizen_id, "4321").locked
-    assert services.accounts.unlock(citizen_id)
-    assert services.accounts.verify_pin(citizen_id, "4321").ok
+    assert stores.accounts.verify_pin(citizen_id, "4321").locked
+    assert stores.accounts.unlock(citizen_id)
+    assert stores.accounts.verify_pin(citizen_id, "4321").ok
 
 
-def test_unlock_command_lifts_a_lock(tmp_path):
-    env = {**os.environ, "MINWON_DATA_DIR": str(tmp_path), "MINWON_DEMO": "1", "MINWON_LOG_LEVEL": "ERROR"}
+def test_unlock_command_lifts_a_lock(tmp_path, database_url):
+    env = {**os.environ, "MINWON_DATA_DIR": str(tmp_path), "MINWON_DEMO": "1", "MINWON_LOG_LEVEL": "ERROR",
+           "MINWON_DATABASE_URL": database_url}
     run = lambda *args: subprocess.run([sys.executable, "app.py", *args], cwd=ROOT, env=env,  # noqa: E731
                                        capture_output=True, text=True, timeout=120)
     assert run("unlock", "citizen-0001").returncode == 0
     assert run("unlock", "citizen-9999").returncode == 1
 
 
-def test_link_codes_are_eight_digits_single_use_and_guesses_are_budgeted(services, new_citizen):
-    citizen_id, _ = new_citizen()
-    code = services.accounts.issue_link_code(citizen_id)
+def test_link_codes_are_eight_digits_single_use_and_guesses_are_budgeted(stores, stores_citizen):
+    citizen_id, _ = stores_citizen()
+    code = stores.accounts.issue_link_code(citizen_id)
     assert len(code) == 8 and code.isdigit()
     guesser = "dev-guesser-" + secrets.token_hex(3)
     for _ in range(LINK_FAILURES_PER_USER):
-        attempt = services.accounts.redeem_link_code(guesser, f"{secrets.randbelow(10**8):08d}", origin="198.51.100.7")
+        attempt = stores.accounts.redeem_link_code(guesser, f"{secrets.randbelow(10**8):08d}", origin="198.51.100.7")
         assert attempt.citizen is None and not attempt.throttled
     # The budget is spent: even the right code is not looked at for this user now.
-    assert services.accounts.redeem_link_code(guesser, code, origin="198.51.100.7").throttled
+    assert stores.accounts.redeem_link_code(guesser, code, origin="198.51.100.7").throttled
     # From another address, a user with budget left links once; the code is then used up.
-    assert services.accounts.redeem_link_code("dev-owner-" + secrets.token_hex(3), code, origin="198.51.100.8").citizen
-    assert services.accounts.redeem_link_code("dev-other-" + secrets.token_hex(3), code, origin="198.51.100.9").citizen is None
+    assert stores.accounts.redeem_link_code("dev-owner-" + secrets.token_hex(3), code, origin="198.51.100.8").citizen
+    assert stores.accounts.redeem_link_code("dev-other-" + secrets.token_hex(3), code, origin="198.51.100.9").citizen is None
 
 
-def test_guesses_from_one_address_are_budgeted_across_users(services, new_citizen):
-    citizen_id, _ = new_citizen()
-    code = services.accounts.issue_link_code(citizen_id)
+def test_guesses_from_one_address_are_budgeted_across_users(stores, stores_citizen):
+    citizen_id, _ = stores_citizen()
+    code = stores.accounts.issue_link_code(citizen_id)
     address = "203.0.113." + str(secrets.randbelow(250))
-    throttled = [services.accounts.redeem_link_code(f"dev-sybil-{i}-{secrets.token_hex(2)}", "00000000",
+    throttled = [stores.accounts.redeem_link_code(f"dev-sybil-{i}-{secrets.token_hex(2)}", "00000000",
                                                     origin=address).throttled for i in range(25)]
     assert throttled.index(True) == 20  # the address's budget, whatever user ids it makes up
-    assert services.accounts.redeem_link_code("dev-sybil-last", code, origin=address).throttled
+    assert stores.accounts.redeem_link_code("dev-sybil-last", code, origin=address).throttled
 
 
 # -- 3. secrets and data at rest ----------------------------------------------------------------------------
 
 
-def test_no_stored_digest_is_the_plain_sha256_of_its_secret(services, new_citizen):
-    citizen_id, user_id = new_citizen()
-    device = services.devices.issue(user_id)
-    app_token = services.citizen_tokens.issue(citizen_id)
-    code = services.accounts.issue_link_code(citizen_id)
+def test_no_stored_digest_is_the_plain_sha256_of_its_secret(stores, stores_citizen):
+    citizen_id, user_id = stores_citizen()
+    device = stores.devices.issue(user_id)
+    app_token = stores.citizen_tokens.issue(citizen_id)
+    code = stores.accounts.issue_link_code(citizen_id)
     plain = {hashlib.sha256(s.encode()).hexdigest() for s in (device, app_token, code, "demo-wallet-token-0001",
                                                               "demo-agency-key-nts", "demo-device-token-ko")}
-    with services.db.read() as conn:
+    with stores.db.read() as conn:
         stored = {value for table, column in (("device_tokens", "token_hash"), ("citizen_app_tokens", "token_hash"),
                                               ("link_codes", "code_hash"), ("wallets", "token_hash"),
                                               ("agency_keys", "key_hash"))
@@ -300,9 +301,32 @@ def test_demo_mode_is_off_by_default_and_refused_on_a_public_address(tmp_path):
     assert result.returncode != 0 and "refusing to serve demo data" in result.stderr
 
 
-def test_link_codes_in_the_database_are_keyed_digests(services, new_citizen):
-    citizen_id, _ = new_citizen()
-    code = services.accounts.issue_link_code(citizen_id)
-    with services.db.read() as conn:
+def test_link_codes_in_the_database_are_keyed_digests(stores, stores_citizen):
+    citizen_id, _ = stores_citizen()
+    code = stores.accounts.issue_link_code(citizen_id)
+    with stores.db.read() as conn:
         hashes = [h for (h,) in conn.execute(select(link_codes.c.code_hash).where(link_codes.c.citizen_id == citizen_id))]
     assert hashes and hashlib.sha256(code.encode()).hexdigest() not in hashes
+
+
+def test_parallel_first_guesses_of_a_new_user_all_count(stores):
+    """The counters of a new user and address are created by whichever guess comes first; the others wait for
+    it and count on its row (on PostgreSQL a plain insert would fail them on the primary key)."""
+    guesser, address = "dev-racer-" + secrets.token_hex(3), "192.0.2." + str(secrets.randbelow(250))
+    results, errors, barrier = [], [], threading.Barrier(LINK_FAILURES_PER_USER)
+
+    def guess() -> None:
+        barrier.wait()
+        try:
+            results.append(stores.accounts.redeem_link_code(guesser, f"{secrets.randbelow(10**8):08d}", origin=address))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guess) for _ in range(LINK_FAILURES_PER_USER)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and len(results) == LINK_FAILURES_PER_USER
+    assert not any(r.citizen or r.throttled for r in results)
+    assert stores.accounts.redeem_link_code(guesser, "00000000", origin=address).throttled

@@ -1,0 +1,108 @@
+"""A throwaway PostgreSQL cluster for the tests: `initdb` into a temporary directory, `pg_ctl start` on a free
+loopback port (unix sockets in that directory too), one fresh database per `new_database()`, and everything
+stopped and removed by `stop()`.
+
+The cluster runs as the `postgres` user when the tests run as root (PostgreSQL refuses to run as root). It
+is tuned for tests only: no fsync, no synchronous commit, trust authentication on loopback.
+"""
+
+from __future__ import annotations
+
+import glob
+import itertools
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+import psycopg
+
+NOT_INSTALLED = ("PostgreSQL is not installed (no initdb under /usr/lib/postgresql/*/bin); `make test` installs "
+                 "the Debian package `postgresql`, or run: apt-get install postgresql")
+
+
+def find_bin_dir() -> Path | None:
+    """The newest PostgreSQL server's bin directory, or None."""
+    candidates = [Path(p).parent for p in glob.glob("/usr/lib/postgresql/*/bin/initdb")]
+    candidates.sort(key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0)
+    return candidates[-1] if candidates else None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class PostgresCluster:
+    def __init__(self, bin_dir: Path) -> None:
+        self.bin_dir = bin_dir
+        self.root = Path(tempfile.mkdtemp(prefix="minwon-pg-"))
+        self.data = self.root / "data"
+        self.port = _free_port()
+        self._names = itertools.count(1)
+        self._as_postgres = os.geteuid() == 0
+        self.started = False
+
+    def _run(self, *args: str, timeout: float = 60) -> None:
+        command = [str(self.bin_dir / args[0]), *args[1:]]
+        if self._as_postgres:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        if result.returncode != 0:
+            raise RuntimeError(f"{args[0]} failed ({result.returncode}): {result.stderr.strip() or result.stdout}")
+
+    def start(self) -> PostgresCluster:
+        if self._as_postgres:
+            user = pwd.getpwnam("postgres")
+            os.chown(self.root, user.pw_uid, user.pw_gid)
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync",
+                  "--locale=C")
+        options = (f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.root} "
+                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 "
+                   "-c shared_buffers=32MB")
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-o", options, "-w",
+                  "-t", "60", "start", timeout=90)
+        self.started = True
+        return self
+
+    def admin_url(self, database: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def new_database(self, name: str | None = None) -> str:
+        """A new empty database (`name` or the next free one); returns its SQLAlchemy URL (psycopg 3 driver)."""
+        name = name or self.database_name()
+        with psycopg.connect(self.admin_url(), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def database_name(self) -> str:
+        """A name no database of this cluster has yet (the database itself is not created)."""
+        return f"minwon_test_{next(self._names)}"
+
+    def url(self, name: str) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
+
+    def stop(self) -> None:
+        try:
+            if self.started:
+                self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop", timeout=60)
+        finally:
+            self.started = False
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+def start_cluster() -> PostgresCluster:
+    """A running throwaway cluster; raises RuntimeError with NOT_INSTALLED when PostgreSQL is missing."""
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        raise RuntimeError(NOT_INSTALLED)
+    cluster = PostgresCluster(bin_dir)
+    try:
+        return cluster.start()
+    except BaseException:
+        cluster.stop()
+        raise
