@@ -183,7 +183,8 @@ OPENAPI_COMPONENTS = {
     },
 }
 
-_CITIZEN_ID = {"name": "citizen_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_CITIZEN_ID = {"name": "citizen_id", "in": "path", "required": True, "schema": {"type": "string"},
+               "description": "one path segment (an id with '/' matches no route: 404)"}
 
 OPENAPI_PATHS = {
     "/v1/mydata/share": {"post": {
@@ -198,7 +199,7 @@ OPENAPI_PATHS = {
         "summary": "The citizen's consent records (ISO/IEC TS 27560 fields) with their event history.",
         "security": [{"CitizenToken": []}], "parameters": [_CITIZEN_ID],
         "responses": {"200": _json("#/components/schemas/ConsentList", "the consent records"),
-                      **error_responses(401, 403, 429, 503)},
+                      **error_responses(401, 403, 404, 429, 503)},
     }},
     "/v1/citizens/{citizen_id}/consents/{record_id}/receipts": {"get": {
         "summary": "The signed consent receipts (one per event) of one consent record, and the key to check them.",

@@ -122,18 +122,26 @@ def converse() -> Any:
     return jsonify(reply.to_api())
 
 
+# What identifier() accepts: 1 to 128 printable ASCII characters.
+IDENTIFIER_SCHEMA: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS, "pattern": "^[ -~]+$"}
+
+
+def identifier_schema(description: str | None = None) -> dict[str, Any]:
+    return {**IDENTIFIER_SCHEMA, "description": description} if description else dict(IDENTIFIER_SCHEMA)
+
+
 OPENAPI_COMPONENTS = {
     "ConverseRequest": {
         "type": "object", "required": ["text"],
         "properties": {
-            "user_id": {"type": "string", "minLength": 1, "maxLength": 128,
-                        "description": "Optional; when sent, it must be the device token's user."},
-            "session_id": {"type": "string", "maxLength": 128},
-            "text": {"type": "string", "minLength": 1, "maxLength": 1000},
+            "user_id": identifier_schema("Optional; when sent, it must be the device token's user."),
+            "session_id": identifier_schema(),
+            "text": {"type": "string", "minLength": 1, "maxLength": 1000, "pattern": "\\S",
+                     "description": "Not only white space."},
             "locale": locale_schema(),
-            "request_id": {"type": "string", "maxLength": 128,
-                           "description": "A retry with the same request_id returns the same reply and changes nothing."},
-            "device_id": {"type": "string", "maxLength": 128},
+            "request_id": identifier_schema(
+                "A retry with the same request_id returns the same reply and changes nothing."),
+            "device_id": identifier_schema(),
         },
     },
     "DeviceRegistration": {

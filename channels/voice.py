@@ -14,8 +14,8 @@ from urllib.parse import quote
 
 from flask import Blueprint, Response, jsonify, request
 
-from channels.native import identifier, speaker_principal
-from http_api import ApiError, check_rate, client_address, error_responses, parse_locale, services
+from channels.native import identifier, identifier_schema, speaker_principal
+from http_api import ApiError, check_rate, client_address, error_responses, locale_schema, parse_locale, services
 from skills.engine import Reply, Turn
 from voice.asr import Expectation, SpeechRecognizer
 from voice.endpoints import AUDIO_BODY, model, query_parameter, recognise_body
@@ -137,11 +137,13 @@ OPENAPI_PATHS = {
                        "without one the turn is anonymous, as on /v1/converse.",
         "security": [{"DeviceToken": []}, {}],
         "parameters": [
-            query_parameter("user_id", "optional (or header X-User-Id); must be the device token's user"),
-            query_parameter("session_id", "or header X-Session-Id"),
-            query_parameter("locale", "or header X-Locale"),
-            query_parameter("request_id", "or header X-Idempotency-Key: a retry returns the same reply"),
-            query_parameter("device_id", "or header X-Device-Id"),
+            query_parameter("user_id", "optional (or header X-User-Id); must be the device token's user",
+                            identifier_schema()),
+            query_parameter("session_id", "or header X-Session-Id", identifier_schema()),
+            query_parameter("locale", "or header X-Locale", locale_schema()),
+            query_parameter("request_id", "or header X-Idempotency-Key: a retry returns the same reply",
+                            identifier_schema()),
+            query_parameter("device_id", "or header X-Device-Id", identifier_schema()),
         ],
         "requestBody": AUDIO_BODY,
         "responses": {

@@ -134,7 +134,8 @@ OPENAPI_COMPONENTS = {
     "TtsRequest": {
         "type": "object", "required": ["text"],
         "properties": {
-            "text": {"type": "string", "minLength": 1, "maxLength": 1000},
+            "text": {"type": "string", "minLength": 1, "maxLength": 1000, "pattern": "\\S",
+                     "description": "Not only white space."},
             "locale": locale_schema(),
             "rate": {"type": "integer", "minimum": 80, "maximum": 450, "description": "words per minute"},
             "sample_rate": {"type": "integer", "enum": list(OUTPUT_RATES)},
@@ -146,7 +147,7 @@ OPENAPI_PATHS = {
     "/v1/asr": {"post": {
         "summary": "Speech recognition: audio in, transcript with confidence, word timings and N-best out.",
         "parameters": [
-            query_parameter("locale", "ko-KR (default) or en-US"),
+            query_parameter("locale", "ko-KR (default) or en-US", locale_schema("ko-KR")),
             query_parameter("phrase", "an expected phrase; repeat it for several: recognition is then limited to "
                             f"them. At most {MAX_PHRASES} phrases of {MAX_PHRASE_CHARS} characters each.",
                             {"type": "array", "maxItems": MAX_PHRASES,

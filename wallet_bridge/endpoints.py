@@ -190,6 +190,7 @@ def _json_ok(description: str, schema: dict[str, Any] | None = None) -> dict[str
     return {"200": {"description": description, "content": {"application/json": {"schema": schema or {"type": "object"}}}}}
 
 
+_ONE_SEGMENT = "one path segment (an id with '/' matches no route: 404)"
 _BEARER = [{"name": "Authorization", "in": "header", "required": True, "schema": {"type": "string"},
             "description": "Bearer token"}]
 
@@ -268,20 +269,22 @@ OPENAPI_PATHS = {
     }},
     "/v1/wallets/{wallet_id}/offers": {"get": {
         "summary": "The wallet's mailbox: pending OID4VCI credential offers.",
-        "parameters": [{"name": "wallet_id", "in": "path", "required": True, "schema": {"type": "string"}}, *_BEARER],
+        "parameters": [{"name": "wallet_id", "in": "path", "required": True, "schema": {"type": "string"},
+                        "description": _ONE_SEGMENT}, *_BEARER],
         "responses": {**_json_ok("pending offers", {"type": "object", "properties": {
             "wallet_id": {"type": "string"}, "offers": {"type": "array", "items": {"type": "object", "properties": {
                 "offer_id": {"type": "string"}, "created_at": {"type": "string"}, "expires_at": {"type": "string"},
                 "credential_offer": {"type": "object"}}}}}}),
-            **error_responses(401)},
+            **error_responses(401, 404)},
     }},
     "/v1/wallets/{wallet_id}/push-url": {"put": {
         "summary": "Register (or with null, remove) the URL that new offers are POSTed to, with retries.",
         "description": "https only, on a public host (an address literal must be public; a name is resolved and "
                        "checked at every push), no user info or fragment; redirects are not followed.",
-        "parameters": [{"name": "wallet_id", "in": "path", "required": True, "schema": {"type": "string"}}, *_BEARER],
+        "parameters": [{"name": "wallet_id", "in": "path", "required": True, "schema": {"type": "string"},
+                        "description": _ONE_SEGMENT}, *_BEARER],
         "requestBody": {"required": True, "content": {"application/json": {"schema": {
             "type": "object", "required": ["url"], "properties": {"url": {"type": ["string", "null"]}}}}}},
-        "responses": {**_json_ok("registered"), **error_responses(400, 401, 415)},
+        "responses": {**_json_ok("registered"), **error_responses(400, 401, 404, 413, 415)},
     }},
 }

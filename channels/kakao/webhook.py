@@ -114,7 +114,8 @@ OPENAPI_PATHS = {
                 "userRequest.callbackUrl once."
             ),
             "parameters": [{"name": "X-Skill-Token", "in": "header", "required": True, "schema": {"type": "string"}}],
-            "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/KakaoRequest"}}}},
             "responses": {
                 "200": {
                     "description": "SkillResponse (schema: channels/schemas/kakao_response.json)",
@@ -127,6 +128,26 @@ OPENAPI_PATHS = {
 }
 
 OPENAPI_COMPONENTS = {
+    "KakaoRequest": {
+        "type": "object", "required": ["userRequest"],
+        "description": "Open Builder's SkillPayload: the parts this service reads (other fields are ignored).",
+        "properties": {
+            "userRequest": {
+                "type": "object", "required": ["user", "utterance"],
+                "properties": {
+                    "user": {"type": "object", "required": ["id"],
+                             "properties": {"id": {"type": "string", "pattern": "\\S"}}},
+                    "utterance": {"type": "string", "maxLength": 1000},
+                    "lang": {"type": ["string", "null"], "description": "ko (or kr) or en"},
+                    "callbackUrl": {"type": "string", "description": "used only on an allowed callback host"},
+                    "block": {"type": "object", "properties": {"name": {"type": "string"}}},
+                },
+            },
+            "bot": {"type": "object", "properties": {"id": {"type": "string"}}},
+            "action": {"type": "object", "properties": {"params": {"type": "object"},
+                                                          "detailParams": {"type": "object"}}},
+        },
+    },
     "KakaoResponse": {
         "type": "object",
         "required": ["version"],

@@ -95,16 +95,18 @@ OPENAPI_PATHS = {
                 "accountNotLinked, serviceBusy or backendError; output keys are listed in channels/nugu/README.md."
             ),
             "parameters": [
-                {"name": "action", "in": "path", "required": True, "schema": {"type": "string"}},
+                {"name": "action", "in": "path", "required": True, "schema": {"type": "string"},
+                 "description": "the body's action.actionName; one path segment (with '/' no route matches: 404)"},
                 {"name": "Authorization", "in": "header", "required": True, "schema": {"type": "string"}},
             ],
-            "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/NuguRequest"}}}},
             "responses": {
                 "200": {
                     "description": "backend proxy response (schema: channels/schemas/nugu_response.json)",
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/NuguResponse"}}},
                 },
-                **error_responses(400, 401, 413, 415, 429, 500, 503),
+                **error_responses(400, 401, 404, 413, 415, 429, 500, 503),
             },
         }
     },
@@ -117,6 +119,25 @@ OPENAPI_PATHS = {
 }
 
 OPENAPI_COMPONENTS = {
+    "NuguRequest": {
+        "type": "object", "required": ["action", "context"],
+        "description": "The backend proxy request: the parts this service reads. actionName must equal the path's "
+                       "action; the session needs an accessToken (account linking) or an id.",
+        "properties": {
+            "version": {"type": "string"},
+            "action": {"type": "object", "required": ["actionName"], "properties": {
+                "actionName": {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9_.-]{0,63}$"},
+                "parameters": {"type": "object", "additionalProperties": {"type": "object", "properties": {
+                    "type": {"type": "string"}, "value": {"type": ["string", "number", "null"]}}}},
+            }},
+            "context": {"type": "object", "required": ["session"], "properties": {
+                "session": {"type": "object", "properties": {
+                    "id": {"type": "string"}, "accessToken": {"type": "string"}, "isNew": {"type": "boolean"}}},
+                "device": {"type": "object", "properties": {"type": {"type": "string"}}},
+            }},
+            "event": {"type": "object", "properties": {"type": {"type": "string"}}},
+        },
+    },
     "NuguResponse": {
         "type": "object",
         "required": ["version", "resultCode", "output"],
