@@ -44,6 +44,7 @@ from outbound import OutboundPolicy, OutboundRefused, check_public_https_url, re
 from settings import Settings
 from tests.channels.conftest import load_fixture
 from tests.channels.signing_ca import CERT_URL, SKILL_ID, SigningCA, alexa_body
+from tests.channels.test_alexa_verification import RecordingFetcher
 from wallet_bridge.tables import outbox
 
 # Tests-only: lets a first hop on 127.0.0.1 answer over plain http (see the module docstring).
@@ -397,25 +398,15 @@ def test_kakao_callback_to_an_allowed_name_resolving_to_loopback_is_never_connec
 # -- Alexa certificate URLs ---------------------------------------------------------------------------------
 
 
-class CountingFetcher:
-    def __init__(self, pem: bytes) -> None:
-        self.pem = pem
-        self.urls: list[str] = []
-
-    def __call__(self, url: str) -> bytes:
-        self.urls.append(url)
-        return self.pem
-
-
 @pytest.fixture(scope="module")
 def ca() -> SigningCA:
     return SigningCA.create()
 
 
 @pytest.fixture
-def alexa(app, ca, monkeypatch) -> CountingFetcher:
+def alexa(app, ca, monkeypatch) -> RecordingFetcher:
     """The app's Alexa endpoint verifying against the test CA; every certificate fetch is counted."""
-    fetcher = CountingFetcher(ca.chain_pem())
+    fetcher = RecordingFetcher(ca.chain_pem())
     current: AlexaChannel = app.extensions["minwon_alexa"]
     verifier = AlexaRequestVerifier(SKILL_ID, trust_roots=[ca.root], fetch_certificate=fetcher)
     monkeypatch.setitem(app.extensions, "minwon_alexa", AlexaChannel(True, verifier, current.catalog))
