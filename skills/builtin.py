@@ -5,7 +5,7 @@ from __future__ import annotations
 from domain.citizens import LINK_CODE_DIGITS
 from domain.devices import is_anonymous
 from skills.engine import DialogContext, Reply
-from skills.nlu import parse_digits
+from skills.nlu import is_bare_answer, parse_digits
 
 
 class WelcomeSkill:
@@ -38,6 +38,28 @@ class HelpSkill:
             "Send my registration copy to my wallet. Who can see my data? To finish, say stop.",
             title="도움말" if ctx.ko else "Help",
         )
+
+
+class SmallTalkSkill:
+    """Greetings, thanks, and a bare yes or no when nothing was asked: a short answer in kind and a hint,
+    never an FAQ guess (a lone "응" is no question about reissuing an ID card)."""
+
+    name = "small_talk"
+    intents = ("greeting", "thanks")
+
+    def can_handle(self, ctx: DialogContext) -> bool:
+        return ctx.intent in self.intents or (ctx.intent is None and is_bare_answer(ctx.turn.text))
+
+    def handle(self, ctx: DialogContext) -> Reply:
+        if ctx.intent == "greeting":
+            return ctx.say("안녕하세요. 민원 안내, 내 증명서 상태, 정보 공유 설정을 도와드려요. 무엇을 도와드릴까요?",
+                           "Hello. I can help with public services, your certificates and your data sharing. "
+                           "What would you like to do?")
+        if ctx.intent == "thanks":
+            return ctx.say("천만에요. 더 필요한 게 있으면 말씀해 주세요.", "You're welcome. Anything else I can do?")
+        ctx.intent = "small_talk"
+        return ctx.say("무엇을 도와드릴까요? 예를 들어 내 증명서 상태 알려줘 라고 말해 보세요.",
+                       "What would you like to do? For example, say: what's the status of my certificates?")
 
 
 class CancelSkill:

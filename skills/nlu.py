@@ -220,6 +220,11 @@ def parse_yes_no(text: str) -> bool | None:
     return None
 
 
+def is_bare_answer(text: str) -> bool:
+    """The whole utterance is only a yes or a no ("응", "아니요", "yes"), with nothing else said."""
+    return squash(text) in _YES | _NO
+
+
 YES_NO_PHRASES = {"ko": ["네", "예", "응", "그래", "아니요", "아니"], "en": ["yes", "no", "yeah", "nope"]}
 
 _DIGIT_WORDS = {

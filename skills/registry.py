@@ -14,7 +14,15 @@ from domain.citizens import Accounts
 from domain.clock import Clock
 from domain.consent_ledger import ConsentLedger
 from settings import PROJECT_DATA
-from skills.builtin import CancelSkill, HelpSkill, LinkAccountSkill, NotUnderstoodSkill, RepeatSkill, WelcomeSkill
+from skills.builtin import (
+    CancelSkill,
+    HelpSkill,
+    LinkAccountSkill,
+    NotUnderstoodSkill,
+    RepeatSkill,
+    SmallTalkSkill,
+    WelcomeSkill,
+)
 from skills.certificates import CertificateStatusSkill
 from skills.consent import ConsentSkill
 from skills.engine import DialogEngine, Skill, TurnObserver
@@ -46,7 +54,7 @@ def build_dialog_engine(
     stores: DialogStores, faq_searcher: Callable[[], FaqSearcher | None], observe_turn: TurnObserver | None = None,
 ) -> DialogEngine:
     skills: list[Skill] = [
-        WelcomeSkill(), HelpSkill(), CancelSkill(), RepeatSkill(), LinkAccountSkill(),
+        WelcomeSkill(), HelpSkill(), SmallTalkSkill(), CancelSkill(), RepeatSkill(), LinkAccountSkill(),
         SendToWalletSkill(stores.wallet),
         CertificateStatusSkill(stores.certificates, stores.wallet.wallet_copies, stores.clock),
         ConsentSkill(stores.consents),

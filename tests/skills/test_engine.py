@@ -151,3 +151,17 @@ def test_session_of_another_user_is_not_reused(conversation):
     assert other["session_id"] != first["session_id"]
     # … and the session stays Alice's: her next turn continues it.
     assert alice.say("help")["session_id"] == first["session_id"]
+
+
+@pytest.mark.parametrize(("text", "locale", "intent", "expected"), [
+    ("안녕", "ko-KR", "greeting", "안녕하세요."),
+    ("고마워", "ko-KR", "thanks", "천만에요."),
+    ("응", "ko-KR", "small_talk", "무엇을 도와드릴까요?"),
+    ("아니", "ko-KR", "small_talk", "무엇을 도와드릴까요?"),
+    ("hello", "en-US", "greeting", "Hello."),
+    ("yes", "en-US", "small_talk", "What would you like to do?"),
+])
+def test_small_talk_and_a_bare_yes_outside_a_question_get_a_fitting_answer(conversation, text, locale, intent,
+                                                                           expected):
+    reply = conversation(None, locale).say(text)
+    assert reply["intent"] == intent and reply["speech"].startswith(expected)
