@@ -108,10 +108,9 @@ def services() -> Services:
 # -- request parts --------------------------------------------------------------------------------------
 
 
-def json_object(max_bytes: int | None = None) -> dict[str, Any]:
+def json_object() -> dict[str, Any]:
     """The request's JSON object, or an ApiError (415 wrong content type, 413 too large, 400 malformed)."""
-    if max_bytes is None:
-        max_bytes = services().settings.max_json_bytes
+    max_bytes = services().settings.max_json_bytes
     if request.mimetype != "application/json":
         raise ApiError(415, "unsupported_media_type", "Send the request body as application/json.")
     if request.content_length is not None and request.content_length > max_bytes:

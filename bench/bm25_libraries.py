@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import json
 import sys
 import time
@@ -35,8 +36,10 @@ import numpy as np
 from retrieval import lexical
 from retrieval.corpus import FaqEntry, load_corpus
 from retrieval.eval import DEFAULT_DEVSET, DEPTH, DevItem, load_devset
+from retrieval.index import phrasing_rows
 from retrieval.lexical import Bm25Index
 from retrieval.normalize import TextNormalizer
+from retrieval.search import localised_order
 from settings import PROJECT_DATA
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,23 +79,8 @@ def topic_ranking(row_scores: np.ndarray, entry_starts: np.ndarray, entries: Seq
     """Topics of the first DEPTH hits, reduced and localised as ``FaqSearcher.search`` does, so both
     libraries are judged by the ranking the service would actually return."""
     entry_scores = np.maximum.reduceat(row_scores, entry_starts)
-    order = np.argsort(-entry_scores, kind="stable")
-    best_in_locale: dict[str, int] = {}
-    for i in order:
-        if entries[i].locale == locale:
-            best_in_locale.setdefault(entries[i].topic, int(i))
-    topics: list[str] = []
-    seen: set[int] = set()
-    for i in order:
-        entry = entries[i]
-        target = int(i) if entry.locale == locale else best_in_locale.get(entry.topic, int(i))
-        if target in seen:
-            continue
-        seen.add(target)
-        topics.append(entries[target].topic)
-        if len(topics) == DEPTH:
-            break
-    return topics
+    topics = (entries[target].topic for _, target in localised_order(entries, entry_scores, locale))
+    return list(itertools.islice(topics, DEPTH))
 
 
 def quality(rankings: list[list[str]], items: list[DevItem]) -> dict[str, float]:
@@ -163,13 +151,7 @@ def run(repeats: int) -> dict[str, Any]:
     normalizer = TextNormalizer()
     entries = corpus.entries
     # Row order and entry_starts exactly as retrieval.index.build_index lays them out.
-    texts: list[str] = []
-    row_entry: list[int] = []
-    for entry_index, entry in enumerate(entries):
-        for phrasing in entry.phrasings:
-            texts.append(phrasing)
-            row_entry.append(entry_index)
-    entry_starts = np.searchsorted(np.asarray(row_entry, dtype=np.int64), np.arange(len(entries))).astype(np.int64)
+    texts, _, entry_starts = phrasing_rows(entries)
     documents = [normalizer.lexical_terms(t) for t in texts]
 
     ours = Bm25Index.build(documents)

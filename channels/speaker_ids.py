@@ -1,10 +1,10 @@
 """How a speaker platform's user and session ids become the service's ids.
 
 Each platform's ids are namespaced (``alexa:…``, ``kakao:…``, ``nugu:…``) so that one platform can never
-address another's user, and bounded to the storage columns (user ids 200, session ids 64 characters):
-an id that is too long, or that is itself a credential (NUGU's access token), is replaced by a keyed
-digest of it. The mapping is deterministic, so account linking (speaker user → citizen) holds across
-sessions.
+address another's user. A user id that is too long for its column (200 characters), or that is itself a
+credential (NUGU's access token), is replaced by a digest of it; a platform's session or conversation key
+is always a digest, and only looks the service's own (random) session up. The mapping is deterministic,
+so account linking (speaker user → citizen) holds across sessions.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 
 MAX_USER_ID = 200
-MAX_SESSION_ID = 64
 
 
 def _digest(platform: str, raw: str, length: int) -> str:

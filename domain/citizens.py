@@ -103,11 +103,6 @@ class PinCheck:
     remaining: int
     locked_until: datetime | None = None
 
-    @property
-    def until_reset(self) -> bool:
-        """Locked until an administrator unlocks (`app.py unlock`), not for a while."""
-        return self.locked_until == LOCKED_UNTIL_RESET
-
 
 @dataclass(frozen=True)
 class Link:
@@ -175,10 +170,6 @@ class Accounts:
         with self.db.transaction() as conn:
             conn.execute(speaker_links.delete().where(speaker_links.c.user_id == user_id))
             conn.execute(speaker_links.insert().values(user_id=user_id, citizen_id=citizen_id, linked_at=utc_now()))
-
-    def unlink_user(self, user_id: str) -> bool:
-        with self.db.transaction() as conn:
-            return conn.execute(speaker_links.delete().where(speaker_links.c.user_id == user_id)).rowcount > 0
 
     def issue_link_code(self, citizen_id: str) -> str:
         """An eight-digit one-time code for this citizen; only its keyed digest is stored."""

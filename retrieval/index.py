@@ -22,6 +22,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,6 +84,18 @@ def load_out_of_domain(path: Path) -> list[str]:
     return [str(text) for texts in data.values() for text in texts]
 
 
+def phrasing_rows(entries: Sequence[FaqEntry]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Every phrasing of every entry as one row: (texts, the entry of each row, each entry's first row)."""
+    texts: list[str] = []
+    row_entry: list[int] = []
+    for entry_index, entry in enumerate(entries):
+        for phrasing in entry.phrasings:
+            texts.append(phrasing)
+            row_entry.append(entry_index)
+    rows = np.asarray(row_entry, dtype=np.int64)
+    return texts, rows, np.searchsorted(rows, np.arange(len(entries))).astype(np.int64)
+
+
 def build_index(
     corpus: Corpus,
     normalizer: TextNormalizer,
@@ -95,14 +108,7 @@ def build_index(
     started = time.perf_counter()
     bar = {"disable": None if progress is None else not progress, "leave": False}
     entries = corpus.entries
-    texts: list[str] = []
-    row_entry: list[int] = []
-    for entry_index, entry in enumerate(entries):
-        for phrasing in entry.phrasings:
-            texts.append(phrasing)
-            row_entry.append(entry_index)
-    rows = np.asarray(row_entry, dtype=np.int64)
-    entry_starts = np.searchsorted(rows, np.arange(len(entries))).astype(np.int64)
+    texts, rows, entry_starts = phrasing_rows(entries)
 
     lexical = Bm25Index.build([normalizer.lexical_terms(t) for t in tqdm(texts, desc="lexical", **bar)])
     dense_texts = [normalizer.dense_text(t) for t in texts]
@@ -115,7 +121,7 @@ def build_index(
     rng = np.random.default_rng(20261126)
     queries = []
     for row, text in enumerate(texts):
-        topic = entries[row_entry[row]].topic
+        topic = entries[rows[row]].topic
         queries.append(CalibrationQuery(text, topic, row))
         queries.extend(CalibrationQuery(v, topic, row) for v in recogniser_variants(text, rng))
     out_of_domain_path = Path(out_of_domain_path)

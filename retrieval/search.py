@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from retrieval.corpus import LOCALES, load_corpus
+from retrieval.corpus import LOCALES, FaqEntry, load_corpus
 from retrieval.dense import SentenceEncoder
 from retrieval.index import (
     DEFAULT_OUT_OF_DOMAIN,
@@ -175,9 +176,9 @@ class FaqSearcher:
             self._reload_lock.release()
 
 
-def _localised_hits(index: FaqIndex, scores: np.ndarray, probability: np.ndarray, locale: str,
-                    k: int) -> list[SearchHit]:
-    entries = index.entries
+def localised_order(entries: Sequence[FaqEntry], scores: np.ndarray, locale: str) -> Iterator[tuple[int, int]]:
+    """(entry, the entry to answer with) best first: a hit in the other language answers with its topic's
+    best entry in `locale`, and each answering entry comes once."""
     order = np.argsort(-scores, kind="stable")
     # Best entry in the requested locale for each topic, by its own score.
     best_in_locale: dict[str, int] = {}
@@ -185,14 +186,20 @@ def _localised_hits(index: FaqIndex, scores: np.ndarray, probability: np.ndarray
         entry = entries[i]
         if entry.locale == locale:
             best_in_locale.setdefault(entry.topic, int(i))
-    hits: list[SearchHit] = []
     seen: set[int] = set()
     for i in order:
         entry = entries[i]
         target = int(i) if entry.locale == locale else best_in_locale.get(entry.topic, int(i))
-        if target in seen:
-            continue
-        seen.add(target)
+        if target not in seen:
+            seen.add(target)
+            yield int(i), target
+
+
+def _localised_hits(index: FaqIndex, scores: np.ndarray, probability: np.ndarray, locale: str,
+                    k: int) -> list[SearchHit]:
+    entries = index.entries
+    hits: list[SearchHit] = []
+    for i, target in localised_order(entries, scores, locale):
         answer = entries[target]
         hits.append(SearchHit(id=answer.id, topic=answer.topic, question=answer.question,
                               answer_speech=answer.answer_speech, answer_text=answer.answer_text,
