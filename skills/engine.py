@@ -56,7 +56,9 @@ class Turn:
     alternatives: list[str] = field(default_factory=list)
     intent: str | None = None
     slots: dict[str, str] = field(default_factory=dict)
-    event: str | None = None  # "launch" | "session_end" | None
+    # "launch" | "session_end" | "unsupported" (the platform matched an intent or action this service does
+    # not define: it carries no words of the citizen's to route) | None
+    event: str | None = None
 
 
 @dataclass
@@ -301,6 +303,8 @@ class DialogEngine:
         if turn.event == "launch" and not turn.text:
             ctx.intent = "launch"
             return self._route(ctx, "launch")
+        if turn.event == "unsupported":
+            return self._unsupported(ctx)
         if not turn.text.strip() and not turn.intent:
             ctx.intent = ctx.intent or "not_understood"
             # The open question stays open, and so does what the speech recogniser should listen for.
@@ -320,6 +324,17 @@ class DialogEngine:
         ctx.ambiguous = parse.ambiguous
         ctx.score = parse.score
         return self._route(ctx, ctx.intent)
+
+    @staticmethod
+    def _unsupported(ctx: DialogContext) -> Reply:
+        """The honest answer to a request the service has no intent for; an open question stays open."""
+        ctx.intent = "faq_not_sure"
+        last = (ctx.session.last_reply or {}) if ctx.session.pending else {}
+        return ctx.say(
+            "그 요청은 제가 도와드릴 수 없어요. 증명서 상태, 정보 공유 동의, 전자지갑 발급이나 정부 민원 안내를 물어봐 주세요.",
+            "Sorry, I can't help with that. You can ask about your certificates, data-sharing consents, "
+            "your digital wallet, or government services.",
+            expects=last.get("expects"), grammar=last.get("grammar"))
 
     def _parse(self, ctx: DialogContext) -> Parse:
         if ctx.turn.intent:

@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select
 
-from domain.clock import KST, Clock
+from domain.clock import KST, Clock, korean_today
 from domain.crypto import FieldCipher, FieldIntegrityError, jwk_thumbprint
 from domain.signing_keys import IssuerKeyring
 from storage import Database
@@ -107,9 +107,10 @@ def subject_pseudonym(secret_key: bytes, citizen_id: str) -> str:
     return uuid.UUID(bytes=bytes(raw)).urn
 
 
-def document_validity(document: IssuableDocument, doc_type: DocumentType) -> tuple[datetime, datetime]:
-    """validFrom and validUntil: from the start of the issue day to the end of the last valid day (KST)."""
-    issued_on = document.issued_on or date.today()
+def document_validity(document: IssuableDocument, doc_type: DocumentType, today: date) -> tuple[datetime, datetime]:
+    """validFrom and validUntil: from the start of the issue day (`today` when the document has none) to the end
+    of the last valid day (KST)."""
+    issued_on = document.issued_on or today
     start = datetime.combine(issued_on, time(0, 0), KST)
     last_day = document.valid_until or issued_on + timedelta(days=doc_type.default_validity_days - 1)
     end = datetime.combine(last_day + timedelta(days=1), time(0, 0), KST)
@@ -255,7 +256,7 @@ class CredentialIssuance:
         status_entries: list[dict[str, Any]],
     ) -> dict[str, Any]:
         doc_type = DOCUMENT_TYPES[document.doc_type]
-        valid_from, valid_until = document_validity(document, doc_type)
+        valid_from, valid_until = document_validity(document, doc_type, korean_today(self.clock))
         subject: dict[str, Any] = {
             "id": subject_pseudonym(self.config.secret_key, citizen_id),
             "type": "GovernmentDocumentSubject",

@@ -112,8 +112,10 @@ class AlexaRequest:
             turn.intent = service
             turn.slots = self._service_slots(catalog, service)
             turn.text = catalog.utterance(service, turn.slots)
-        # Anything else (an intent this skill does not define, AMAZON.FallbackIntent) stays empty: the
-        # engine answers an empty turn with "I didn't catch that" and keeps the session open.
+        else:
+            # An intent this skill does not define, or AMAZON.FallbackIntent (Alexa heard words outside the
+            # model): there are no words to route, so the engine gives its honest "can't help with that".
+            turn.event = "unsupported"
 
     def _service_slots(self, catalog: AlexaCatalog, service: str) -> dict[str, str]:
         slots: dict[str, str] = {}

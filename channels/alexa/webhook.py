@@ -100,9 +100,11 @@ def alexa() -> Any:
         # events and other types need no speech. None of them runs a dialog turn.
         log.warning("alexa request without a turn", extra={"type": parsed.request_type, "error": parsed.error_type})
         return jsonify(render_empty())
-    if parsed.in_dialog:
-        return jsonify(render_delegate(parsed.raw_intent, parsed.session_attributes))
     turn = parsed.to_turn(channel.catalog)
+    # Alexa collects the slots of our own intents; an intent we do not define gets an answer, not a delegation
+    # that would leave the citizen in a dialog nobody fulfils.
+    if parsed.in_dialog and turn.event != "unsupported":
+        return jsonify(render_delegate(parsed.raw_intent, parsed.session_attributes))
     check_rate(user=turn.user_id, device=turn.device_id)
     outcome = converse_for_speaker(state.dialog, turn)
     if parsed.request_type == "SessionEndedRequest":

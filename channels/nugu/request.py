@@ -29,6 +29,8 @@ UTTERANCE_PARAMETER = "utterance"
 ANSWER_ACTIONS = {"answer.yes": "네", "answer.no": "아니요"}
 PIN_ACTION, PIN_PARAMETER = "answer.pin", "pin"
 LAUNCH_ACTION = "launch"
+# The free-text action: its `utterance` parameter goes to the engine as a typed question would.
+ASK_ACTION = "ask"
 
 
 @dataclass
@@ -54,7 +56,7 @@ class NuguRequest:
             turn.text = ANSWER_ACTIONS[self.action]
         elif self.action == PIN_ACTION:
             turn.text = "".join(ch for ch in self.parameters.get(PIN_PARAMETER, "") if ch.isdigit())
-        else:
+        elif self.action == ASK_ACTION or self.action in intents:
             # The play's own words when it captured them; otherwise its parameters, which are the
             # entity words the user said ("등본", "123456"), for the engine and the skills to read.
             words = [v for k, v in self.parameters.items() if k != UTTERANCE_PARAMETER]
@@ -65,6 +67,10 @@ class NuguRequest:
                     value_id = resolve_slot(name, value) if resolve_slot else None
                     if value_id:
                         turn.slots[name] = value_id
+        else:
+            # An action this service does not define: its parameters are the play's entities, not a question,
+            # so they are not searched in the FAQ; the engine answers that it cannot help with that.
+            turn.event = "unsupported"
         return turn
 
 

@@ -121,10 +121,38 @@ def test_session_ended_request_gets_no_speech_and_clears_the_open_question(alexa
     assert "four-digit PIN" in speech(valid(alexa_user.ask("read my channel probe record")))
 
 
-def test_intent_this_skill_does_not_define_gets_a_spoken_reprompt(alexa_user):
+def test_intent_this_skill_does_not_define_gets_an_honest_spoken_answer(alexa_user):
     envelope = load_fixture("alexa", "IntentRequestWithSlotResolutionNoMatch.json")
     body = valid(alexa_user.send(envelope))
-    assert "didn't catch that" in speech(body) and body["response"]["shouldEndSession"] is False
+    assert "can't help with that" in speech(body) and body["response"]["shouldEndSession"] is False
+
+
+@pytest.mark.parametrize("state", ["STARTED", "IN_PROGRESS", "COMPLETED"])
+def test_unknown_intent_in_any_dialog_state_is_answered_not_delegated(alexa_user, state):
+    """A Dialog.Delegate for an intent our model does not have would leave the citizen in a dialog that
+    nothing fulfils, with no speech at all."""
+    request = {"type": "IntentRequest", "dialogState": state,
+               "intent": {"name": "deliveryCreationRequest", "confirmationStatus": "NONE", "slots": {}}}
+    body = valid(alexa_user.send(alexa_user.envelope(request)))
+    assert "directives" not in body["response"]
+    assert "can't help with that" in speech(body) and body["response"]["shouldEndSession"] is False
+
+
+def test_our_own_intent_still_in_dialog_is_delegated_to_alexa(alexa_user):
+    request = {"type": "IntentRequest", "dialogState": "STARTED",
+               "intent": {"name": "CertificateStatusIntent", "confirmationStatus": "NONE", "slots": {}}}
+    body = valid(alexa_user.send(alexa_user.envelope(request)))
+    assert body["response"]["directives"][0]["type"] == "Dialog.Delegate"
+    assert "outputSpeech" not in body["response"]
+
+
+def test_unknown_intent_keeps_an_open_question_open(alexa_user, probe, services):
+    """During the PIN question, an intent we do not define neither answers nor cancels the question."""
+    link(alexa_user, services)
+    assert "four-digit PIN" in speech(valid(alexa_user.ask("read my channel probe record")))
+    body = valid(alexa_user.intent("OrderPizzaIntent"))
+    assert "can't help with that" in speech(body)
+    assert "PIN" in body["response"]["reprompt"]["outputSpeech"]["ssml"]
 
 
 def test_retried_request_is_answered_from_the_log(alexa_user, services):
@@ -140,10 +168,10 @@ def test_every_fixture_gets_a_schema_valid_answer(alexa_user, path):
     request_type = json.loads(path.read_text())["request"]["type"]
     if request_type in ("SessionEndedRequest", "System.ExceptionEncountered", "UnknownRequest"):
         assert "outputSpeech" not in body["response"]
-    elif json.loads(path.read_text())["request"].get("dialogState") in ("STARTED", "IN_PROGRESS"):
-        assert body["response"]["directives"][0]["type"] == "Dialog.Delegate"
-        assert body["response"]["directives"][0]["updatedIntent"]["name"] == "deliveryCreationRequest"
     else:
+        # The fixtures' intents (deliveryCreationRequest, airport info, MyNameIsIntent) are not ours: whatever
+        # the dialog state, they are answered in speech, never delegated.
+        assert "directives" not in body["response"]
         assert body["response"]["outputSpeech"]["ssml"].startswith("<speak>")
 
 

@@ -134,6 +134,8 @@ def intent_request(name: str, slots: dict | None = None) -> dict:
 def test_alexa_built_ins(catalog, name, text, intent):
     turn = parse_alexa_request(intent_request(name)).to_turn(catalog)
     assert (turn.text, turn.intent) == (text, intent)
+    # Alexa's fallback means words outside the model: the honest "can't help", not "didn't catch that".
+    assert turn.event == ("unsupported" if name == "AMAZON.FallbackIntent" else None)
 
 
 def test_alexa_pin_and_link_code_become_digits(catalog):
@@ -237,7 +239,15 @@ def test_nugu_fixture():
     assert parsed.device_type == "speaker.nugu.nu200" and parsed.event_type == "AudioPlayer.PlaybackStarted"
     assert "abc123" not in parsed.user_id and parsed.user_id.startswith("nugu:h:")  # the token is a secret
     turn = parsed.to_turn()
-    assert (turn.channel, turn.locale, turn.intent, turn.text) == ("nugu", "ko-KR", None, "김치 1000")
+    # An action this service does not define: its entity values are not a question for the FAQ.
+    assert (turn.channel, turn.locale, turn.intent, turn.text, turn.event) == ("nugu", "ko-KR", None, "", "unsupported")
+
+
+def test_nugu_ask_action_passes_the_utterance():
+    body = load("nugu", "backend_proxy_request_foodfighter.json")
+    body["action"] = {"actionName": "ask", "parameters": {"utterance": {"type": "TEXT", "value": "등본 떼려면 어떻게 해"}}}
+    turn = parse_nugu_request(body, "ask").to_turn(intents={"help"})
+    assert (turn.text, turn.intent, turn.event) == ("등본 떼려면 어떻게 해", None, None)
 
 
 def test_nugu_service_action_with_slot_parameter():

@@ -19,7 +19,7 @@ import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, timedelta
+from datetime import timedelta
 
 import pytest
 import requests
@@ -27,6 +27,7 @@ from werkzeug.serving import make_server
 
 from app import dev_server
 from domain.certificates import Certificate
+from domain.clock import korean_today
 from observability import JsonFormatter, TextFormatter, configure_logging, log_ref
 from settings import Settings
 from tests.channels.test_kakao_webhook import TOKEN as KAKAO_TOKEN
@@ -123,7 +124,7 @@ def test_wallet_send_tx_code_and_oid4vci_secrets_are_not_logged(client, services
     citizen_id, user_id = new_citizen(pin="6482")
     services.certificates.add(Certificate(
         id=f"{citizen_id}-rrc", citizen_id=citizen_id, doc_type="resident-registration-copy", state="issued",
-        applied_on=None, issued_on=date.today() - timedelta(days=3), valid_until=date.today() + timedelta(days=87)))
+        applied_on=None, issued_on=korean_today() - timedelta(days=3), valid_until=korean_today() + timedelta(days=87)))
     wallet_id, wallet_token = "wallet-t-" + secrets.token_hex(4), "wt-" + secrets.token_urlsafe(16)
     services.wallet.wallets.register(wallet_id, citizen_id, wallet_token)
     with captured_logs() as logs:

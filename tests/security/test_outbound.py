@@ -18,7 +18,7 @@ import ssl
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -40,6 +40,7 @@ from channels.alexa.webhook import AlexaChannel
 from channels.kakao.callback import CallbackPolicy, CallbackWorker
 from channels.kakao.webhook import KakaoChannel
 from domain.certificates import Certificate
+from domain.clock import korean_today
 from outbound import OutboundPolicy, OutboundRefused, check_public_https_url, resolve_host
 from settings import Settings
 from tests.channels.conftest import load_fixture
@@ -119,7 +120,7 @@ def wallet(services, new_citizen) -> tuple[str, str, dict[str, str]]:
     citizen_id, _ = new_citizen()
     services.certificates.add(Certificate(
         id=f"{citizen_id}-rrc", citizen_id=citizen_id, doc_type="resident-registration-copy", state="issued",
-        applied_on=None, issued_on=date.today() - timedelta(days=1), valid_until=date.today() + timedelta(days=89)))
+        applied_on=None, issued_on=korean_today() - timedelta(days=1), valid_until=korean_today() + timedelta(days=89)))
     wallet_id = "wallet-s-" + secrets.token_hex(4)
     services.wallet.wallets.register(wallet_id, citizen_id, "token-" + wallet_id)
     return citizen_id, wallet_id, {"Authorization": f"Bearer token-{wallet_id}"}

@@ -7,13 +7,14 @@ today, valid without end date in English …) get a fresh citizen with certifica
 from __future__ import annotations
 
 import secrets
-from datetime import date, timedelta
+from datetime import timedelta
 
 import pytest
 
 from domain.certificates import Certificate
+from domain.clock import korean_today
 
-TODAY = date.today()
+TODAY = korean_today()  # the service's day (Seoul), not the test machine's
 
 
 def ko_date(offset: int) -> str:

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import re
 import secrets
-from datetime import date, timedelta
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
 
 from domain.certificates import Certificate
+from domain.clock import korean_today
 from wallet_bridge.tables import offers
 
 DIGITS = re.compile(r'<say-as interpret-as="digits">(\d+)</say-as>')
-TODAY = date.today()
+TODAY = korean_today()  # the service's day (Seoul), not the test machine's
 
 
 @pytest.fixture()

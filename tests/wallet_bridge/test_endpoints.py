@@ -5,11 +5,12 @@ from __future__ import annotations
 import itertools
 import json
 import secrets
-from datetime import date, timedelta
+from datetime import timedelta
 
 import pytest
 
 from domain.certificates import Certificate
+from domain.clock import korean_today
 from domain.crypto import parse_compact
 from tests.wallet_bridge.conftest import Holder, fixture_json
 
@@ -31,7 +32,7 @@ def offer(services, new_citizen):
     citizen_id, _ = new_citizen()
     services.certificates.add(Certificate(
         id=f"{citizen_id}-rrc", citizen_id=citizen_id, doc_type="resident-registration-copy", state="issued",
-        applied_on=None, issued_on=date.today() - timedelta(days=1), valid_until=date.today() + timedelta(days=89)))
+        applied_on=None, issued_on=korean_today() - timedelta(days=1), valid_until=korean_today() + timedelta(days=89)))
     wallet_id = "wallet-t-" + secrets.token_hex(4)
     services.wallet.wallets.register(wallet_id, citizen_id, "token-" + wallet_id)
     made = services.wallet.offers.create_offer(citizen_id, wallet_id, f"{citizen_id}-rrc",
