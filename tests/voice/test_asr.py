@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from rapidfuzz import fuzz
 
 from settings import Settings
 from skills.nlu import DIGIT_PHRASES, YES_NO_PHRASES
@@ -119,17 +118,31 @@ def test_open_mode_returns_text_nbest_and_word_timings(recognizer, speak):
     assert result.rtf > 0 and result.duration_s == pytest.approx(len(audio) / 16000)
 
 
-def test_streaming_chunks_gives_the_same_transcript_as_one_buffer(recognizer, speak):
+@pytest.mark.parametrize("digits", ["오 삼 사 이", "오 사 오 삼"])
+def test_streaming_chunks_gives_the_same_transcript_as_one_buffer(recognizer, speak, digits):
+    # Compared in the limited mode, where decoding is stable: in the open mode espeak-ng's Korean decodes to
+    # words that change from one run to the next even for one buffer (Kaldi dithers the features with a
+    # process-wide random generator, so the result depends on what was decoded before), and a similarity bar
+    # on those words failed in about two of nine full runs whatever the chunking.
+    audio = speak(digits)
+    whole = recognizer.recognize(audio, "ko-KR", PIN)
+    stream = recognizer.start("ko-KR", PIN)
+    for i in range(0, len(audio), 1600):
+        stream.accept(audio[i:i + 1600])
+    streamed = stream.finish()
+    assert (streamed.understood, streamed.text) == (whole.understood, whole.text) == (True, digits)
+    assert streamed.duration_s == whole.duration_s
+
+
+def test_streaming_open_speech_accounts_for_all_audio(recognizer, speak):
     audio = speak("가족관계증명서는 어디서 발급받나요")
-    whole = recognizer.recognize(audio, "ko-KR", OPEN_SPEECH)
     stream = recognizer.start("ko-KR", OPEN_SPEECH)
     for i in range(0, len(audio), 1600):
         stream.accept(audio[i:i + 1600])
     streamed = stream.finish()
-    # Vosk's endpointing and i-vector updates follow the chunking, so the words may differ a little;
-    # the audio accounted for may not.
-    assert fuzz.ratio(streamed.heard, whole.heard) >= 70, (streamed.heard, whole.heard)
-    assert streamed.duration_s == whole.duration_s
+    assert streamed.heard and streamed.duration_s == pytest.approx(len(audio) / 16000)
+    starts = [w.start for w in streamed.words]
+    assert starts == sorted(starts) and streamed.words[-1].end <= len(audio) / 16000 + 0.05
 
 
 def test_low_confidence_is_not_understood(recognizer, speak):
