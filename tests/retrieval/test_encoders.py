@@ -175,3 +175,13 @@ def test_the_service_refuses_to_start_with_an_unusable_encoder(tmp_path):
     assert started.returncode != 0
     assert "cannot start: MINWON_ENCODER='sentence-transformers:/nonexistent/minilm'" in started.stderr
     assert "does not exist" in started.stderr and "Traceback" not in started.stderr
+
+
+def test_minilm_answers_several_threads_at_once_as_it_answers_one(minilm_encoder):
+    from concurrent.futures import ThreadPoolExecutor
+
+    alone = [minilm_encoder.encode([text]) for text in SENTENCES]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        together = list(pool.map(lambda text: minilm_encoder.encode([text]), SENTENCES * 3))
+    for i, vectors in enumerate(together):
+        np.testing.assert_allclose(vectors, alone[i % len(SENTENCES)], atol=1e-5)
