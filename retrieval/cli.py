@@ -6,7 +6,10 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from retrieval.dense import Encoder
 
 
 def _settings() -> Any:
@@ -15,20 +18,34 @@ def _settings() -> Any:
     return Settings.from_env(load_models=False).ensure_data_dir()
 
 
+def _encoder(args: argparse.Namespace, settings: Any) -> Encoder:
+    """The encoder ``--encoder`` names, else the configured one (MINWON_ENCODER); raises EncoderConfigError
+    naming whichever of the two was wrong."""
+    from retrieval.dense import load_encoder
+    from retrieval.service_loader import load_configured_encoder
+
+    if args.encoder is not None:
+        return load_encoder(args.encoder, setting="--encoder")
+    return load_configured_encoder(settings)
+
+
 def _build_index(args: argparse.Namespace) -> int:
     from retrieval.corpus import CorpusError
+    from retrieval.dense import EncoderConfigError
     from retrieval.search import FaqSearcher, index_directory
     from retrieval.service_loader import corpus_dir
 
     settings = _settings()
     corpus = args.corpus or corpus_dir(settings)
     try:
-        searcher = FaqSearcher.load_or_build(settings.data_dir, corpus, progress=True)
+        encoder = _encoder(args, settings)
+        searcher = FaqSearcher.load_or_build(settings.data_dir, corpus, progress=True, encoder=encoder)
         index = searcher.reload(force=True) if args.force else searcher.index
-    except CorpusError as exc:
+    except (CorpusError, EncoderConfigError) as exc:
         print(exc, file=sys.stderr)
         return 1
-    print(json.dumps({"index": str(index_directory(settings.data_dir)), "entries": len(index.entries),
+    print(json.dumps({"index": str(index_directory(settings.data_dir)), "encoder": encoder.identity,
+                      "dimension": encoder.dimension, "entries": len(index.entries),
                       "phrasings": int(len(index.row_entry)), "build_seconds": round(index.build_seconds, 1),
                       "thresholds": {r: round(c.threshold, 4) for r, c in index.calibrators.items()}},
                      ensure_ascii=False, indent=2))
@@ -37,12 +54,18 @@ def _build_index(args: argparse.Namespace) -> int:
 
 def _eval_retrieval(args: argparse.Namespace) -> int:
     from retrieval import eval as evaluation
+    from retrieval.dense import EncoderConfigError
     from retrieval.service_loader import corpus_dir
 
     settings = _settings()
     args.data_dir = settings.data_dir
     args.corpus = args.corpus or corpus_dir(settings)
-    return evaluation.run_from_args(args)
+    try:
+        encoder = _encoder(args, settings)
+    except EncoderConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    return evaluation.run_from_args(args, encoder=encoder)
 
 
 def _import_faq(args: argparse.Namespace) -> int:
@@ -67,6 +90,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     build = sub.add_parser("build-index", help="build the FAQ search index under the data dir (progress bar)")
     build.add_argument("--corpus", type=Path, default=None, help="corpus directory (default data/faq)")
     build.add_argument("--force", action="store_true", help="rebuild even when the stored index is current")
+    build.add_argument("--encoder", default=None, metavar="SPEC",
+                       help="'use' or 'sentence-transformers:/path/to/model' (default: MINWON_ENCODER, else use)")
     build.set_defaults(func=_build_index)
 
     evaluate = sub.add_parser("eval-retrieval",

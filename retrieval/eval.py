@@ -24,6 +24,7 @@ import numpy as np
 import yaml
 
 from retrieval.corpus import LOCALES
+from retrieval.dense import Encoder, EncoderConfigError, load_encoder
 from retrieval.scoring import RANKERS
 from retrieval.search import FaqSearcher
 from settings import PROJECT_DATA
@@ -122,6 +123,7 @@ def _mean(values: list[bool] | list[float]) -> float:
 def run_evaluation(searcher: FaqSearcher, devset: Path = DEFAULT_DEVSET, split: str = "all") -> dict:
     items = load_devset(devset, split)
     report: dict = {"devset": str(devset), "split": split, "queries": len(items),
+                    "encoder": searcher.encoder.identity, "dimension": searcher.encoder.dimension,
                     "entries": len(searcher.index.entries),
                     "build_seconds": round(searcher.index.build_seconds, 2),
                     "thresholds": {r: round(searcher.index.calibrators[r].threshold, 4) for r in RANKERS},
@@ -164,6 +166,7 @@ def format_table(report: dict) -> str:
     rankers = ("lexical", "dense", "hybrid")
     lines = [f"FAQ retrieval — {report['queries']} dev queries (split: {report['split']}), "
              f"{report['entries']} entries, index build {report['build_seconds']:.1f} s",
+             f"encoder {report['encoder']} ({report['dimension']} dimensions)",
              f"{'metric':<28}" + "".join(f"{r:>10}" for r in rankers)]
     for label, key, fmt in rows:
         cells = (fmt.format(report["rankers"][r][key]) for r in rankers)
@@ -193,13 +196,23 @@ def add_arguments(parser: argparse.ArgumentParser, with_paths: bool = True) -> N
     if with_paths:
         parser.add_argument("--data-dir", type=Path, default=ROOT / "var")
     parser.add_argument("--split", choices=SPLITS, default="all")
+    parser.add_argument("--encoder", default=None, metavar="SPEC",
+                        help="'use' (the packaged multilingual USE) or 'sentence-transformers:/path/to/model'; "
+                             + ("default: MINWON_ENCODER, else use" if not with_paths else "default: use"))
     parser.add_argument("--out", type=Path, default=None,
                         help="JSON output (default <data-dir>/eval/retrieval.json)")
     parser.add_argument("--misses", action="store_true", help="also print the hybrid's misses")
 
 
-def run_from_args(args: argparse.Namespace) -> int:
-    searcher = FaqSearcher.load_or_build(args.data_dir, args.corpus, progress=True)
+def run_from_args(args: argparse.Namespace, encoder: Encoder | None = None) -> int:
+    """``encoder``: one the caller already loaded; else the one ``--encoder`` names."""
+    if encoder is None:
+        try:
+            encoder = load_encoder(args.encoder, setting="--encoder")
+        except EncoderConfigError as exc:
+            print(exc, file=sys.stderr)
+            return 1
+    searcher = FaqSearcher.load_or_build(args.data_dir, args.corpus, progress=True, encoder=encoder)
     report = run_evaluation(searcher, args.devset, args.split)
     out = args.out or Path(args.data_dir) / "eval" / "retrieval.json"
     out.parent.mkdir(parents=True, exist_ok=True)

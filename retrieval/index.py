@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from retrieval.calibration import CalibrationQuery, Calibrator, fit_calibrators, recogniser_variants
 from retrieval.corpus import Corpus, FaqEntry
-from retrieval.dense import DenseIndex, SentenceEncoder
+from retrieval.dense import DenseIndex, Encoder
 from retrieval.lexical import Bm25Index
 from retrieval.normalize import NORMALIZER_VERSION, TextNormalizer
 from retrieval.scoring import RANKERS, EntryEvidence, entry_evidence
@@ -99,7 +99,7 @@ def phrasing_rows(entries: Sequence[FaqEntry]) -> tuple[list[str], np.ndarray, n
 def build_index(
     corpus: Corpus,
     normalizer: TextNormalizer,
-    encoder: SentenceEncoder,
+    encoder: Encoder,
     out_of_domain_path: Path = DEFAULT_OUT_OF_DOMAIN,
     progress: bool | None = None,
 ) -> FaqIndex:

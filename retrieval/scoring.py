@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from retrieval.dense import DenseIndex, SentenceEncoder
+from retrieval.dense import DenseIndex, Encoder
 from retrieval.lexical import Bm25Index
 from retrieval.normalize import TextNormalizer
 
@@ -53,7 +53,7 @@ def entry_evidence(
     dense_index: DenseIndex,
     entry_starts: np.ndarray,
     normalizer: TextNormalizer,
-    encoder: SentenceEncoder,
+    encoder: Encoder,
     texts: list[str],
     exclude_rows: list[int] | None = None,
     ranker: str = "hybrid",

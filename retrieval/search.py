@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from retrieval.corpus import LOCALES, FaqEntry, load_corpus
-from retrieval.dense import SentenceEncoder
+from retrieval.dense import Encoder, load_encoder
 from retrieval.index import (
     DEFAULT_OUT_OF_DOMAIN,
     FaqIndex,
@@ -62,7 +62,7 @@ def index_directory(data_dir: Path) -> Path:
 
 
 class FaqSearcher:
-    def __init__(self, index: FaqIndex, normalizer: TextNormalizer, encoder: SentenceEncoder,
+    def __init__(self, index: FaqIndex, normalizer: TextNormalizer, encoder: Encoder,
                  data_dir: Path, corpus_dir: Path, out_of_domain_path: Path = DEFAULT_OUT_OF_DOMAIN) -> None:
         self._index = index
         self._normalizer = normalizer
@@ -82,21 +82,21 @@ class FaqSearcher:
         return self._normalizer
 
     @property
-    def encoder(self) -> SentenceEncoder:
+    def encoder(self) -> Encoder:
         return self._encoder
 
     @classmethod
     def load_or_build(cls, data_dir: Path, corpus_dir: Path, *, progress: bool | None = None,
                       out_of_domain_path: Path = DEFAULT_OUT_OF_DOMAIN,
                       normalizer: TextNormalizer | None = None,
-                      encoder: SentenceEncoder | None = None) -> FaqSearcher:
+                      encoder: Encoder | None = None) -> FaqSearcher:
         """Load the persisted index when it matches the corpus, else build and persist one.
 
         ``normalizer`` and ``encoder`` let a caller that already loaded the models (tests, a
         second corpus) share them; by default they are loaded here (~10 s).
         """
         normalizer = normalizer or TextNormalizer()
-        encoder = encoder or SentenceEncoder()
+        encoder = encoder or load_encoder()
         index = _load_or_build_index(Path(data_dir), Path(corpus_dir), normalizer, encoder,
                                      Path(out_of_domain_path), progress, force=False)
         return cls(index, normalizer, encoder, data_dir, corpus_dir, out_of_domain_path)
@@ -210,7 +210,7 @@ def _localised_hits(index: FaqIndex, scores: np.ndarray, probability: np.ndarray
 
 
 def _load_or_build_index(data_dir: Path, corpus_dir: Path, normalizer: TextNormalizer,
-                         encoder: SentenceEncoder, out_of_domain_path: Path, progress: bool | None,
+                         encoder: Encoder, out_of_domain_path: Path, progress: bool | None,
                          force: bool) -> FaqIndex:
     corpus = load_corpus(corpus_dir)
     key = index_key(corpus, encoder.identity, out_of_domain_path)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from retrieval.dense import SentenceEncoder
+from retrieval.dense import Encoder, SentenceTransformerEncoder, load_encoder, packaged_minilm_dir
 from retrieval.normalize import TextNormalizer
 from retrieval.search import FaqSearcher
 from settings import PROJECT_DATA
@@ -29,8 +29,18 @@ def normalizer(searcher) -> TextNormalizer:
 
 
 @pytest.fixture(scope="session")
-def encoder(searcher) -> SentenceEncoder:
+def encoder(searcher) -> Encoder:
+    """The default encoder (multilingual USE), as the app loaded it."""
     return searcher.encoder
+
+
+@pytest.fixture(scope="session")
+def minilm_encoder() -> SentenceTransformerEncoder:
+    """The alternative encoder, loaded once per session the way MINWON_ENCODER names it: the packaged
+    all-MiniLM-L6-v2 directory (requirements-dev.txt installs it with torch and sentence-transformers)."""
+    loaded = load_encoder(f"sentence-transformers:{packaged_minilm_dir()}")
+    assert isinstance(loaded, SentenceTransformerEncoder)
+    return loaded
 
 
 def write_entry(path: Path, entries: list[dict]) -> Path:

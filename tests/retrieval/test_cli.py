@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 
+from retrieval.dense import packaged_minilm_dir
 from tests.retrieval.conftest import CORPUS_DIR, ROOT
 
 DEVSET = """\
@@ -17,8 +18,8 @@ DEVSET = """\
 """
 
 
-def run_app(*args: str, data_dir, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "MINWON_DEMO": "1", "MINWON_DATA_DIR": str(data_dir)}
+def run_app(*args: str, data_dir, timeout: int = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MINWON_DEMO": "1", "MINWON_DATA_DIR": str(data_dir), **(env or {})}
     return subprocess.run([sys.executable, "app.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=timeout)
 
@@ -81,3 +82,23 @@ def test_import_faq_command(tmp_path):
                      "--source-url", "https://x.go.kr", "--corpus", str(corpus), data_dir=tmp_path / "data",
                      timeout=120)
     assert failed.returncode == 1 and "bad topic id" in failed.stderr
+
+
+def test_the_configured_encoder_builds_the_index_and_a_bad_one_is_named(tmp_path):
+    corpus = tmp_path / "faq"
+    corpus.mkdir()
+    shutil.copy(CORPUS_DIR / "passport-issuance.yaml", corpus)
+    minilm = f"sentence-transformers:{packaged_minilm_dir()}"
+    built = run_app("build-index", "--corpus", str(corpus), data_dir=tmp_path / "data", env={"MINWON_ENCODER": minilm})
+    assert built.returncode == 0, built.stderr
+    summary = json.loads(built.stdout)
+    assert summary["encoder"].startswith("sentence-transformers==") and summary["dimension"] == 384
+
+    refused = run_app("eval-retrieval", "--corpus", str(corpus), "--encoder", "sentence-transformers:BAAI/bge-m3",
+                      data_dir=tmp_path / "data", timeout=120)
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("--encoder='sentence-transformers:BAAI/bge-m3': there is no directory")
+    assert "Traceback" not in refused.stderr
+    refused = run_app("build-index", "--corpus", str(corpus), data_dir=tmp_path / "data", timeout=120,
+                      env={"MINWON_ENCODER": "minilm"})
+    assert refused.returncode == 1 and refused.stderr.startswith("MINWON_ENCODER='minilm' is not an encoder")
