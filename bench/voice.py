@@ -31,10 +31,11 @@ import requests
 import vosk
 
 from bench.load import ROOT, GunicornServer, machine
-from settings import PROJECT_DATA, Settings
-from skills.nlu import YES_NO_PHRASES, IntentMatcher
+from settings import Settings
+from skills.nlu import YES_NO_PHRASES
 from voice.asr import AsrConfig, Expectation, SpeechRecognizer
 from voice.audio import TARGET_RATE, decode_audio
+from voice.commands import command_phrases, spoken_commands
 from voice.tts import SpeechSynthesizer
 
 OPEN_CLIPS = [
@@ -216,8 +217,7 @@ def recognition_choices(recognizer: SpeechRecognizer, tts: SpeechSynthesizer, co
     correct_without, false_without = yes_no_scores(without_decoys)
     matcher_intents = {"도움말": "help", "도와줘": "help", "취소": "cancel", "그만": "stop", "종료": "stop",
                        "다시 말해줘": "repeat", "한 번 더": "repeat"}
-    command_of = {text: intent for intent in ("help", "cancel", "stop", "repeat")
-                  for text in commands if text in _examples_by_intent(intent)}
+    command_of = {text: intent for intent, phrases in spoken_commands()["ko-KR"].items() for text in phrases}
     spotted = sum(1 for text in COMMAND_CLIPS for rate in rates
                   if (r := recognizer.recognize(speech(text, rate), "ko-KR", commands=commands)).spotted
                   and command_of.get(r.text) == matcher_intents[text])
@@ -235,16 +235,6 @@ def recognition_choices(recognizer: SpeechRecognizer, tts: SpeechSynthesizer, co
                      "spot_decoy_syllables": recognizer.config.spot_decoy_syllables,
                      "min_confidence_limited": recognizer.config.min_confidence_limited},
     }
-
-
-_MATCHER: IntentMatcher | None = None
-
-
-def _examples_by_intent(intent: str) -> set[str]:
-    global _MATCHER
-    if _MATCHER is None:
-        _MATCHER = IntentMatcher.load(PROJECT_DATA)
-    return {text for locale, text in _MATCHER.examples.get(intent, []) if locale == "ko-KR"}
 
 
 # --- the run -------------------------------------------------------------------------------------
@@ -274,8 +264,7 @@ def run(repeats: int = 3, out_dir: Path | None = None) -> dict[str, Any]:
                                                      "본인 확인을 위해 네 자리 비밀번호를 말씀해 주세요",
                                                      "Here is what I can do for you"])
             results["memory"] = serving_memory(server)
-        commands = sorted(_examples_by_intent("help") | _examples_by_intent("cancel") | _examples_by_intent("stop")
-                          | _examples_by_intent("repeat"))
+        commands = command_phrases("ko-KR")
         results["recognition_choices"] = recognition_choices(recognizer, tts, commands)
     finally:
         tts.close()

@@ -18,6 +18,7 @@ from channels.native import identifier, identifier_schema, speaker_principal
 from http_api import ApiError, check_rate, client_address, error_responses, locale_schema, parse_locale, services
 from skills.engine import Reply, Turn
 from voice.asr import Expectation, SpeechRecognizer
+from voice.commands import command_phrases
 from voice.endpoints import AUDIO_BODY, model, query_parameter, recognise_body
 from voice.tts import SpeechSynthesizer, TtsError
 
@@ -29,16 +30,6 @@ PIN_MASK = "••••"
 
 def _param(name: str, header: str) -> str | None:
     return request.args.get(name) or request.headers.get(header)
-
-
-# Commands that change nothing, listened for during open speech (see SpeechRecognizer.start).
-SPOTTED_INTENTS = ("help", "cancel", "stop", "repeat")
-
-
-def _commands(locale: str) -> list[str]:
-    examples = services().dialog.matcher.examples
-    return [text for intent in SPOTTED_INTENTS for example_locale, text in examples.get(intent, [])
-            if example_locale == locale and "{" not in text]
 
 
 def _expectation(expected: Any) -> Expectation:
@@ -69,7 +60,7 @@ def voice() -> Any:
     expected = state.dialog.expected_input(session_id, user_id)
     listen_locale = locale or expected.locale
     started = time.perf_counter()
-    transcript = recognise_body(recognizer, listen_locale, _expectation(expected), _commands(listen_locale))
+    transcript = recognise_body(recognizer, listen_locale, _expectation(expected), command_phrases(listen_locale))
     recognised = time.perf_counter()
     turn = Turn(user_id=user_id, text=transcript.text, session_id=session_id, locale=locale, channel="voice",
                 device_id=device_id, request_id=request_id, origin=client_address(),
