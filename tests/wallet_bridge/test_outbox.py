@@ -183,9 +183,32 @@ def test_offer_redeemed_before_its_push_is_not_pushed(bridge: WalletBridge, rece
     assert receiver.received == []
 
 
-def test_two_dispatchers_do_not_send_the_same_row_twice(bridge: WalletBridge, receiver: PushReceiver) -> None:
-    offer_with_push(bridge, receiver.url)
-    # Both read the row as due; only the one that claims it first sends.
-    assert bridge.outbox._deliver(outbox_rows(bridge)[0]["id"], 0) == "delivered"
-    assert bridge.outbox._deliver(outbox_rows(bridge)[0]["id"], 0) is None
+def test_a_claimed_row_is_not_claimed_again_while_its_lease_holds(
+        bridge: WalletBridge, receiver: PushReceiver, clock: SettableClock) -> None:
+    offer = offer_with_push(bridge, receiver.url)
+    claim = bridge.outbox.claim_next()
+    assert claim is not None and claim.offer_id == offer.offer_id and claim.attempt == 1
+    row = outbox_rows(bridge)[0]
+    assert row["claimed_by"] == bridge.outbox.node_id and row["attempts"] == 1
+    # Another dispatcher finds nothing to send while the claim holds, however often it looks.
+    assert bridge.outbox.claim_next() is None
+    clock.advance(seconds=bridge.config.outbox_claim_lease_s - 1)
+    assert bridge.outbox.dispatch_due().delivered == 0
+    assert bridge.outbox.deliver(claim) == "delivered"
     assert len(receiver.received) == 1
+    row = outbox_rows(bridge)[0]
+    assert row["delivered_at"] is not None and row["claimed_until"] is None
+
+
+def test_a_lapsed_claim_is_sent_again_and_the_late_outcome_is_not_recorded(
+        bridge: WalletBridge, receiver: PushReceiver, clock: SettableClock) -> None:
+    offer_with_push(bridge, receiver.url)
+    abandoned = bridge.outbox.claim_next()  # a node claims the row and then stops before sending
+    assert abandoned is not None
+    clock.advance(seconds=bridge.config.outbox_claim_lease_s + 1)
+    assert bridge.outbox.dispatch_due().delivered == 1  # sent again once the lease ran out
+    assert outbox_rows(bridge)[0]["attempts"] == 2
+    # The first node comes back and sends too (at least once): its outcome does not overwrite the record.
+    assert bridge.outbox.deliver(abandoned) == "claim_lost"
+    row = outbox_rows(bridge)[0]
+    assert row["attempts"] == 2 and row["last_status"] == "200" and row["claimed_until"] is None
