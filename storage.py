@@ -232,4 +232,6 @@ def insert_unless_present(conn: Connection, table: Table, values: dict[str, obje
     dialect = {"postgresql": postgresql, "sqlite": sqlite}.get(conn.dialect.name)
     if dialect is None:
         raise NotImplementedError(f"no insert-unless-present for {conn.dialect.name}")
-    return conn.execute(dialect.insert(table).values(**values).on_conflict_do_nothing()).rowcount == 1
+    # RETURNING rather than the row count: psycopg reports no count (-1) for an INSERT … ON CONFLICT DO NOTHING.
+    statement = dialect.insert(table).values(**values).on_conflict_do_nothing().returning(*table.primary_key.columns)
+    return conn.execute(statement).first() is not None

@@ -8,55 +8,19 @@ MINWON_OUTBOUND_ALLOW_LOOPBACK_HTTP on: loopback over http is let through, every
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from sqlalchemy import select
 
 from outbound import OutboundPolicy
-from tests.wallet_bridge.conftest import SettableClock
+from tests.wallet_bridge.conftest import PushReceiver, SettableClock
 from wallet_bridge.bridge import WalletBridge
 from wallet_bridge.tables import outbox
 
 LOCAL_RECEIVER = OutboundPolicy(allow_loopback_http=True)  # see the module docstring
-
-
-class PushReceiver:
-    """A wallet's push endpoint: answers 503 to the first `failures` requests, then 200."""
-
-    def __init__(self, failures: int = 0) -> None:
-        self.failures = failures
-        self.received: list[tuple[str, dict]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                if receiver.failures > 0:
-                    receiver.failures -= 1
-                    self.send_response(503)
-                else:
-                    receiver.received.append((self.headers["Idempotency-Key"], body))
-                    self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/push"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
