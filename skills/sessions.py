@@ -228,8 +228,7 @@ class SessionStore:
         while True:
             with self._answering_lock:
                 answered_here = key in self._answering
-                if not answered_here:
-                    self._answering.add(key)
+                self._answering.add(key)
             if not answered_here:
                 try:
                     claimed, reply = self._try_claim(user_id, session_id, request_id)
@@ -241,10 +240,30 @@ class SessionStore:
                 self._forget(key)
                 if reply is not None:
                     return reply
+            reply = self._wait_for_reply(user_id, session_id, request_id, deadline)
+            if reply is not None:
+                return reply
+
+    def _wait_for_reply(self, user_id: str, session_id: str | None, request_id: str,
+                        deadline: float) -> dict[str, Any] | None:
+        """The reply of the copy being answered elsewhere, or None once its claim is gone or lapsed (then this
+        caller tries to claim it). Reads only, so waiting takes no write lock from the copy it waits for."""
+        key = (turn_claims.c.user_id == user_id) & (turn_claims.c.request_id == request_id)
+        while True:
             if time.monotonic() > deadline:
                 log.warning("a copy of a request waited too long for the copy being answered elsewhere")
                 raise StorageUnavailable("the same request is still being answered")
             time.sleep(CLAIM_POLL_S)
+            with self.db.read() as conn:
+                reply = self._stored_reply(conn, user_id, session_id, request_id)
+                claim = conn.execute(select(turn_claims.c.owner, turn_claims.c.claimed_until).where(key)).first()
+            if reply is not None:
+                return reply
+            with self._answering_lock:
+                answered_here = (user_id, request_id) in self._answering
+            if claim is None or aware(claim.claimed_until) < utc_now() or (
+                    claim.owner == self.node_id and not answered_here):
+                return None
 
     def _try_claim(self, user_id: str, session_id: str | None,
                    request_id: str) -> tuple[bool, dict[str, Any] | None]:
