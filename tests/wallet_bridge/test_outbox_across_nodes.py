@@ -1,6 +1,7 @@
 """The wallet push outbox with two nodes on one database, against a real HTTP receiver on 127.0.0.1: every offer
 pushed exactly once when both nodes dispatch at once, never by two nodes at the same time, and an offer that a
-node claimed and then abandoned (it died) pushed by the other node once the claim's lease has run out.
+node claimed and then abandoned (it died) pushed by the other node once the claim's lease has run out; and a row
+that waited through the upgrade to the claim columns (schema version 3) pushed after it.
 
 The nodes run with MINWON_OUTBOUND_ALLOW_LOOPBACK_HTTP=1, the outbound policy's tests-only switch (off by default,
 a warning at every start when on): it lets plain http through to a loopback address literal, so that a receiver
@@ -15,9 +16,11 @@ from collections import Counter
 from dataclasses import replace
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
+from migrations import MIGRATIONS, SCHEMA_VERSION, TABLE_MODULES
 from services import Services
+from storage import MigrationContext
 from tests.nodes import run_together, running_nodes
 from tests.wallet_bridge.conftest import PushReceiver
 from wallet_bridge.tables import outbox
@@ -96,3 +99,18 @@ def test_an_offer_claimed_by_a_node_that_died_is_pushed_by_the_other_after_the_l
     row = outbox_rows(second)[0]
     assert row["claimed_by"] == second.wallet.outbox.node_id and row["attempts"] == 2
     assert row["delivered_at"] is not None and row["last_status"] == "200"
+
+
+def test_a_row_waiting_in_a_version_2_outbox_is_claimed_and_pushed_after_the_upgrade(tmp_path, database_url, receiver):
+    with running_nodes(tmp_path, database_url, count=1, **LOOPBACK_RECEIVER) as (node,):
+        offer_id = offer_with_push(node, receiver.url, "push-before-upgrade")
+        # The database as schema version 2 left it: an outbox without claim columns.
+        with node.db.transaction() as conn:
+            for column in ("claimed_by", "claimed_until"):
+                conn.execute(text(f"ALTER TABLE wallet_outbox DROP COLUMN {column}"))
+            conn.execute(text("UPDATE schema_version SET version = 2"))
+        context = MigrationContext(node.settings.secret_key, node.settings.data_dir)
+        assert node.db.upgrade(TABLE_MODULES, MIGRATIONS, context) == SCHEMA_VERSION == 3
+        assert node.wallet.outbox.dispatch_due().delivered == 1
+        assert [key for key, _ in receiver.received] == [offer_id]
+        assert outbox_rows(node)[0]["claimed_by"] == node.wallet.outbox.node_id
