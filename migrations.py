@@ -61,5 +61,11 @@ def _v2_security_audit(conn: Connection, context: MigrationContext) -> None:
     consent_ledger.migrate_v2(conn, context)
 
 
-MIGRATIONS: list[Migration] = [_v2_security_audit]
+def _v3_several_nodes(conn: Connection, context: MigrationContext) -> None:
+    """Version 3, several nodes on one database: the wallet push outbox records which node claimed a row and
+    until when (issue 15)."""
+    wallet_migrations.add_outbox_claims_v3(conn, context)
+
+
+MIGRATIONS: list[Migration] = [_v2_security_audit, _v3_several_nodes]
 SCHEMA_VERSION = 1 + len(MIGRATIONS)

@@ -11,8 +11,12 @@ the version lives in the ``schema_version`` table.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import logging
+import os
+import secrets
+import socket
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -20,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import Column, Connection, Integer, MetaData, Table, create_engine, event, select, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -199,3 +204,34 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+# -- working with several nodes on one database ----------------------------------------------------------
+
+
+def instance_id() -> str:
+    """A name for this process among the nodes sharing the database (host, process, random): what claim rows
+    record as their owner, so that an operator can tell who holds what and two processes never share a name."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def lock_for_transaction(conn: Connection, name: str) -> None:
+    """Holds the lock called `name` until `conn`'s transaction ends, across every node: on PostgreSQL a
+    transaction-level advisory lock. SQLite needs none: a writing transaction already holds the database's one
+    write lock from its BEGIN IMMEDIATE to its end."""
+    if conn.dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
+def insert_unless_present(conn: Connection, table: Table, values: dict[str, object]) -> bool:
+    """Inserts the row unless a row with the same primary or unique key exists; True when it was inserted.
+
+    A concurrent transaction inserting the same key is waited for rather than failing this one with an
+    integrity error (ON CONFLICT DO NOTHING), so two nodes racing to create the same row both go on."""
+    dialect = {"postgresql": postgresql, "sqlite": sqlite}.get(conn.dialect.name)
+    if dialect is None:
+        raise NotImplementedError(f"no insert-unless-present for {conn.dialect.name}")
+    # RETURNING rather than the row count: psycopg reports no count (-1) for an INSERT … ON CONFLICT DO NOTHING.
+    statement = dialect.insert(table).values(**values).on_conflict_do_nothing().returning(*table.primary_key.columns)
+    return conn.execute(statement).first() is not None

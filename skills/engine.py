@@ -237,12 +237,24 @@ class DialogEngine:
     # -- the turn ------------------------------------------------------------------------------------
 
     def converse(self, turn: Turn) -> Reply:
+        """The reply to a turn. A turn with a request id is answered once: a retry, or a copy racing on another
+        thread or node, gets the stored reply of the first."""
         if turn.locale is not None and turn.locale not in SUPPORTED_LOCALES:
             raise ValueError(f"unsupported locale {turn.locale}")
-        if turn.request_id:
-            stored = self.sessions.stored_reply(turn.user_id, turn.session_id, turn.request_id)
-            if stored is not None:
-                return Reply(**stored)
+        if not turn.request_id:
+            return self._answer(turn)
+        stored = self.sessions.claim_request(turn.user_id, turn.session_id, turn.request_id)
+        if stored is not None:
+            return Reply(**stored)
+        answered = False
+        try:
+            reply = self._answer(turn)
+            answered = True
+            return reply
+        finally:
+            self.sessions.release_claim(turn.user_id, turn.request_id, answered=answered)
+
+    def _answer(self, turn: Turn) -> Reply:
         started = time.perf_counter()
         session_id = turn.session_id
         if session_id is None and turn.platform_session:

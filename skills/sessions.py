@@ -1,6 +1,11 @@
 """Server-side dialog sessions with expiry, and the log of replies by request id (retries are answered
 from it instead of being executed twice).
 
+A request id is answered once even when copies of the request reach several threads or nodes at the same
+time (a platform retrying while the first try is still running, a load balancer sending the retry elsewhere):
+the first copy claims the request id in `turn_claims` and answers; the others wait for its stored reply and
+return that. A claim lapses after `CLAIM_LEASE`, so a node that died mid-turn does not block its request id.
+
 A session belongs to the principal (speaker user) that created it: a turn from anyone else never
 continues it. Its state and the stored replies hold what was said (a tx_code, a certificate readout), so
 both are encrypted with the field cipher. A stored reply is bound to its principal and session and lives
@@ -10,16 +15,21 @@ as long as a session does.
 from __future__ import annotations
 
 import json
+import logging
 import secrets
+import threading
+import time
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Column, Connection, DateTime, String, Table, Text, select
+from sqlalchemy import Column, Connection, DateTime, String, Table, Text, or_, select
 
 from domain.clock import aware, utc_now
 from domain.crypto import FieldCipher
-from storage import Database, metadata
+from storage import Database, StorageUnavailable, insert_unless_present, instance_id, metadata
+
+log = logging.getLogger(__name__)
 
 dialog_sessions = Table(
     "dialog_sessions",
@@ -42,7 +52,23 @@ turn_replies = Table(
     Column("session_id", String(64), nullable=True),
 )
 
+# Who is answering a request id right now (a node's `instance_id`), and until when that claim holds.
+turn_claims = Table(
+    "turn_claims",
+    metadata,
+    Column("user_id", String(200), primary_key=True),
+    Column("request_id", String(128), primary_key=True),
+    Column("owner", String(64), nullable=False),
+    Column("claimed_until", DateTime(timezone=True), nullable=False),
+)
 
+# Far longer than a turn takes (a lock wait gives up after 10 s): a claim still there after this belongs to a
+# node that died or lost its database mid-turn, and another caller takes over.
+CLAIM_LEASE = timedelta(seconds=20)
+# How long a copy of a request waits for the copy that is being answered elsewhere; past a claim's lease, so
+# that a lapsed claim is taken over within one wait. Then the caller gets 503 and may retry.
+CLAIM_WAIT_S = 25.0
+CLAIM_POLL_S = 0.05
 
 
 @dataclass
@@ -122,6 +148,11 @@ class SessionStore:
         self.db = db
         self.ttl = timedelta(seconds=ttl_s)
         self.cipher = cipher
+        self.node_id = instance_id()
+        # The request ids this process is answering now: a claim of this node's that is not among them was
+        # left by a turn that failed (its database went away before the claim could be dropped).
+        self._answering: set[tuple[str, str]] = set()
+        self._answering_lock = threading.Lock()
 
     @staticmethod
     def new_id() -> str:
@@ -174,20 +205,117 @@ class SessionStore:
         """The reply this principal got for `request_id`, when it is younger than a session's lifetime and
         was given in `session_id` (a retry of a first turn, which had no session yet, names none)."""
         with self.db.read() as conn:
-            row = conn.execute(
-                select(turn_replies).where(turn_replies.c.user_id == user_id, turn_replies.c.request_id == request_id)
-            ).mappings().first()
+            return self._stored_reply(conn, user_id, session_id, request_id)
+
+    def _stored_reply(self, conn: Connection, user_id: str, session_id: str | None,
+                      request_id: str) -> dict[str, Any] | None:
+        row = conn.execute(
+            select(turn_replies).where(turn_replies.c.user_id == user_id, turn_replies.c.request_id == request_id)
+        ).mappings().first()
         if row is None or aware(row["created_at"]) < utc_now() - self.ttl:
             return None
         if session_id is not None and row["session_id"] != session_id:
             return None
         return json.loads(self.cipher.decrypt(row["reply"], ("turn_replies", "reply", user_id, request_id)))
 
+    def claim_request(self, user_id: str, session_id: str | None, request_id: str) -> dict[str, Any] | None:
+        """Makes this caller the one that answers `request_id` (None), or returns the stored reply when the
+        request was answered already. While another thread or node is answering it, waits for that reply; a
+        claim that lapsed, or that this node left behind, is taken over. The caller that got None must call
+        `release_claim` when its turn ends. Raises StorageUnavailable when the wait runs out."""
+        key = (user_id, request_id)
+        deadline = time.monotonic() + CLAIM_WAIT_S
+        while True:
+            with self._answering_lock:
+                answered_here = key in self._answering
+                self._answering.add(key)
+            if not answered_here:
+                try:
+                    claimed, reply = self._try_claim(user_id, session_id, request_id)
+                except BaseException:
+                    self._forget(key)
+                    raise
+                if claimed:
+                    return None
+                self._forget(key)
+                if reply is not None:
+                    return reply
+            reply = self._wait_for_reply(user_id, session_id, request_id, deadline)
+            if reply is not None:
+                return reply
+
+    def _wait_for_reply(self, user_id: str, session_id: str | None, request_id: str,
+                        deadline: float) -> dict[str, Any] | None:
+        """The reply of the copy being answered elsewhere, or None once its claim is gone or lapsed (then this
+        caller tries to claim it). Reads only, so waiting takes no write lock from the copy it waits for."""
+        key = (turn_claims.c.user_id == user_id) & (turn_claims.c.request_id == request_id)
+        while True:
+            if time.monotonic() > deadline:
+                log.warning("a copy of a request waited too long for the copy being answered elsewhere")
+                raise StorageUnavailable("the same request is still being answered")
+            time.sleep(CLAIM_POLL_S)
+            with self.db.read() as conn:
+                reply = self._stored_reply(conn, user_id, session_id, request_id)
+                claim = conn.execute(select(turn_claims.c.owner, turn_claims.c.claimed_until).where(key)).first()
+            if reply is not None:
+                return reply
+            with self._answering_lock:
+                answered_here = (user_id, request_id) in self._answering
+            if claim is None or aware(claim.claimed_until) < utc_now() or (
+                    claim.owner == self.node_id and not answered_here):
+                return None
+
+    def _try_claim(self, user_id: str, session_id: str | None,
+                   request_id: str) -> tuple[bool, dict[str, Any] | None]:
+        """(True, None) when this node now holds the claim; (False, reply) with the stored reply or None."""
+        now = utc_now()
+        key = (turn_claims.c.user_id == user_id) & (turn_claims.c.request_id == request_id)
+        with self.db.transaction() as conn:
+            claimed = insert_unless_present(conn, turn_claims, {
+                "user_id": user_id, "request_id": request_id, "owner": self.node_id,
+                "claimed_until": now + CLAIM_LEASE})
+            if not claimed:
+                # Lapsed, or this node's own from a turn that failed (no thread here answers it): taken over.
+                claimed = conn.execute(turn_claims.update().where(
+                    key, or_(turn_claims.c.claimed_until < now, turn_claims.c.owner == self.node_id)
+                ).values(owner=self.node_id, claimed_until=now + CLAIM_LEASE)).rowcount == 1
+            # Read after claiming: a reply stored (and its claim dropped) by a caller that finished a moment ago
+            # is seen here, so a request is never answered twice.
+            reply = self._stored_reply(conn, user_id, session_id, request_id)
+            if reply is not None:
+                if claimed:
+                    conn.execute(turn_claims.delete().where(key))
+                return False, reply
+            return claimed, None
+
+    def release_claim(self, user_id: str, request_id: str, *, answered: bool) -> None:
+        """Ends this node's claim on `request_id`. An answered claim was dropped with the stored reply; one
+        whose turn failed is dropped here so that a retry need not wait for its lease (when the database is
+        not there, a retry on this node takes it over and one elsewhere waits out the lease)."""
+        key = (user_id, request_id)
+        try:
+            if not answered:
+                with self.db.transaction() as conn:
+                    conn.execute(turn_claims.delete().where(
+                        turn_claims.c.user_id == user_id, turn_claims.c.request_id == request_id,
+                        turn_claims.c.owner == self.node_id))
+        except StorageUnavailable:
+            log.warning("the claim of a failed turn stays until its lease runs out: storage unavailable")
+        finally:
+            self._forget(key)
+
+    def _forget(self, key: tuple[str, str]) -> None:
+        with self._answering_lock:
+            self._answering.discard(key)
+
     def store_reply(self, conn: Connection, user_id: str, session_id: str, request_id: str,
                     reply: dict[str, Any]) -> None:
+        """Stores the reply and drops the request's claim, in the caller's transaction."""
         # A request id reused after its stored reply expired starts over; the old row makes way.
         conn.execute(turn_replies.delete().where(turn_replies.c.user_id == user_id,
                                                  turn_replies.c.request_id == request_id))
+        conn.execute(turn_claims.delete().where(turn_claims.c.user_id == user_id,
+                                                turn_claims.c.request_id == request_id))
         conn.execute(
             turn_replies.insert().values(
                 user_id=user_id, request_id=request_id, session_id=session_id,
@@ -211,4 +339,5 @@ class SessionStore:
         with self.db.transaction() as conn:
             sessions = conn.execute(dialog_sessions.delete().where(dialog_sessions.c.expires_at < now)).rowcount
             replies = conn.execute(turn_replies.delete().where(turn_replies.c.created_at < now - self.ttl))
-            return sessions + replies.rowcount
+            claims = conn.execute(turn_claims.delete().where(turn_claims.c.claimed_until < now))
+            return sessions + replies.rowcount + claims.rowcount

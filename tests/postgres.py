@@ -3,7 +3,7 @@ loopback port (unix sockets in that directory too), one fresh database per `new_
 stopped and removed by `stop()`.
 
 The cluster runs as the `postgres` user when the tests run as root (PostgreSQL refuses to run as root). It
-is tuned for tests only: no fsync, no synchronous commit, trust authentication on loopback.
+is tuned for tests only: no fsync, no synchronous commit (unless `durable`), trust authentication on loopback.
 """
 
 from __future__ import annotations
@@ -38,8 +38,11 @@ def _free_port() -> int:
 
 
 class PostgresCluster:
-    def __init__(self, bin_dir: Path) -> None:
+    def __init__(self, bin_dir: Path, durable: bool = False) -> None:
         self.bin_dir = bin_dir
+        # Durable: fsync and synchronous commit on, as in production, so that a commit survives a crash
+        # (`stop_server("immediate")`); otherwise both are off, for speed.
+        self.durable = durable
         self.root = Path(tempfile.mkdtemp(prefix="minwon-pg-"))
         self.data = self.root / "data"
         self.port = _free_port()
@@ -61,13 +64,24 @@ class PostgresCluster:
             os.chown(self.root, user.pw_uid, user.pw_gid)
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync",
                   "--locale=C")
+        self.start_server()
+        return self
+
+    def start_server(self) -> None:
+        """Starts the server on the cluster's data (again, after `stop_server`), on the same port."""
         options = (f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.root} "
-                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 "
-                   "-c shared_buffers=32MB")
+                   "-c max_connections=300 -c shared_buffers=32MB")
+        if not self.durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-o", options, "-w",
                   "-t", "60", "start", timeout=90)
         self.started = True
-        return self
+
+    def stop_server(self, mode: str = "fast") -> None:
+        """Stops the server and keeps its data, as an outage would: `fast` ends every session (rolling back
+        their open transactions), `immediate` kills them (crash recovery at the next start)."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop", timeout=60)
+        self.started = False
 
     def admin_url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
@@ -87,6 +101,7 @@ class PostgresCluster:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
 
     def stop(self) -> None:
+        """Stops the server and removes the cluster."""
         try:
             if self.started:
                 self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop", timeout=60)

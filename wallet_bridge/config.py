@@ -27,8 +27,13 @@ class WalletConfig:
     outbox_base_delay_s: float = 5.0
     outbox_max_delay_s: float = 3600.0
     push_timeout_s: float = 5.0
+    # How long a node's claim on an outbox row holds: longer than one POST can take (its connect and read
+    # timeouts), so no two nodes send a row at once; a dead node's rows are sent again after this.
+    outbox_claim_lease_s: float = 30.0
 
     def __post_init__(self) -> None:
+        if self.outbox_claim_lease_s <= 2 * self.push_timeout_s:
+            raise ValueError("outbox_claim_lease_s must be more than twice push_timeout_s (connect + read)")
         if not 4 <= self.tx_code_length <= 6:
             raise ValueError("tx_code_length must be 4 to 6 digits")
         if self.status_list_entries < STATUS_LIST_MIN_ENTRIES or self.status_list_entries % 8:

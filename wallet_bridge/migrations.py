@@ -1,14 +1,15 @@
-"""Schema version 1 → 2 for the wallet bridge's sealed secrets (pre-authorized codes, tx_codes, issued
-credentials): each re-encrypted with its place (table, column, row id) as associated data."""
+"""The wallet bridge's migrations: version 1 → 2 re-encrypts the sealed secrets (pre-authorized codes, tx_codes,
+issued credentials) with their place (table, column, row id) as associated data; version 2 → 3 gives the push
+outbox its claim columns (which node sends a row, until when)."""
 
 from __future__ import annotations
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 
 from domain.crypto import FieldCipher
 from domain.field_migration import rebind_column
 from storage import MigrationContext
-from wallet_bridge.tables import SEALED_COLUMNS, sealed_place
+from wallet_bridge.tables import SEALED_COLUMNS, outbox, sealed_place
 
 
 def bind_sealed_v2(conn: Connection, keys: MigrationContext) -> None:
@@ -17,3 +18,10 @@ def bind_sealed_v2(conn: Connection, keys: MigrationContext) -> None:
         for column in columns:
             rebind_column(conn, cipher, table, column,
                           lambda row, table=table, column=column: sealed_place(table, column, row["id"]))
+
+
+def add_outbox_claims_v3(conn: Connection, _context: MigrationContext) -> None:
+    """Rows waiting in the outbox keep their schedule; none is claimed until a node claims it."""
+    for name in ("claimed_by", "claimed_until"):
+        column_type = outbox.c[name].type.compile(dialect=conn.dialect)
+        conn.execute(text(f"ALTER TABLE {outbox.name} ADD COLUMN {name} {column_type}"))

@@ -21,7 +21,7 @@ from sqlalchemy import Connection, insert, select, update
 from domain.attempts import AttemptLimiter
 from domain.clock import Clock, aware
 from domain.crypto import FieldCipher, FieldIntegrityError, keyed_hash
-from storage import Database
+from storage import Database, insert_unless_present
 from wallet_bridge.config import WalletConfig
 from wallet_bridge.credentials import format_date_time
 from wallet_bridge.documents import DOCUMENT_TYPES
@@ -117,7 +117,15 @@ class CredentialOffers:
                 created_at=now,
                 expires_at=now + timedelta(seconds=self.config.offer_ttl_s),
             )
-            conn.execute(insert(offers).values(**values))
+            if not insert_unless_present(conn, offers, values):
+                # Another node made the offer for this key since the lookup above (two racing confirmations):
+                # its insert was waited for, and its offer is the answer for both.
+                row = (
+                    conn.execute(select(offers).where(offers.c.idempotency_key == idempotency_key))
+                    .mappings()
+                    .one()
+                )
+                return self._created(row, is_new=False)
             if push_url:
                 conn.execute(
                     insert(outbox).values(

@@ -6,6 +6,14 @@ and retries failures with exponential backoff (at-least-once); the wallet tells 
 `Idempotency-Key` header, which is the offer id. The mailbox (GET …/offers) does not depend on any of
 this: an offer whose push never got through is still there to fetch.
 
+Several nodes dispatch from one database. A node claims one due row at a time: in one short transaction it
+picks the row (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so nodes claiming at once take different rows instead
+of queueing on one; on SQLite the writer's lock on the whole database does the same), counts the attempt and
+writes its name (`claimed_by`) and the end of its lease (`claimed_until`). No other node sends the row while
+the lease holds, and the lease outlasts one POST's timeouts, so a row is never sent by two nodes at once. A
+node that dies mid-send leaves a lease that runs out; another node then sends the row again (at least once).
+The outcome is recorded only by the node whose claim it still is.
+
 The push URL is the wallet's, so every POST goes through `outbound.py`: https only, the host resolved and
 checked at send time and the connection pinned to the checked address, no redirects. A refused address is
 a failed attempt like any other (status `OutboundRefused`), made without connecting anywhere.
@@ -16,20 +24,23 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 import requests
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, Connection, and_, or_, select, update
 
 from domain.clock import Clock
 from domain.crypto import FieldIntegrityError
 from outbound import OutboundPolicy
-from storage import Database
+from storage import Database, instance_id
 from wallet_bridge.config import WalletConfig
 from wallet_bridge.offers import CredentialOffers
 from wallet_bridge.tables import outbox
 
 log = logging.getLogger(__name__)
+
+DELIVERED, RETRYING, GIVEN_UP, CLAIM_LOST = "delivered", "retrying", "given_up", "claim_lost"
 
 
 @dataclass
@@ -37,6 +48,24 @@ class DispatchReport:
     delivered: int = 0
     retrying: int = 0
     given_up: int = 0
+    # Sent, but the lease had run out and another node had claimed the row by then: its outcome stands.
+    claims_lost: int = 0
+
+    def count(self, outcome: str) -> None:
+        field = {DELIVERED: "delivered", RETRYING: "retrying", GIVEN_UP: "given_up", CLAIM_LOST: "claims_lost"}
+        setattr(self, field[outcome], getattr(self, field[outcome]) + 1)
+
+
+@dataclass(frozen=True)
+class OutboxClaim:
+    """One row this node has claimed: send it (`OfferOutbox.deliver`) before `until`."""
+
+    row_id: int
+    attempt: int  # this attempt's number, 1 for the first
+    offer_id: str
+    url: str
+    payload: dict[str, Any]
+    until: datetime
 
 
 class OfferOutbox:
@@ -47,12 +76,14 @@ class OfferOutbox:
         offers: CredentialOffers,
         clock: Clock,
         outbound: OutboundPolicy | None = None,
+        node_id: str | None = None,
     ) -> None:
         self.db = db
         self.config = config
         self.offers = offers
         self.clock = clock
         self.outbound = outbound or OutboundPolicy()
+        self.node_id = node_id or instance_id()
 
     def backoff(self, attempts: int) -> timedelta:
         """Delay after the `attempts`-th failure: base, 2×base, 4×base … capped."""
@@ -60,87 +91,96 @@ class OfferOutbox:
         return timedelta(seconds=min(seconds, self.config.outbox_max_delay_s))
 
     def dispatch_due(self, limit: int = 20) -> DispatchReport:
+        """Claims and sends due rows one at a time, at most `limit` of them."""
         report = DispatchReport()
-        now = self.clock()
-        with self.db.read() as conn:
-            due = conn.execute(
-                select(outbox.c.id, outbox.c.attempts)
-                .where(
-                    outbox.c.delivered_at.is_(None),
-                    outbox.c.given_up_at.is_(None),
-                    outbox.c.next_attempt_at <= now,
-                )
-                .order_by(outbox.c.next_attempt_at, outbox.c.id)
-                .limit(limit)
-            ).all()
-        for row_id, attempts in due:
-            outcome = self._deliver(row_id, attempts)
-            if outcome == "delivered":
-                report.delivered += 1
-            elif outcome == "retrying":
-                report.retrying += 1
-            elif outcome == "given_up":
-                report.given_up += 1
+        for _ in range(limit):
+            claim = self.claim_next(report)
+            if claim is None:
+                break
+            report.count(self.deliver(claim))
         return report
 
-    def _deliver(self, row_id: int, attempts: int) -> str | None:
+    @staticmethod
+    def _due(now: datetime) -> ColumnElement[bool]:
+        return and_(
+            outbox.c.delivered_at.is_(None),
+            outbox.c.given_up_at.is_(None),
+            outbox.c.next_attempt_at <= now,
+            or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until <= now),
+        )
+
+    def claim_next(self, report: DispatchReport | None = None) -> OutboxClaim | None:
+        """Claims the next due row for this node, or None when nothing is due. A row whose offer is no longer
+        pending (or cannot be read) is given up on the way, counted in `report`, and the next one is taken."""
+        while True:
+            now = self.clock()
+            with self.db.transaction() as conn:
+                row = conn.execute(
+                    select(outbox)
+                    .where(self._due(now))
+                    .order_by(outbox.c.next_attempt_at, outbox.c.id)
+                    .limit(1)
+                    .with_for_update(skip_locked=True)
+                ).mappings().first()
+                if row is None:
+                    return None
+                payload, reason = self._payload(conn, row["offer_id"], row["id"])
+                if payload is None:
+                    conn.execute(update(outbox).where(outbox.c.id == row["id"])
+                                 .values(given_up_at=now, last_status=reason))
+                    if report is not None:
+                        report.count(GIVEN_UP)
+                    continue
+                until = now + timedelta(seconds=self.config.outbox_claim_lease_s)
+                conn.execute(
+                    update(outbox)
+                    .where(outbox.c.id == row["id"])
+                    .values(attempts=row["attempts"] + 1, claimed_by=self.node_id, claimed_until=until)
+                )
+                return OutboxClaim(row["id"], row["attempts"] + 1, row["offer_id"], row["url"], payload, until)
+
+    def _payload(self, conn: Connection, offer_id: str, row_id: int) -> tuple[dict[str, Any] | None, str]:
+        """The mailbox entry to push, or None and why the row is given up."""
+        offer = self.offers.pending_row(conn, offer_id)
+        if offer is None:
+            return None, "offer no longer pending"
+        try:
+            return self.offers.mailbox_entry(offer), ""
+        except FieldIntegrityError:
+            # A sealed code that is not this offer's is never pushed; retrying cannot repair it.
+            log.error("offer push given up: its sealed code failed the integrity check", extra={"outbox_id": row_id})
+            return None, "integrity check failed"
+
+    def deliver(self, claim: OutboxClaim) -> str:
+        """POSTs a claimed row and records the outcome (while the claim is still this node's)."""
+        status = self._post(claim.url, claim.offer_id, claim.payload)
         now = self.clock()
-        lease = timedelta(seconds=self.config.push_timeout_s * 2)
+        if status == "ok":
+            outcome, values = DELIVERED, {"delivered_at": now, "last_status": "200"}
+        elif claim.attempt >= self.config.outbox_max_attempts:
+            outcome, values = GIVEN_UP, {"given_up_at": now, "last_status": status}
+        else:
+            outcome, values = RETRYING, {"next_attempt_at": now + self.backoff(claim.attempt), "last_status": status}
         with self.db.transaction() as conn:
-            # Claim the row: another dispatcher that read the same row finds `attempts` changed and skips it.
-            claimed = conn.execute(
+            recorded = conn.execute(
                 update(outbox)
-                .where(outbox.c.id == row_id, outbox.c.attempts == attempts, outbox.c.delivered_at.is_(None))
-                .values(attempts=attempts + 1, next_attempt_at=now + lease)
+                .where(outbox.c.id == claim.row_id, outbox.c.claimed_by == self.node_id,
+                       outbox.c.attempts == claim.attempt)
+                .values(claimed_until=None, **values)
             ).rowcount
-            if not claimed:
-                return None
-            row = conn.execute(select(outbox).where(outbox.c.id == row_id)).mappings().one()
-            offer = self.offers.pending_row(conn, row["offer_id"])
-            if offer is None:
-                conn.execute(
-                    update(outbox)
-                    .where(outbox.c.id == row_id)
-                    .values(given_up_at=now, last_status="offer no longer pending")
-                )
-                return "given_up"
-            try:
-                payload = self.offers.mailbox_entry(offer)
-            except FieldIntegrityError:
-                # A sealed code that is not this offer's is never pushed; retrying cannot repair it.
-                conn.execute(
-                    update(outbox)
-                    .where(outbox.c.id == row_id)
-                    .values(given_up_at=now, last_status="integrity check failed")
-                )
-                log.error("offer push given up: its sealed code failed the integrity check",
-                          extra={"outbox_id": row_id})
-                return "given_up"
-        status = self._post(row["url"], row["offer_id"], payload)
-        now = self.clock()
-        with self.db.transaction() as conn:
-            if status == "ok":
-                conn.execute(
-                    update(outbox).where(outbox.c.id == row_id).values(delivered_at=now, last_status="200")
-                )
-                log.info("offer pushed to wallet", extra={"outbox_id": row_id, "attempt": attempts + 1})
-                return "delivered"
-            if attempts + 1 >= self.config.outbox_max_attempts:
-                conn.execute(
-                    update(outbox).where(outbox.c.id == row_id).values(given_up_at=now, last_status=status)
-                )
-                log.warning("offer push given up", extra={"outbox_id": row_id, "attempts": attempts + 1})
-                return "given_up"
-            conn.execute(
-                update(outbox)
-                .where(outbox.c.id == row_id)
-                .values(next_attempt_at=now + self.backoff(attempts + 1), last_status=status)
-            )
-            log.info(
-                "offer push failed, will retry",
-                extra={"outbox_id": row_id, "attempt": attempts + 1, "status": status},
-            )
-            return "retrying"
+        extra = {"outbox_id": claim.row_id, "attempt": claim.attempt}
+        if not recorded:
+            # The lease ran out before this node got here, and another node has claimed the row since: that
+            # node's attempt decides. The wallet may get the offer twice; its Idempotency-Key tells it so.
+            log.warning("offer push outcome not recorded: the claim had run out", extra={**extra, "status": status})
+            return CLAIM_LOST
+        if outcome == DELIVERED:
+            log.info("offer pushed to wallet", extra=extra)
+        elif outcome == GIVEN_UP:
+            log.warning("offer push given up", extra=extra)
+        else:
+            log.info("offer push failed, will retry", extra={**extra, "status": status})
+        return outcome
 
     def _post(self, url: str, offer_id: str, payload: dict) -> str:
         try:

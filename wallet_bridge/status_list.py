@@ -20,6 +20,7 @@ from sqlalchemy import Connection, func, insert, select, update
 from domain.clock import Clock
 from domain.crypto import b64url_decode, b64url_encode
 from domain.signing_keys import IssuerKeyring
+from storage import lock_for_transaction
 from wallet_bridge.config import WalletConfig
 from wallet_bridge.credentials import format_date_time, sign_credential
 from wallet_bridge.documents import VCDM_V2_CONTEXT
@@ -147,15 +148,13 @@ class StatusLists:
         """
         if purpose not in PURPOSES:
             raise ValueError(f"unknown status purpose {purpose!r}")
+        list_id = self._current_list(conn, purpose)
+        if list_id is None:
+            # Nodes that find no list with room at the same moment take turns, so they make one new list
+            # between them rather than one each.
+            lock_for_transaction(conn, f"status-list:{purpose}")
+            list_id = self._current_list(conn, purpose) or self._create_list(conn, purpose)
         size = self.config.status_list_entries
-        row = conn.execute(
-            select(status_lists.c.id, status_lists.c.allocated)
-            .where(status_lists.c.purpose == purpose, status_lists.c.allocated < size // 2)
-            .order_by(status_lists.c.created_at.desc())
-            .limit(1)
-            .with_for_update()
-        ).first()
-        list_id = self._create_list(conn, purpose) if row is None else row.id
         while True:
             index = secrets.randbelow(size)
             taken = conn.execute(
@@ -172,6 +171,18 @@ class StatusLists:
             .values(allocated=status_lists.c.allocated + 1, updated_at=self.clock())
         )
         return list_id, index
+
+    def _current_list(self, conn: Connection, purpose: str) -> str | None:
+        """The newest list for `purpose` with room, locked until the transaction ends: allocations (from any
+        node) and status changes on one list take turns, so no index is given twice and no bit is lost."""
+        return conn.execute(
+            select(status_lists.c.id)
+            .where(status_lists.c.purpose == purpose,
+                   status_lists.c.allocated < self.config.status_list_entries // 2)
+            .order_by(status_lists.c.created_at.desc())
+            .limit(1)
+            .with_for_update()
+        ).scalar()
 
     def _create_list(self, conn: Connection, purpose: str) -> str:
         list_id = f"{purpose[:3]}-{secrets.token_hex(6)}"
@@ -190,7 +201,11 @@ class StatusLists:
         return list_id
 
     def set_status(self, conn: Connection, list_id: str, index: int, value: bool) -> bool:
-        """Set one bit; True when it changed. Runs inside the caller's transaction."""
+        """Set one bit; True when it changed. Runs inside the caller's transaction.
+
+        The list is one stored bitstring, so this is a read-modify-write: the row is locked first (FOR UPDATE
+        on PostgreSQL; SQLite's writer holds the whole database), and a change on another node waits and
+        then reads the bits this one wrote."""
         row = conn.execute(
             select(status_lists.c.bits).where(status_lists.c.id == list_id).with_for_update()
         ).first()

@@ -114,6 +114,10 @@ outbox = Table(
     Column("given_up_at", DateTime(timezone=True), nullable=True),
     Column("last_status", String(100), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # The node sending it now (or that last did), and until when that claim holds: a node that dies mid-send
+    # leaves a claim that runs out, and then another node sends the row again.
+    Column("claimed_by", String(64), nullable=True),
+    Column("claimed_until", DateTime(timezone=True), nullable=True),
     UniqueConstraint("offer_id", "url"),
 )
 

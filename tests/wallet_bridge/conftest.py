@@ -7,7 +7,10 @@ fixtures (CI clones the repository without ../shared).
 from __future__ import annotations
 
 import json
+import threading
+import time
 from datetime import UTC, date, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -153,3 +156,49 @@ def redeem_offer(
         },
     )
     return response["credentials"][0]["credential"], offer.offer_id
+
+
+class PushReceiver:
+    """A wallet's push endpoint on 127.0.0.1: answers 503 to the first `failures` requests, then 200, each after
+    `delay_s`. Records every offer it accepted (Idempotency-Key, body) and every key that arrived while another
+    request with the same key was still being answered (`overlaps`)."""
+
+    def __init__(self, failures: int = 0, delay_s: float = 0.0) -> None:
+        self.failures = failures
+        self.received: list[tuple[str, dict]] = []
+        self.overlaps: list[str] = []
+        self._in_flight: set[str] = set()
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                key = self.headers["Idempotency-Key"]
+                with receiver._lock:
+                    if key in receiver._in_flight:
+                        receiver.overlaps.append(key)
+                    receiver._in_flight.add(key)
+                time.sleep(delay_s)
+                with receiver._lock:
+                    receiver._in_flight.discard(key)
+                    failing = receiver.failures > 0
+                    if failing:
+                        receiver.failures -= 1
+                    else:
+                        receiver.received.append((key, body))
+                self.send_response(503 if failing else 200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/push"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -8,55 +8,19 @@ MINWON_OUTBOUND_ALLOW_LOOPBACK_HTTP on: loopback over http is let through, every
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from sqlalchemy import select
 
 from outbound import OutboundPolicy
-from tests.wallet_bridge.conftest import SettableClock
+from tests.wallet_bridge.conftest import PushReceiver, SettableClock
 from wallet_bridge.bridge import WalletBridge
 from wallet_bridge.tables import outbox
 
 LOCAL_RECEIVER = OutboundPolicy(allow_loopback_http=True)  # see the module docstring
-
-
-class PushReceiver:
-    """A wallet's push endpoint: answers 503 to the first `failures` requests, then 200."""
-
-    def __init__(self, failures: int = 0) -> None:
-        self.failures = failures
-        self.received: list[tuple[str, dict]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                if receiver.failures > 0:
-                    receiver.failures -= 1
-                    self.send_response(503)
-                else:
-                    receiver.received.append((self.headers["Idempotency-Key"], body))
-                    self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/push"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -183,9 +147,32 @@ def test_offer_redeemed_before_its_push_is_not_pushed(bridge: WalletBridge, rece
     assert receiver.received == []
 
 
-def test_two_dispatchers_do_not_send_the_same_row_twice(bridge: WalletBridge, receiver: PushReceiver) -> None:
-    offer_with_push(bridge, receiver.url)
-    # Both read the row as due; only the one that claims it first sends.
-    assert bridge.outbox._deliver(outbox_rows(bridge)[0]["id"], 0) == "delivered"
-    assert bridge.outbox._deliver(outbox_rows(bridge)[0]["id"], 0) is None
+def test_a_claimed_row_is_not_claimed_again_while_its_lease_holds(
+        bridge: WalletBridge, receiver: PushReceiver, clock: SettableClock) -> None:
+    offer = offer_with_push(bridge, receiver.url)
+    claim = bridge.outbox.claim_next()
+    assert claim is not None and claim.offer_id == offer.offer_id and claim.attempt == 1
+    row = outbox_rows(bridge)[0]
+    assert row["claimed_by"] == bridge.outbox.node_id and row["attempts"] == 1
+    # Another dispatcher finds nothing to send while the claim holds, however often it looks.
+    assert bridge.outbox.claim_next() is None
+    clock.advance(seconds=bridge.config.outbox_claim_lease_s - 1)
+    assert bridge.outbox.dispatch_due().delivered == 0
+    assert bridge.outbox.deliver(claim) == "delivered"
     assert len(receiver.received) == 1
+    row = outbox_rows(bridge)[0]
+    assert row["delivered_at"] is not None and row["claimed_until"] is None
+
+
+def test_a_lapsed_claim_is_sent_again_and_the_late_outcome_is_not_recorded(
+        bridge: WalletBridge, receiver: PushReceiver, clock: SettableClock) -> None:
+    offer_with_push(bridge, receiver.url)
+    abandoned = bridge.outbox.claim_next()  # a node claims the row and then stops before sending
+    assert abandoned is not None
+    clock.advance(seconds=bridge.config.outbox_claim_lease_s + 1)
+    assert bridge.outbox.dispatch_due().delivered == 1  # sent again once the lease ran out
+    assert outbox_rows(bridge)[0]["attempts"] == 2
+    # The first node comes back and sends too (at least once): its outcome does not overwrite the record.
+    assert bridge.outbox.deliver(abandoned) == "claim_lost"
+    row = outbox_rows(bridge)[0]
+    assert row["attempts"] == 2 and row["last_status"] == "200" and row["claimed_until"] is None
