@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import BigInteger, Column, Connection, String, Table, case, delete, literal, select
+from sqlalchemy import BigInteger, Column, Connection, String, Table, bindparam, case, delete, select
 
 from domain.clock import Clock, utc_now
 from domain.crypto import keyed_hash
@@ -77,23 +79,17 @@ class RateLimit:
         (nothing is counted then, so a client held back does not push its own budget further away)."""
         now = _micros(self.clock())
         digest = self.digest(key)
-        later = self._later(now)
-        charge = (insert_or_update(conn, rate_limits).values(key=digest, tat_us=now + self.interval_us)
-                  .on_conflict_do_update(index_elements=[rate_limits.c.key], set_={"tat_us": later},
-                                         where=later - literal(now, BigInteger) <= self.burst * self.interval_us)
-                  .returning(rate_limits.c.tat_us))
-        if conn.execute(charge).first() is not None:
+        statements = _statements(conn)
+        if conn.execute(statements.charge, self._parameters(digest, now)).first() is not None:
             return None
         # Refused: ON CONFLICT DO UPDATE locked the row (PostgreSQL) or the writer lock is ours (SQLite), so the
         # instant read here is the one the refusal was based on.
-        tat = conn.execute(select(rate_limits.c.tat_us).where(rate_limits.c.key == digest)).scalar_one()
+        tat = conn.execute(statements.read, {"key": digest}).scalar_one()
         return max(1, math.ceil((tat - self.tolerance_us - now) / 1_000_000))
 
     def count(self, conn: Connection, key: str) -> None:
         """Counts one event for `key` whether or not the budget allows it (a failed guess always counts)."""
-        now = _micros(self.clock())
-        conn.execute(insert_or_update(conn, rate_limits).values(key=self.digest(key), tat_us=now + self.interval_us)
-                     .on_conflict_do_update(index_elements=[rate_limits.c.key], set_={"tat_us": self._later(now)}))
+        conn.execute(_statements(conn).count, self._parameters(self.digest(key), _micros(self.clock())))
 
     def exhausted(self, conn: Connection, key: str) -> bool:
         """Whether the next event for `key` would be refused. Counts nothing, but locks the key's row until the
@@ -101,16 +97,51 @@ class RateLimit:
         after it are not interleaved with another node's. A row that only exists from the count on could not be
         locked here, and two transactions checking several budgets would then lock them in different orders
         (one at its check, the other at its count) and deadlock."""
+        statements = _statements(conn)
         digest = self.digest(key)
-        conn.execute(insert_or_update(conn, rate_limits).values(key=digest, tat_us=0).on_conflict_do_nothing())
-        tat = conn.execute(select(rate_limits.c.tat_us).where(rate_limits.c.key == digest).with_for_update()
-                           ).scalar_one()
+        conn.execute(statements.make, {"key": digest})
+        tat = conn.execute(statements.lock, {"key": digest}).scalar_one()
         return tat - _micros(self.clock()) > self.tolerance_us
 
-    def _later(self, now: int):  # noqa: ANN202 - a SQL expression
-        """max(TAT, now) + interval, in SQL (the stored TAT is the row's, whoever wrote it last)."""
-        now_value = literal(now, BigInteger)
-        return case((rate_limits.c.tat_us > now_value, rate_limits.c.tat_us), else_=now_value) + self.interval_us
+    def _parameters(self, digest: str, now: int) -> dict[str, object]:
+        return {"key": digest, "now": now, "first": now + self.interval_us, "interval": self.interval_us,
+                "allowance": self.burst * self.interval_us}
+
+
+@dataclass(frozen=True)
+class _Statements:
+    """The limiter's statements for one dialect, built once (building a statement costs more than running it)."""
+
+    charge: Any  # count the event if the budget allows it, returning the new TAT; nothing when refused
+    count: Any  # count the event whatever the budget says
+    make: Any  # a row for the key (a full budget) unless it has one
+    read: Any
+    lock: Any
+
+
+_BUILT: dict[str, _Statements] = {}
+
+
+def _statements(conn: Connection) -> _Statements:
+    built = _BUILT.get(conn.dialect.name)
+    if built is not None:
+        return built
+    now = bindparam("now", type_=BigInteger)
+    # max(TAT, now) + interval, in SQL: the stored TAT is the row's, whoever wrote it last.
+    later = case((rate_limits.c.tat_us > now, rate_limits.c.tat_us), else_=now) + bindparam("interval", type_=BigInteger)
+    first = insert_or_update(conn, rate_limits).values(key=bindparam("key"), tat_us=bindparam("first", type_=BigInteger))
+    by_key = rate_limits.c.key == bindparam("key")
+    built = _Statements(
+        charge=first.on_conflict_do_update(
+            index_elements=[rate_limits.c.key], set_={"tat_us": later},
+            where=later - now <= bindparam("allowance", type_=BigInteger)).returning(rate_limits.c.tat_us),
+        count=first.on_conflict_do_update(index_elements=[rate_limits.c.key], set_={"tat_us": later}),
+        make=insert_or_update(conn, rate_limits).values(key=bindparam("key"), tat_us=0).on_conflict_do_nothing(),
+        read=select(rate_limits.c.tat_us).where(by_key),
+        lock=select(rate_limits.c.tat_us).where(by_key).with_for_update(),
+    )
+    _BUILT[conn.dialect.name] = built
+    return built
 
 
 def purge_expired(conn: Connection, now: datetime) -> int:
