@@ -9,8 +9,11 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import replace
@@ -30,7 +33,7 @@ from domain.signing_keys import ISSUER_KEYS, KEY_CACHE_TTL_S, RECEIPT_KEYS, sign
 from migrations import MIGRATIONS, SCHEMA_VERSION, TABLE_MODULES
 from services import Services
 from storage import Database, MigrationContext
-from tests.conftest import make_settings
+from tests.conftest import ROOT, make_settings
 from tests.security.test_data_at_rest import FIXTURE_V1_EVENTS, FIXTURE_V1_KEY, v1_data_dir, v1_services
 from tests.test_storage_and_cli import copy_sqlite_to
 from tests.wallet_bridge.conftest import Holder, redeem_offer
@@ -265,6 +268,16 @@ def test_the_keys_table_holds_no_private_key_in_the_clear(two_nodes):
         keyring = node_a.wallet.keyring if row["purpose"] == ISSUER_KEYS else node_a.consents.keyring
         scalar = keyring.find(row["kid"]).private_key.private_numbers().private_value.to_bytes(32, "big")
         assert scalar not in base64.urlsafe_b64decode(row["private_key_enc"])
+
+
+def test_a_node_with_another_secret_key_refuses_to_start_in_one_line(two_nodes, tmp_path):
+    env = {**os.environ, "MINWON_DATA_DIR": str(tmp_path / "node-c"), "MINWON_LOG_LEVEL": "ERROR",
+           "MINWON_DATABASE_URL": two_nodes[0].settings.database_url, "MINWON_SECRET_KEY": "not-the-clusters-secret"}
+    result = subprocess.run([sys.executable, "app.py", "init"], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("integrity check failed: the ") and "MINWON_SECRET_KEY" in result.stderr
+    assert "Traceback" not in result.stderr and "not-the-clusters-secret" not in result.stderr
 
 
 # -- the consent ledger -----------------------------------------------------------------------------------------
