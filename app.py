@@ -272,7 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_serve)
     init = sub.add_parser("init", help="create or upgrade the database, make the first signing keys, seed demo data")
     init.set_defaults(func=_init)
-    purge = sub.add_parser("purge", help="delete expired dialog sessions and old stored replies; prints the rows removed")
+    purge = sub.add_parser("purge", help="delete expired dialog sessions, old stored replies and full rate-limit "
+                                         "budgets; prints the rows removed")
     purge.set_defaults(func=_purge)
     device = sub.add_parser("device-token", help="issue a device token for an existing speaker user (printed once)")
     device.add_argument("user_id")

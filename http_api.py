@@ -1,5 +1,5 @@
-"""The one HTTP layer every blueprint uses: JSON errors, JSON bodies, bearer tokens, locales, rate checks,
-the per-process services, and the OpenAPI pieces they share.
+"""The one HTTP layer every blueprint uses: JSON errors, JSON bodies, bearer tokens, locales, rate checks (against
+the database-backed budgets the services hold), the per-process services, and the OpenAPI pieces they share.
 
 Endpoints of any area (channels, FAQ search, audio, the issuer) import this module and nothing of
 another area's HTTP code, so search, audio and issuing do not depend on a speaker channel.
@@ -10,10 +10,6 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import math
-import threading
-import time
-from collections import OrderedDict
 from functools import lru_cache
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 from typing import TYPE_CHECKING, Any
@@ -159,66 +155,6 @@ def parse_locale(value: Any, default: str | None = None) -> str | None:
 # -- rate limits ----------------------------------------------------------------------------------------
 
 
-class RateLimiter:
-    """Token buckets per key, in memory per process: `retry_after` is 0 or the seconds to wait.
-
-    At most `max_keys` buckets are kept, so memory stays flat however many keys clients make up. Buckets
-    that have refilled go first (forgetting one changes nothing: a new bucket starts full). When every
-    bucket is still live, the one with the most tokens among the least recently used few goes: a sprayed
-    key has spent one token, a client that is being held back has spent them all, so spraying keys evicts
-    other sprayed keys and never resets a real client's budget.
-    """
-
-    EVICTION_SCAN = 16
-
-    def __init__(self, per_minute: int, burst: int | None = None, max_keys: int = 100_000) -> None:
-        self.rate = per_minute / 60.0
-        self.capacity = float(burst or per_minute)
-        self.max_keys = max_keys
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # key → (tokens, last); LRU first
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._buckets)
-
-    def retry_after(self, key: str) -> int:
-        """0 when the request may go ahead (and takes a token), else the seconds to wait."""
-        now = time.monotonic()
-        with self._lock:
-            bucket = self._buckets.pop(key, None)
-            if bucket is None:
-                self._make_room(now)
-                tokens = self.capacity
-            else:
-                tokens = self._tokens(bucket, now)
-            if tokens >= 1:
-                self._buckets[key] = (tokens - 1, now)
-                return 0
-            self._buckets[key] = (tokens, now)
-            return max(1, math.ceil((1 - tokens) / self.rate))
-
-    def _tokens(self, bucket: tuple[float, float], now: float) -> float:
-        tokens, last = bucket
-        return min(self.capacity, tokens + (now - last) * self.rate)
-
-    def _make_room(self, now: float) -> None:
-        buckets = self._buckets
-        while buckets and self._tokens(next(iter(buckets.values())), now) >= self.capacity:
-            buckets.popitem(last=False)
-        if len(buckets) < self.max_keys:
-            return
-        key, bucket = next(iter(buckets.items()))
-        if self._tokens(bucket, now) >= self.capacity - 1:  # spent at most one token: nothing to forget
-            del buckets[key]
-            return
-        oldest = [buckets.popitem(last=False) for _ in range(min(self.EVICTION_SCAN, len(buckets)))]
-        victim = max(range(len(oldest)), key=lambda i: self._tokens(oldest[i][1], now))
-        for i, (kept_key, kept) in enumerate(oldest):
-            if i != victim:
-                buckets[kept_key] = kept  # to the young end, so the next eviction looks at other buckets
-
-
 @lru_cache(maxsize=8)
 def _trusted_proxies(setting: str) -> int | tuple[IPNetwork, ...]:
     """MINWON_TRUSTED_PROXIES read once per value: a hop count, CIDRs, or 0 (none, the default)."""
@@ -270,14 +206,13 @@ def client_address() -> str:
 
 
 def check_rate(user: str | None = None, device: str | None = None) -> None:
-    """429 when the user, the device or the calling address has used up its budget."""
-    limiters = services().rate_limiters
-    for kind, key in (("user", user), ("device", device), ("ip", client_address())):
-        if key is None:
-            continue
-        wait = limiters[kind].retry_after(key)
-        if wait:
-            raise ApiError(429, "rate_limited", "Too many requests. Please slow down.", {"Retry-After": str(wait)})
+    """429 when the user, the device or the calling address has used up its budget. The budgets are counted in
+    the database (`services().rate_limits`), so they hold across worker processes and nodes."""
+    charges = [(kind, key) for kind, key in (("user", user), ("device", device), ("ip", client_address()))
+               if key is not None]
+    wait = services().rate_limits.retry_after(charges)
+    if wait:
+        raise ApiError(429, "rate_limited", "Too many requests. Please slow down.", {"Retry-After": str(wait)})
 
 
 def limit_unrouted_requests(app: Flask) -> None:

@@ -15,6 +15,7 @@ from domain.citizen_tokens import citizen_app_tokens
 from domain.citizens import link_codes
 from domain.crypto import rekey_digest
 from domain.mydata import agency_keys
+from domain.signing_keys import ISSUER_KEY_FILES, ISSUER_KEYS, import_key_files
 from domain.wallets import wallets
 from skills.sessions import dialog_sessions, turn_replies
 from storage import Migration, MigrationContext
@@ -62,8 +63,18 @@ def _v2_security_audit(conn: Connection, context: MigrationContext) -> None:
 
 
 def _v3_several_nodes(conn: Connection, context: MigrationContext) -> None:
-    """Version 3, several nodes on one database: the wallet push outbox records which node claimed a row and
-    until when (issue 15)."""
+    """Version 3, several nodes on one database (issue 15): nothing that must be shared stays on a node's disk.
+
+    The issuer and consent receipt keys move from the data directory into `signing_keys` (sealed with the service
+    key), in their order, so the newest key still signs and every credential and receipt signed before still
+    verifies; the key files are not read again and may be deleted once the upgrade has committed. Rate limits
+    and attempt budgets are counted in the new `rate_limits` table (made by create_all); the fixed-window
+    counters of `wallet_rate_limits` are dropped: they only ever covered the last ten minutes, so the cost is
+    that those budgets start full once, at the upgrade. The wallet push outbox records which node claimed a row
+    and until when."""
+    import_key_files(conn, context.data_dir / ISSUER_KEY_FILES, ISSUER_KEYS, context.secret_key)
+    consent_ledger.import_receipt_key_files(conn, context)
+    conn.execute(text("DROP TABLE IF EXISTS wallet_rate_limits"))
     wallet_migrations.add_outbox_claims_v3(conn, context)
 
 

@@ -3,7 +3,7 @@ loaders and the background workers of one process, built once.
 
 Life cycle, in the manner of wyoming-vosk's state object:
 - `Services(settings)` builds objects only; it touches neither the database nor the disk beyond the
-  data directory's key files.
+  data directory (and its generated secret key, when MINWON_SECRET_KEY is unset).
 - `initialize()` is the explicit set-up step (`app.py init`, and part of `serve`): schema upgrade, the
   first signing keys, demo seeding when demo mode is on.
 - `start()` starts the background workers and loads the slow components (FAQ index, speech models) once;
@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from channels.kakao.callback import CallbackWorker
+from domain.attempts import RateLimit, RequestLimits
 from domain.certificates import CertificateRecords
 from domain.citizen_tokens import CitizenTokens
 from domain.citizens import Accounts
@@ -28,7 +29,6 @@ from domain.demo import seed_demo
 from domain.devices import DeviceTokens
 from domain.mydata import AgencyKeys, CitizenData
 from domain.wallets import WalletRegistry
-from http_api import RateLimiter
 from migrations import MIGRATIONS, TABLE_MODULES
 from observability import Metrics, set_log_ref_key
 from outbound import OutboundPolicy
@@ -50,7 +50,9 @@ TTS = "tts"
 # The database, named on /health while it cannot be reached at start; retried this often until it can.
 STORAGE = "storage"
 STORAGE_RETRY_S = 5.0
-# Expired dialog sessions and old stored replies are deleted this often (also: `app.py purge`).
+# Expired dialog sessions, old stored replies and full rate-limit budgets are deleted this often (also:
+# `app.py purge`). A budget's row is spent after a minute (ten for link codes), so this bounds the table at the
+# keys that were busy in the last ten minutes or so.
 PURGE_INTERVAL_S = 600.0
 DEVICE_REGISTRATIONS_PER_MINUTE = 10
 
@@ -67,7 +69,7 @@ class Services:
         self.devices = DeviceTokens(self.db, key)
         self.sessions = SessionStore(self.db, self.settings.session_ttl_s, self.accounts.cipher)
         self.certificates = CertificateRecords(self.db)
-        self.consents = ConsentLedger(self.db, key, self.settings.data_dir)
+        self.consents = ConsentLedger(self.db, key)
         self.citizen_tokens = CitizenTokens(self.db, key)
         self.agency_keys = AgencyKeys(self.db, key, self.settings.get("MINWON_AGENCY_KEYS"))
         self.citizen_data = CitizenData(self.db, self.accounts.cipher)
@@ -80,13 +82,14 @@ class Services:
             outbound=self.outbound, wallets=self.wallets,
         )
         self.metrics = Metrics()
-        self.rate_limiters = {
-            "user": RateLimiter(self.settings.rate_limit_per_minute),
-            "device": RateLimiter(self.settings.rate_limit_per_minute),
-            "ip": RateLimiter(self.settings.ip_rate_limit_per_minute),
+        # Counted in the database, so a budget is the same whichever node or worker process a request reaches.
+        self.rate_limits = RequestLimits(self.db, {
+            "user": RateLimit("user", self.settings.rate_limit_per_minute, 60, key),
+            "device": RateLimit("device", self.settings.rate_limit_per_minute, 60, key),
+            "ip": RateLimit("ip", self.settings.ip_rate_limit_per_minute, 60, key),
             # New devices per address: a registration is cheap to ask for and each one is a stored row.
-            "register": RateLimiter(DEVICE_REGISTRATIONS_PER_MINUTE),
-        }
+            "register": RateLimit("register", DEVICE_REGISTRATIONS_PER_MINUTE, 60, key),
+        })
         self.kakao_callbacks = CallbackWorker(
             workers=int(self.settings.get("MINWON_KAKAO_WORKERS", "4")), outbound=self.outbound
         )
@@ -112,7 +115,8 @@ class Services:
     # -- set-up ---------------------------------------------------------------------------------------
 
     def initialize(self) -> None:
-        """Schema upgrade, first signing keys and (in demo mode) demo data; safe on every start."""
+        """Schema upgrade, first signing keys (made by the first node of a cluster, read by the others) and (in
+        demo mode) demo data; safe on every start."""
         self.db.upgrade(TABLE_MODULES, MIGRATIONS, MigrationContext(self.settings.secret_key, self.settings.data_dir))
         self.wallet.keyring.keys()
         self.consents.keyring.keys()
@@ -185,8 +189,9 @@ class Services:
         self.db.dispose()
 
     def purge(self) -> int:
-        """Deletes expired dialog sessions and old stored replies; returns the rows removed."""
-        return self.sessions.purge_expired()
+        """Deletes expired dialog sessions, old stored replies and the rows of full rate-limit budgets; returns
+        the rows removed."""
+        return self.sessions.purge_expired() + self.rate_limits.purge()
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -198,7 +203,7 @@ class Services:
             try:
                 removed = self.purge()
                 if removed:
-                    log.info("expired sessions purged", extra={"rows": removed})
+                    log.info("expired sessions and rate-limit rows purged", extra={"rows": removed})
             except StorageUnavailable:
                 log.warning("session purge skipped: storage busy")
 

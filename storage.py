@@ -19,12 +19,14 @@ import secrets
 import socket
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 from sqlalchemy import Column, Connection, Integer, MetaData, Table, create_engine, event, select, text
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -39,7 +41,8 @@ schema_version = Table("schema_version", metadata, Column("version", Integer, nu
 @dataclass(frozen=True)
 class MigrationContext:
     """What a migration may need besides the connection: the service key (to re-key digests, re-encrypt
-    fields and re-sign the consent chain) and the data directory (where the consent receipt keys live)."""
+    fields, re-sign the consent chain and seal signing keys) and the data directory (where versions before 3
+    kept the issuer and consent receipt keys, which the upgrade moves into the database)."""
 
     secret_key: bytes
     data_dir: Path
@@ -84,6 +87,42 @@ def describe_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
         return "(unparsable database URL)"
+
+
+def insert_or_update(conn: Connection, table: Table) -> Any:
+    """An INSERT with ON CONFLICT clauses (`on_conflict_do_nothing` / `on_conflict_do_update`) and RETURNING, in the
+    connection's dialect: one atomic statement for "create this row unless another writer has" or "count this
+    hit, whoever counts at the same moment", on both backends."""
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        return postgresql_insert(table)
+    if dialect == "sqlite":
+        return sqlite_insert(table)
+    raise NotImplementedError(f"no INSERT … ON CONFLICT for the {dialect} dialect: use SQLite or PostgreSQL")
+
+
+class Transactions(Protocol):
+    """Where a store gets its connections: a `Database`, or `ConnectionScope` inside a migration."""
+
+    def transaction(self) -> AbstractContextManager[Connection]: ...
+
+    def read(self) -> AbstractContextManager[Connection]: ...
+
+
+class ConnectionScope:
+    """A `Database` stand-in whose reads and transactions are all one connection that is already open: a migration
+    runs stores (the receipt keyring) inside the upgrade's transaction, which holds the write lock."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        yield self.conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        yield self.conn
 
 
 class Database:
@@ -229,9 +268,7 @@ def insert_unless_present(conn: Connection, table: Table, values: dict[str, obje
 
     A concurrent transaction inserting the same key is waited for rather than failing this one with an
     integrity error (ON CONFLICT DO NOTHING), so two nodes racing to create the same row both go on."""
-    dialect = {"postgresql": postgresql, "sqlite": sqlite}.get(conn.dialect.name)
-    if dialect is None:
-        raise NotImplementedError(f"no insert-unless-present for {conn.dialect.name}")
     # RETURNING rather than the row count: psycopg reports no count (-1) for an INSERT … ON CONFLICT DO NOTHING.
-    statement = dialect.insert(table).values(**values).on_conflict_do_nothing().returning(*table.primary_key.columns)
+    statement = (insert_or_update(conn, table).values(**values).on_conflict_do_nothing()
+                 .returning(*table.primary_key.columns))
     return conn.execute(statement).first() is not None

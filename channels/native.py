@@ -104,7 +104,7 @@ def health() -> Any:
 def register_device() -> Any:
     """A new speaker user and its device token; the device then links to a citizen with a link code."""
     check_rate()
-    wait = services().rate_limiters["register"].retry_after(client_address())
+    wait = services().rate_limits.retry_after([("register", client_address())])
     if wait:
         raise ApiError(429, "rate_limited", "Too many devices registered from this address.",
                        {"Retry-After": str(wait)})

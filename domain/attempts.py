@@ -1,87 +1,179 @@
-"""Fixed-window attempt counters in the database, so a limit holds across worker processes and nodes
-(token endpoint guesses, link-code guesses per user, per address and in total)."""
+"""Rate limits and attempt budgets, counted in the database so that a limit holds across worker processes and
+nodes: requests per speaker user, device and calling address, device registrations per address, token-endpoint
+requests per client, and link-code guesses per user, per address and in total.
+
+One algorithm for all of them, GCRA (the generic cell rate algorithm): a budget of `limit` events per
+`window_s` with a `burst` (default: `limit`) is the token bucket the service used to keep in memory per process
+(capacity `burst`, refilled at `limit` per window), stored as one instant per key, its "theoretical arrival
+time" (TAT). An event moves the TAT to max(TAT, now) + interval (interval = window / limit) and is allowed while
+the TAT then stays within burst × interval of now. So `limit` events at once are allowed and the next one
+after a further interval, `limit` per window in the long run — the same numbers as the bucket, with no window
+edge at which twice the limit gets through (as a fixed window would allow).
+
+Why one instant rather than a counter: the whole check-and-charge is one UPSERT (`INSERT … ON CONFLICT DO
+UPDATE … WHERE … RETURNING`), atomic on SQLite and on PostgreSQL however many nodes count the same key; a row
+whose TAT has passed means exactly what a missing row means (a full bucket), so `purge_expired` deletes those
+and the table only holds keys that were busy within their last window.
+
+Keys are stored as keyed digests of (budget name, key): the table never holds a user id, an address or a
+token, and a copy of it does not tell whose budget a row is.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Column, Connection, DateTime, Integer, String, Table, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import BigInteger, Column, Connection, String, Table, bindparam, case, delete, select
 
-from domain.clock import Clock, aware
-from storage import metadata
+from domain.clock import Clock, utc_now
+from domain.crypto import keyed_hash
+from storage import Database, insert_or_update, metadata
 
-# The table's name is older than its use outside the wallet bridge; renaming it would need a migration.
 rate_limits = Table(
-    "wallet_rate_limits",
+    "rate_limits",
     metadata,
-    Column("key", String(100), primary_key=True),
-    Column("window_start", DateTime(timezone=True), nullable=False),
-    Column("count", Integer, nullable=False),
+    # keyed_hash of (budget name, key): never the user id, address or token itself.
+    Column("key", String(64), primary_key=True),
+    # The theoretical arrival time in microseconds since the Unix epoch; at or before now = a full budget.
+    Column("tat_us", BigInteger, nullable=False),
 )
 
-
-def _counter_row(conn: Connection, key: str, now: datetime) -> Any | None:
-    """The key's counter row, locked (FOR UPDATE); None after creating it with a count of one.
-
-    Two transactions that count a new key at once both find no row; on PostgreSQL both would then insert and
-    one would fail on the primary key. Inserting with ON CONFLICT DO NOTHING lets the loser read and lock the
-    winner's row instead (SQLite's BEGIN IMMEDIATE already lets one writer in at a time)."""
-    lock = select(rate_limits).where(rate_limits.c.key == key).with_for_update()
-    row = conn.execute(lock).mappings().first()
-    if row is not None:
-        return row
-    values = {"key": key, "window_start": now, "count": 1}
-    dialect = conn.dialect.name
-    if dialect in ("postgresql", "sqlite"):
-        upsert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-        # RETURNING says whether this insert won (an INSERT's rowcount is not reliable on every driver).
-        created = conn.execute(upsert(rate_limits).values(**values).on_conflict_do_nothing(index_elements=["key"])
-                               .returning(rate_limits.c.key)).first()
-        if created is not None:
-            return None
-        return conn.execute(lock).mappings().one()
-    conn.execute(insert(rate_limits).values(**values))
-    return None
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
-class AttemptLimiter:
-    def __init__(self, limit: int, window_s: int, clock: Clock) -> None:
+def _micros(moment: datetime) -> int:
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+class RateLimit:
+    """One budget: `limit` events per `window_s` seconds, `burst` of them at once (default: `limit`).
+
+    `hit`, `count` and `exhausted` run in the caller's transaction (the token endpoint and link codes count
+    in the transaction that checks the guess); `RequestLimits` charges HTTP budgets in a transaction of its
+    own. `name` keeps budgets with the same keys apart (a user's requests and the same user's link-code guesses)."""
+
+    def __init__(self, name: str, limit: int, window_s: float, secret_key: bytes, *, burst: int | None = None,
+                 clock: Clock = utc_now) -> None:
+        if limit < 1 or window_s <= 0 or (burst is not None and burst < 1):
+            raise ValueError("a budget needs a limit and a burst of at least 1 and a positive window")
+        self.name = name
         self.limit = limit
-        self.window = timedelta(seconds=window_s)
+        self.window_s = window_s
+        self.burst = burst or limit
         self.clock = clock
+        self._secret = secret_key
+        self.interval_us = max(1, round(window_s * 1_000_000 / limit))
+        # How far ahead of now the TAT may be before an event is refused: burst - 1 intervals.
+        self.tolerance_us = (self.burst - 1) * self.interval_us
+
+    def digest(self, key: str) -> str:
+        return keyed_hash(self._secret, "rate-limit", f"{self.name}\x00{key}")
 
     def hit(self, conn: Connection, key: str) -> int | None:
-        """Count one attempt for `key`; None when allowed, else the seconds until the window resets."""
-        now = self.clock()
-        row = _counter_row(conn, key, now)
-        if row is None:
+        """Counts one event for `key` if the budget allows it: None, else the whole seconds until it would
+        (nothing is counted then, so a client held back does not push its own budget further away)."""
+        now = _micros(self.clock())
+        digest = self.digest(key)
+        statements = _statements(conn)
+        if conn.execute(statements.charge, self._parameters(digest, now)).first() is not None:
             return None
-        start = aware(row["window_start"])
-        if now - start >= self.window:
-            conn.execute(
-                update(rate_limits).where(rate_limits.c.key == key).values(window_start=now, count=1)
-            )
-            return None
-        if row["count"] >= self.limit:
-            return max(1, int((start + self.window - now).total_seconds()) + 1)
-        conn.execute(update(rate_limits).where(rate_limits.c.key == key).values(count=row["count"] + 1))
-        return None
-
-    def exhausted(self, conn: Connection, key: str, limit: int) -> bool:
-        """Whether `key` has used up `limit` attempts in its current window (counts nothing)."""
-        row = conn.execute(select(rate_limits).where(rate_limits.c.key == key).with_for_update()).mappings().first()
-        return row is not None and self.clock() - aware(row["window_start"]) < self.window and row["count"] >= limit
+        # Refused: ON CONFLICT DO UPDATE locked the row (PostgreSQL) or the writer lock is ours (SQLite), so the
+        # instant read here is the one the refusal was based on.
+        tat = conn.execute(statements.read, {"key": digest}).scalar_one()
+        return max(1, math.ceil((tat - self.tolerance_us - now) / 1_000_000))
 
     def count(self, conn: Connection, key: str) -> None:
-        """Counts one attempt for `key` in its current window (a new window when the last one ended)."""
-        now = self.clock()
-        row = _counter_row(conn, key, now)
-        if row is None:
-            return
-        if now - aware(row["window_start"]) >= self.window:
-            conn.execute(update(rate_limits).where(rate_limits.c.key == key).values(window_start=now, count=1))
-        else:
-            conn.execute(update(rate_limits).where(rate_limits.c.key == key).values(count=rate_limits.c.count + 1))
+        """Counts one event for `key` whether or not the budget allows it (a failed guess always counts)."""
+        conn.execute(_statements(conn).count, self._parameters(self.digest(key), _micros(self.clock())))
+
+    def exhausted(self, conn: Connection, key: str) -> bool:
+        """Whether the next event for `key` would be refused. Counts nothing, but locks the key's row until the
+        transaction ends (making it first, as a full budget, if there is none), so that this check and a `count`
+        after it are not interleaved with another node's. A row that only exists from the count on could not be
+        locked here, and two transactions checking several budgets would then lock them in different orders
+        (one at its check, the other at its count) and deadlock."""
+        statements = _statements(conn)
+        digest = self.digest(key)
+        conn.execute(statements.make, {"key": digest})
+        tat = conn.execute(statements.lock, {"key": digest}).scalar_one()
+        return tat - _micros(self.clock()) > self.tolerance_us
+
+    def _parameters(self, digest: str, now: int) -> dict[str, object]:
+        return {"key": digest, "now": now, "first": now + self.interval_us, "interval": self.interval_us,
+                "allowance": self.burst * self.interval_us}
+
+
+@dataclass(frozen=True)
+class _Statements:
+    """The limiter's statements for one dialect, built once (building a statement costs more than running it)."""
+
+    charge: Any  # count the event if the budget allows it, returning the new TAT; nothing when refused
+    count: Any  # count the event whatever the budget says
+    make: Any  # a row for the key (a full budget) unless it has one
+    read: Any
+    lock: Any
+
+
+_BUILT: dict[str, _Statements] = {}
+
+
+def _statements(conn: Connection) -> _Statements:
+    built = _BUILT.get(conn.dialect.name)
+    if built is not None:
+        return built
+    now = bindparam("now", type_=BigInteger)
+    # max(TAT, now) + interval, in SQL: the stored TAT is the row's, whoever wrote it last.
+    later = case((rate_limits.c.tat_us > now, rate_limits.c.tat_us), else_=now) + bindparam("interval", type_=BigInteger)
+    first = insert_or_update(conn, rate_limits).values(key=bindparam("key"), tat_us=bindparam("first", type_=BigInteger))
+    by_key = rate_limits.c.key == bindparam("key")
+    built = _Statements(
+        charge=first.on_conflict_do_update(
+            index_elements=[rate_limits.c.key], set_={"tat_us": later},
+            where=later - now <= bindparam("allowance", type_=BigInteger)).returning(rate_limits.c.tat_us),
+        count=first.on_conflict_do_update(index_elements=[rate_limits.c.key], set_={"tat_us": later}),
+        make=insert_or_update(conn, rate_limits).values(key=bindparam("key"), tat_us=0).on_conflict_do_nothing(),
+        read=select(rate_limits.c.tat_us).where(by_key),
+        lock=select(rate_limits.c.tat_us).where(by_key).with_for_update(),
+    )
+    _BUILT[conn.dialect.name] = built
+    return built
+
+
+def purge_expired(conn: Connection, now: datetime) -> int:
+    """Deletes every key whose budget is full again (its TAT has passed): such a row means what no row means."""
+    return conn.execute(delete(rate_limits).where(rate_limits.c.tat_us <= _micros(now))).rowcount or 0
+
+
+class RequestLimits:
+    """The HTTP layer's budgets by kind ("user", "device", "ip", "register"), charged in one short transaction of
+    their own: never inside a caller's transaction, so a refused request has written nothing else, and a
+    request's own transaction does not hold the counter rows while it works."""
+
+    def __init__(self, db: Database, budgets: Mapping[str, RateLimit], clock: Clock = utc_now) -> None:
+        self.db = db
+        self.budgets = dict(budgets)
+        self.clock = clock
+
+    def retry_after(self, charges: Iterable[tuple[str, str]]) -> int:
+        """Charges each (kind, key) in turn: 0 when every budget allowed the request, else the seconds to wait
+        for the first that did not (the budgets before it were charged, as the request was made)."""
+        charges = list(charges)
+        if not charges:
+            return 0
+        with self.db.transaction() as conn:
+            for kind, key in charges:
+                wait = self.budgets[kind].hit(conn, key)
+                if wait is not None:
+                    return wait
+        return 0
+
+    def purge(self) -> int:
+        """Deletes the rows of every budget that is full again (of any budget: they share the table); returns
+        how many."""
+        with self.db.transaction() as conn:
+            return purge_expired(conn, self.clock())

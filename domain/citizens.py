@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Column, DateTime, ForeignKey, Integer, String, Table, Text, select
 
-from domain.attempts import AttemptLimiter
+from domain.attempts import RateLimit
 from domain.clock import aware, utc_now
 from domain.crypto import FieldCipher, secret_digest
 from storage import Database, metadata
@@ -32,8 +32,9 @@ LOCKOUTS = (timedelta(minutes=15), timedelta(hours=1))
 LOCKED_UNTIL_RESET = datetime(9999, 12, 31, tzinfo=UTC)
 LINK_CODE_TTL = timedelta(minutes=10)
 LINK_CODE_DIGITS = 8
-# Failed link-code attempts per ten minutes: per speaker user, per calling address, and in total. With
-# 10^8 codes and the total budget, a guess succeeds with odds of about 1 in 10^5 per live code a window.
+# Failed link-code attempts per ten minutes: per speaker user, per calling address, and in total (each one a
+# domain.attempts budget: that many at once, then one more every 600 s / limit). With 10^8 codes and the
+# total budget, a guess succeeds with odds of about 1 in 10^5 per live code in ten minutes.
 LINK_ATTEMPT_WINDOW_S = 600
 LINK_FAILURES_PER_USER = 5
 LINK_FAILURES_PER_ADDRESS = 20
@@ -80,10 +81,6 @@ class Citizen:
     privacy: str
 
 
-def _counter_key(kind: str, value: str) -> str:
-    return f"{kind}:{hashlib.sha256(value.encode()).hexdigest()[:40]}"
-
-
 def hash_pin(pin: str) -> str:
     salt = secrets.token_bytes(16)
     digest = hashlib.scrypt(pin.encode(), salt=salt, n=2**14, r=8, p=1)
@@ -124,8 +121,13 @@ class Accounts:
         self.db = db
         self.cipher = FieldCipher(secret_key)
         self._key = secret_key
-        # Only its windowed counting is used here; each budget passes its own limit.
-        self._link_failures = AttemptLimiter(LINK_FAILURES_TOTAL, LINK_ATTEMPT_WINDOW_S, utc_now)
+        # Failed link-code guesses per speaker user, per calling address and in total (keys: the user id, the
+        # address, and one key for everyone).
+        self._link_budgets = (
+            RateLimit("link:user", LINK_FAILURES_PER_USER, LINK_ATTEMPT_WINDOW_S, secret_key),
+            RateLimit("link:addr", LINK_FAILURES_PER_ADDRESS, LINK_ATTEMPT_WINDOW_S, secret_key),
+            RateLimit("link:total", LINK_FAILURES_TOTAL, LINK_ATTEMPT_WINDOW_S, secret_key),
+        )
 
     def create_citizen(self, citizen_id: str, name: str, locale: str, pin: str, privacy: str = "full") -> None:
         with self.db.transaction() as conn:
@@ -190,17 +192,15 @@ class Accounts:
 
         A wrong code counts against the speaker user, the calling address (`origin`) and the total; while
         any of the three budgets is used up, no code is even looked at."""
-        # Keys are digests: user ids and addresses may be longer than the counter's key column.
-        budgets = ((_counter_key("link:user", user_id), LINK_FAILURES_PER_USER),
-                   (_counter_key("link:addr", origin), LINK_FAILURES_PER_ADDRESS), ("link:total", LINK_FAILURES_TOTAL))
+        budgets = tuple(zip(self._link_budgets, (user_id, origin, "all"), strict=True))
         with self.db.transaction() as conn:
-            if any(self._link_failures.exhausted(conn, key, limit) for key, limit in budgets):
+            if any(budget.exhausted(conn, key) for budget, key in budgets):
                 return LinkAttempt(None, throttled=True)
             row = conn.execute(select(link_codes).where(
                 link_codes.c.code_hash == secret_digest(code, self._key))).mappings().first()
             if row is None or aware(row["expires_at"]) < utc_now():
-                for key, _limit in budgets:
-                    self._link_failures.count(conn, key)
+                for budget, key in budgets:
+                    budget.count(conn, key)
                 return LinkAttempt(None)
             conn.execute(link_codes.delete().where(link_codes.c.code_hash == row["code_hash"]))
             conn.execute(speaker_links.delete().where(speaker_links.c.user_id == user_id))

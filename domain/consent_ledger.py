@@ -18,9 +18,12 @@ the signed head, and an append refuses to build on a head that does not match it
 truncation is not hidden by the next change). What the signed head cannot show is a rollback to an
 earlier signed state as a whole (a restored backup): receipts held by citizens are the evidence then.
 
-Every change is one transaction. The chain head row is locked first (FOR UPDATE on PostgreSQL; SQLite
-already serialises writers with BEGIN IMMEDIATE), so two writers never append after the same event.
-A change that carries an idempotency key (a retried request) is answered from the event it made.
+Every change is one transaction, and its first statement locks the chain head row (SELECT … FOR UPDATE on
+PostgreSQL, a row lock every node's connection honours; SQLite serialises writers with BEGIN IMMEDIATE, a
+lock on the file that every process honours). So changes take turns across nodes: two writers never append
+after the same event, and what a change reads (the record's status, an earlier idempotency key) is what the
+change before it left. A change that carries an idempotency key (a retried request) is answered from the
+event it made.
 
 Databases of schema version 1 (digests without the citizen, an unsigned head) are re-sealed once by the
 storage migration (`reseal_chain`): it checks the chain under the old rules, refuses to seal a broken
@@ -28,8 +31,9 @@ one, and recomputes every digest and receipt with the service key. That migratio
 rewrite of the chain; nothing else ever changes a written event.
 
 Receipts are signed with the JOSE code and key handling the issuer also uses (domain.crypto,
-domain.signing_keys) but with keys of their own, in `<data dir>/consent-receipts/`: a receipt key is not a
-credential issuer key. Rotated keys stay published, so old receipts keep verifying.
+domain.signing_keys) but with keys of their own (the `consent-receipt` purpose): a receipt key is not a
+credential issuer key. The keys are in the database, so every node signs with the same key and verifies what
+any node signed. Rotated keys stay published, so old receipts keep verifying.
 """
 
 from __future__ import annotations
@@ -40,7 +44,6 @@ import json
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +66,8 @@ from sqlalchemy import (
 from domain.clock import aware, utc_now
 from domain.consent_terms import DEFAULT_PURPOSE, ConsentTerms, load_terms
 from domain.crypto import IntegrityFailure, JWSError, parse_compact, sign_compact, signature_is_valid
-from domain.signing_keys import IssuerKeyring
-from storage import Database, MigrationContext, metadata
+from domain.signing_keys import RECEIPT_KEYS, IssuerKeyring, import_key_files
+from storage import ConnectionScope, Database, MigrationContext, metadata
 
 GENESIS_HASH = "0" * 64
 RECEIPT_VERSION = "ISO/IEC TS 27560:2023"
@@ -122,7 +125,8 @@ event.listen(consent_chain_head, "after_create",
              DDL(f"INSERT INTO consent_chain_head (id, seq, hash) VALUES (1, 0, '{GENESIS_HASH}')"))
 
 
-RECEIPT_KEYS_DIR = "consent-receipts"
+# Where versions before 3 kept the receipt keys: `<data dir>/consent-receipts/issuer-keys/`.
+RECEIPT_KEY_FILES = Path("consent-receipts") / "issuer-keys"
 RECEIPT_TYP = "JWT"
 # Its own `typ`, so a receipt can never stand in for a head checkpoint or the other way round.
 HEAD_TYP = "minwon-consent-chain-head+jwt"
@@ -142,24 +146,18 @@ def canonical_json(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-@cache
-def _receipt_keyring(data_dir: Path, secret_key: bytes) -> IssuerKeyring:
-    # One keyring per directory and process: it re-reads its directory only when a key is added.
-    return IssuerKeyring(data_dir / RECEIPT_KEYS_DIR, secret_key)
-
-
 class LedgerKeys:
     """What the ledger derives from the service key: the principal pseudonym, the citizen binding in every
     digest, and the receipt keyring that signs receipts and the chain head. The storage migration uses it
     without a ledger object, on its own connection."""
 
-    def __init__(self, secret_key: bytes, data_dir: Path) -> None:
+    def __init__(self, secret_key: bytes, keyring: IssuerKeyring) -> None:
         if not secret_key:
             raise ValueError("the consent ledger needs the service's secret key")
         self._pseudonym_key = hashlib.sha256(b"minwon-consent-principal-v1" + secret_key).digest()
         # A key of its own: the binding is never published, the pseudonym is (in every receipt).
         self._binding_key = hashlib.sha256(b"minwon-consent-citizen-binding-v1" + secret_key).digest()
-        self.keyring = _receipt_keyring(Path(data_dir).resolve(), secret_key)
+        self.keyring = keyring
 
     def principal_id(self, citizen_id: str) -> str:
         return hmac.new(self._pseudonym_key, citizen_id.encode(), hashlib.sha256).hexdigest()[:32]
@@ -392,10 +390,16 @@ def _signed_head_problem(keys: LedgerKeys, head: Any, count: int, last_hash: str
     return None
 
 
-def migrate_v2(conn: Connection, keys: MigrationContext) -> None:
+def migrate_v2(conn: Connection, context: MigrationContext) -> None:
     """Schema version 1 → 2 for the ledger: the head gets its signature column, then the chain is re-sealed."""
     conn.execute(text("ALTER TABLE consent_chain_head ADD COLUMN jws TEXT"))
-    reseal_chain(conn, keys.secret_key, keys.data_dir)
+    reseal_chain(conn, context.secret_key, context.data_dir)
+
+
+def import_receipt_key_files(conn: Connection, context: MigrationContext) -> int:
+    """The receipt keys an older version kept in the data directory, into the database (see
+    `domain.signing_keys.import_key_files`)."""
+    return import_key_files(conn, context.data_dir / RECEIPT_KEY_FILES, RECEIPT_KEYS, context.secret_key)
 
 
 def reseal_chain(conn: Connection, secret_key: bytes, data_dir: Path) -> int:
@@ -403,7 +407,10 @@ def reseal_chain(conn: Connection, secret_key: bytes, data_dir: Path) -> int:
     the head signed. The one trusted rewrite of the chain, run by the storage migration with the service key;
     a chain that already fails the old rules is not re-sealed (that would launder the tampering) and the
     upgrade stops. Returns the number of events."""
-    keys = LedgerKeys(secret_key, data_dir)
+    # The receipts to check were signed with the key files of the data directory: those come into the database
+    # first (the version-3 step, done here already because this step needs them), then sign the new seals.
+    import_receipt_key_files(conn, MigrationContext(secret_key, data_dir))
+    keys = LedgerKeys(secret_key, IssuerKeyring(ConnectionScope(conn), RECEIPT_KEYS, secret_key, cache_ttl_s=0))
     report = check_chain(conn, keys, v1=True)
     if not report.ok:
         raise LedgerIntegrityError(f"the consent ledger is not re-sealed: under the rules it was written with, "
@@ -426,11 +433,11 @@ def reseal_chain(conn: Connection, secret_key: bytes, data_dir: Path) -> int:
 
 
 class ConsentLedger:
-    def __init__(self, db: Database, secret_key: bytes, data_dir: Path, terms: ConsentTerms | None = None) -> None:
+    def __init__(self, db: Database, secret_key: bytes, terms: ConsentTerms | None = None) -> None:
         self.db = db
         self.terms = terms or load_terms()
-        self.keys = LedgerKeys(secret_key, data_dir)
-        self.keyring = self.keys.keyring
+        self.keyring = IssuerKeyring(db, RECEIPT_KEYS, secret_key)
+        self.keys = LedgerKeys(secret_key, self.keyring)
 
     # -- identities and keys ---------------------------------------------------------------------------
 
@@ -487,7 +494,9 @@ class ConsentLedger:
             raise ValueError("unknown recipient or data item")
         terms = self.terms.purpose(purpose)
         now = now or utc_now()
+        self.keyring.active_key()  # made (by the first node to need it) outside the ledger's transaction
         with self.db.transaction() as conn:
+            self._lock_chain(conn)
             if idempotency_key:
                 earlier = conn.execute(select(consent_events).where(
                     consent_events.c.idempotency_key == idempotency_key)).mappings().first()
@@ -522,7 +531,9 @@ class ConsentLedger:
     def expire_due(self, citizen_id: str | None = None, now: datetime | None = None) -> int:
         """Writes the `expired` event for every active record past its validity; returns how many."""
         now = now or utc_now()
+        self.keyring.active_key()
         with self.db.transaction() as conn:
+            self._lock_chain(conn)
             query = select(consent_records).where(consent_records.c.status == "active",
                                                   consent_records.c.valid_until < now)
             if citizen_id is not None:
@@ -534,9 +545,9 @@ class ConsentLedger:
 
     def _append(self, conn: Connection, record: ConsentRecord, kind: str, at: datetime, channel: str, actor: str,
                 valid_until: datetime | None, key: str | None = None) -> tuple[ConsentRecord, ConsentEvent]:
-        """Appends one event to the chain and moves the record to the status that event leaves it in."""
-        head = conn.execute(select(consent_chain_head).where(consent_chain_head.c.id == 1).with_for_update()
-                            ).mappings().one()
+        """Appends one event to the chain and moves the record to the status that event leaves it in (the caller
+        holds the chain lock, `_lock_chain`)."""
+        head = self._lock_chain(conn)
         self._check_head(conn, head)
         seq = head["seq"] + 1
         status = STATUS_AFTER[kind]
@@ -614,6 +625,15 @@ class ConsentLedger:
             return check_chain(conn, self.keys)
 
     # -- internals -------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _lock_chain(conn: Connection) -> Any:
+        """The chain head row, locked until the transaction ends: the first statement of every change, so that
+        changes from every node take turns (FOR UPDATE; on SQLite the transaction's BEGIN IMMEDIATE already
+        holds the database's one writer lock). Taken again by each append in the same transaction, it returns
+        the head as the previous append left it."""
+        return conn.execute(select(consent_chain_head).where(consent_chain_head.c.id == 1).with_for_update()
+                            ).mappings().one()
 
     def _check_head(self, conn: Connection, head: Any) -> None:
         """Refuses to append after a head that does not match its signature: building on a rewound head

@@ -2,15 +2,12 @@
 connection pool, its own data directory) with the same `MINWON_SECRET_KEY`, as `make cluster` runs them in
 separate processes. Threads that call different nodes at once stand in for requests that a load balancer
 spreads over the nodes.
-
-Until the issuer and consent-receipt keys live in the database (issue 15, another branch), a node finds them in
-its data directory; `start_nodes` copies the first node's key directories into the others' before they start,
-which is what a cluster-wide key store gives them. Where the keys are in the database, there is nothing to copy.
+Nothing is copied between the nodes' data directories: what they must share (keys, limits, ledgers) is in
+the database.
 """
 
 from __future__ import annotations
 
-import shutil
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,12 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from app import create_app
-from domain.consent_ledger import RECEIPT_KEYS_DIR
 from services import Services
 from settings import Settings
 
 CLUSTER_SECRET = "test-cluster-secret-0123456789abcdef0123456789abcdef"
-KEY_DIRECTORIES = ("issuer-keys", RECEIPT_KEYS_DIR)  # the issuer keyring's directory, the receipt keyring's
 
 
 def node_settings(data_dir: Path, database_url: str, **env: str) -> Settings:
@@ -35,13 +30,6 @@ def node_settings(data_dir: Path, database_url: str, **env: str) -> Settings:
     )
 
 
-def _share_keys(first: Path, data_dir: Path) -> None:
-    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    for name in KEY_DIRECTORIES:
-        if (first / name).is_dir() and not (data_dir / name).exists():
-            shutil.copytree(first / name, data_dir / name)
-
-
 @contextmanager
 def running_nodes(root: Path, database_url: str, count: int = 2, **env: str) -> Iterator[list[Services]]:
     """`count` initialised nodes on `database_url` (workers not started); stopped at the end."""
@@ -49,8 +37,6 @@ def running_nodes(root: Path, database_url: str, count: int = 2, **env: str) -> 
     try:
         for number in range(count):
             data_dir = root / f"node-{number}"
-            if nodes:
-                _share_keys(nodes[0].settings.data_dir, data_dir)
             node = Services(node_settings(data_dir, database_url, **env))
             nodes.append(node)
             node.initialize()
@@ -67,8 +53,6 @@ def node_apps(root: Path, database_url: str, count: int = 2, **env: str) -> Iter
     try:
         for number in range(count):
             data_dir = root / f"node-{number}"
-            if apps:
-                _share_keys(apps[0].extensions["minwon"].settings.data_dir, data_dir)
             apps.append(create_app(node_settings(data_dir, database_url, **env), start=False))
         yield apps
     finally:

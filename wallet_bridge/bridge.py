@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from domain.clock import Clock, utc_now
-from domain.signing_keys import IssuerKeyring
+from domain.signing_keys import ISSUER_KEYS, IssuerKeyring
 from domain.wallets import WalletRegistry
 from outbound import OutboundPolicy
 from settings import Settings
@@ -32,6 +32,23 @@ def wallet_config(settings: Settings) -> WalletConfig:
     )
 
 
+class IssuerKeySet(KeySet):
+    """The issuer's keys as this node has them, read again from the database when a token names a kid that is not
+    among them: a key another node has just rotated to verifies here at once, not only when the cache runs out."""
+
+    def __init__(self, keyring: IssuerKeyring, issuer: str) -> None:
+        super().__init__(keyring.jwks()["keys"], issuer=issuer)
+        self._keyring = keyring
+
+    def __call__(self, header: dict[str, Any], claims: dict[str, Any]) -> dict[str, Any] | None:
+        found = super().__call__(header, claims)
+        kid = header.get("kid")
+        if found is None and isinstance(kid, str) and self._keyring.find(kid) is not None:
+            self.keys = self._keyring.jwks()["keys"]
+            found = super().__call__(header, claims)
+        return found
+
+
 class WalletBridge:
     def __init__(
         self,
@@ -48,7 +65,8 @@ class WalletBridge:
         self.config = config
         self.clock = clock
         self.documents = documents
-        self.keyring = IssuerKeyring(config.data_dir, config.secret_key, lambda: clock().timestamp())
+        # In the database: every node signs with the same key and publishes the same JWKS.
+        self.keyring = IssuerKeyring(db, ISSUER_KEYS, config.secret_key, clock)
         self.status_lists = StatusLists(config, self.keyring, clock)
         self.nonces = NonceStore(db, config.nonce_ttl_s, clock)
         self.offers = CredentialOffers(db, config, clock)
@@ -66,7 +84,7 @@ class WalletBridge:
 
     def key_set(self) -> KeySet:
         """This issuer's published keys, only for credentials that name this issuer."""
-        return KeySet(self.keyring.jwks()["keys"], issuer=self.config.issuer)
+        return IssuerKeySet(self.keyring, self.config.issuer)
 
     def status_list_jwt(self, list_id: str) -> str | None:
         with self.db.read() as conn:

@@ -144,6 +144,7 @@ class CredentialIssuance:
         # The certificate records are read before the issuance transaction: a second connection opened
         # inside it would wait for the write lock that the transaction itself holds.
         document = self._document_for(authorization)
+        self.keyring.active_key()  # likewise the signing key, which the first issuance of a cluster makes
         with self.db.transaction() as conn:
             offer = self.offers.authenticate(conn, authorization)
             request = parse_credential_request(body)

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
-from domain.attempts import AttemptLimiter
+from domain.attempts import RateLimit
 from domain.clock import Clock, aware
 from domain.crypto import FieldCipher, FieldIntegrityError, keyed_hash
 from storage import Database, insert_unless_present
@@ -65,7 +65,7 @@ class CredentialOffers:
         self.config = config
         self.clock = clock
         self.box = FieldCipher(config.secret_key)
-        self.limiter = AttemptLimiter(config.token_attempts_per_minute, 60, clock)
+        self.limiter = RateLimit("token", config.token_attempts_per_minute, 60, config.secret_key, clock=clock)
 
     def _hash(self, purpose: str, value: str) -> str:
         return keyed_hash(self.config.secret_key, purpose, value)
@@ -234,7 +234,7 @@ class CredentialOffers:
     def _exchange(
         self, conn: Connection, code: str, tx_code: Any, client_key: str
     ) -> dict[str, Any] | OAuthError:
-        retry_after = self.limiter.hit(conn, "token:" + self._hash("client", client_key))
+        retry_after = self.limiter.hit(conn, client_key)
         if retry_after is not None:
             return OAuthError(
                 "slow_down",

@@ -23,6 +23,7 @@ from sqlalchemy import (
 )
 
 from domain.attempts import rate_limits
+from domain.signing_keys import signing_keys
 from storage import metadata
 
 status_lists = Table(
@@ -121,8 +122,9 @@ outbox = Table(
     UniqueConstraint("offer_id", "url"),
 )
 
-# The tables the bridge writes, for tests and benchmarks that create only these (with the attempt counters).
-WALLET_TABLES = (status_lists, status_entries, offers, issued_credentials, nonces, rate_limits, outbox)
+# The tables the bridge writes, for tests and benchmarks that create only these (with the attempt counters and
+# the signing keys).
+WALLET_TABLES = (status_lists, status_entries, offers, issued_credentials, nonces, rate_limits, signing_keys, outbox)
 
 
 # The sealed columns, by table: what the schema-version-2 migration re-seals with their place.

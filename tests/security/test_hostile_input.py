@@ -1,7 +1,7 @@
 """Cost and hostile input: each test is an attack on the running app that must fail.
 
-Unbounded work per request (phrase lists, exponential segmentation), unbounded memory (rate-limit
-buckets, metric labels), inputs that used to end in a 500, and a forged X-Forwarded-For.
+Unbounded work per request (phrase lists, exponential segmentation), unbounded storage (rate-limit
+rows, metric labels), inputs that used to end in a 500, and a forged X-Forwarded-For.
 """
 
 from __future__ import annotations
@@ -9,15 +9,18 @@ from __future__ import annotations
 import dataclasses
 import secrets
 import time
+from datetime import timedelta
 
 import pytest
 import requests
 from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import func, select
 
 from channels.alexa.verification import AlexaVerificationError, _parse_envelope
-from domain.attempts import AttemptLimiter
+from domain.attempts import RateLimit, rate_limits
+from domain.clock import utc_now
 from domain.crypto import JWSError, b64url_encode, public_jwk, sign_compact, strict_json_loads
-from http_api import RateLimiter, client_address
+from http_api import client_address
 from voice.asr import _segment_into_vocabulary
 from voice.endpoints import MAX_PHRASE_CHARS, MAX_PHRASES
 
@@ -29,13 +32,18 @@ def error_code(response) -> tuple[int, str]:
     return response.status_code, response.get_json()["error"]["code"]
 
 
+def fresh_budget(services, kind: str, per_minute: int, **options) -> RateLimit:
+    """A budget of `per_minute` for `kind` that no earlier test has spent (a name of its own keys its rows apart)."""
+    return RateLimit(f"{kind}-test-{secrets.token_hex(4)}", per_minute, 60, services.settings.secret_key, **options)
+
+
 @pytest.fixture()
 def ip_budget(services, monkeypatch):
     """A per-address budget of `n` requests a minute on the shared app, for this test only."""
 
-    def install(per_minute: int) -> RateLimiter:
-        limiter = RateLimiter(per_minute)
-        monkeypatch.setitem(services.rate_limiters, "ip", limiter)
+    def install(per_minute: int) -> RateLimit:
+        limiter = fresh_budget(services, "ip", per_minute)
+        monkeypatch.setitem(services.rate_limits.budgets, "ip", limiter)
         return limiter
 
     return install
@@ -98,29 +106,64 @@ def test_segmentation_is_polynomial_not_exponential():
 # --- 2. rate-limit buckets, unrouted requests, metric labels ------------------------------------------
 
 
-def test_spraying_200k_keys_does_not_reset_a_real_clients_budget(client, services, monkeypatch):
-    limiter = RateLimiter(per_minute=2)
-    monkeypatch.setitem(services.rate_limiters, "user", limiter)
-    auth = {"Authorization": "Bearer " + services.devices.issue("dev-real-client-" + secrets.token_hex(4))}
+class Frozen:
+    """A clock that stands still until moved, for the budgets under test."""
+
+    def __init__(self) -> None:
+        self.now = utc_now()
+
+    def __call__(self):
+        return self.now
+
+
+def rows_for(services, limiter: RateLimit, keys) -> int:
+    with services.db.read() as conn:
+        return conn.execute(select(func.count()).select_from(rate_limits).where(
+            rate_limits.c.key.in_([limiter.digest(key) for key in keys]))).scalar()
+
+
+def test_spraying_keys_neither_resets_a_real_clients_budget_nor_grows_the_table_for_good(client, services,
+                                                                                        monkeypatch):
+    clock = Frozen()
+    limiter = fresh_budget(services, "user", 2, clock=clock)
+    monkeypatch.setitem(services.rate_limits.budgets, "user", limiter)
+    monkeypatch.setattr(services.rate_limits, "clock", clock)
+    user_id = "dev-real-client-" + secrets.token_hex(4)
+    auth = {"Authorization": "Bearer " + services.devices.issue(user_id)}
 
     def converse():
         return client.post("/v1/converse", json={"text": "도움말"}, headers=auth)
 
     assert [converse().status_code for _ in range(2)] == [200, 200]
     assert error_code(converse()) == (429, "rate_limited")
-    # The attacker makes up a user id per request (here straight at the limiter: 200,000 HTTP turns would
-    # take minutes and test the same code). Each sprayed key is a new bucket with one token spent.
-    for i in range(200_000):
-        limiter.retry_after(f"spray-{i}")
-    assert len(limiter) <= limiter.max_keys  # memory stays flat
-    assert error_code(converse()) == (429, "rate_limited")  # the "clear everything" reset is gone
+    # The attacker makes up a user id per request (here straight at the limits: as many HTTP turns would test
+    # the same code, slower). Each sprayed key is a row with one event counted; no row is ever evicted, so
+    # nothing the attacker does gives the real client its budget back …
+    sprayed = [f"spray-{i}" for i in range(2000)]
+    for key in sprayed:
+        assert services.rate_limits.retry_after([("user", key)]) == 0
+    assert error_code(converse()) == (429, "rate_limited")
+    assert rows_for(services, limiter, sprayed) == len(sprayed)
+    # … and once a minute has passed every one of those budgets is full again: the periodic purge removes them.
+    clock.now += timedelta(seconds=61)
+    assert services.purge() >= len(sprayed)
+    assert rows_for(services, limiter, [*sprayed, user_id]) == 0
+    assert converse().status_code == 200
 
 
-def test_refilled_buckets_are_forgotten_first():
-    limiter = RateLimiter(per_minute=60_000, max_keys=10)
-    for i in range(50):
-        assert limiter.retry_after(f"k{i}") == 0
-    assert len(limiter) <= 10
+def test_rate_limit_rows_name_no_user_address_or_token(client, services, monkeypatch):
+    limiter = fresh_budget(services, "user", 5)
+    monkeypatch.setitem(services.rate_limits.budgets, "user", limiter)
+    user_id = "dev-visible-" + secrets.token_hex(4)
+    token = services.devices.issue(user_id)
+    address = f"198.51.100.{secrets.randbelow(250) + 1}"
+    assert client.post("/v1/converse", json={"text": "도움말"}, headers={"Authorization": f"Bearer {token}"},
+                       environ_base={"REMOTE_ADDR": address}).status_code == 200
+    with services.db.read() as conn:
+        stored = [row.key for row in conn.execute(select(rate_limits.c.key))]
+    assert limiter.digest(user_id) in stored
+    assert all(len(key) == 64 and int(key, 16) >= 0 for key in stored)  # keyed SHA-256 digests, nothing else
+    assert not any(user_id in key or address in key or token in key for key in stored)
 
 
 def test_unknown_paths_and_methods_spend_the_address_budget(client, ip_budget):
@@ -269,7 +312,7 @@ def test_token_endpoint_counts_attempts_per_client_address(client, services, mon
     # The tx_code guessing budget of the token endpoint is keyed the same way: forging X-Forwarded-For
     # with no trusted proxy does not buy more guesses.
     offers = services.wallet.offers
-    monkeypatch.setattr(offers, "limiter", AttemptLimiter(2, 60, offers.limiter.clock))
+    monkeypatch.setattr(offers, "limiter", fresh_budget(services, "token", 2, clock=offers.limiter.clock))
     peer = {"REMOTE_ADDR": f"192.0.2.{secrets.randbelow(250) + 1}"}
     form = {"grant_type": GRANT, "pre-authorized_code": "guess"}
     statuses = [client.post("/oid4vci/token", data=form, environ_base=peer,

@@ -25,6 +25,7 @@ import dataclasses
 import io
 import math
 import re
+import secrets
 import struct
 import time
 import wave
@@ -46,8 +47,8 @@ from sqlalchemy import select
 
 from channels.console import bp as console_blueprint
 from channels.kakao.callback import CallbackPolicy
+from domain.attempts import RateLimit
 from domain.citizens import citizens
-from http_api import RateLimiter
 from tests.conftest import DEMO_DEVICE_TOKENS
 from wallet_bridge.tables import status_lists
 
@@ -203,8 +204,10 @@ def fresh_address_budgets(services, monkeypatch):
     loopback address, so the result does not depend on test order. The routes that charge them still can
     answer 429, and document it."""
     for kind in ("ip", "register"):
-        current = services.rate_limiters[kind]
-        monkeypatch.setitem(services.rate_limiters, kind, RateLimiter(round(current.rate * 60), int(current.capacity)))
+        current = services.rate_limits.budgets[kind]
+        fresh = RateLimit(f"{current.name}-{secrets.token_hex(4)}", current.limit, current.window_s,
+                          services.settings.secret_key, burst=current.burst)
+        monkeypatch.setitem(services.rate_limits.budgets, kind, fresh)
 
 
 def pin_state(services, citizen_id: str) -> tuple:

@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from domain.crypto import parse_compact, signature_is_valid
-from domain.signing_keys import IssuerKeyring
 from tests.wallet_bridge.conftest import ISSUER, fixture_json
 from wallet_bridge.credentials import (
     CredentialDocumentError,
@@ -124,8 +123,8 @@ def test_resident_registration_numbers_are_detected() -> None:
     assert not contains_resident_registration_number("991332-1234567")  # month 13 is no date
 
 
-def test_signed_credential_follows_vc_jose_cose(tmp_path) -> None:
-    key = IssuerKeyring(tmp_path, b"k").active_key()
+def test_signed_credential_follows_vc_jose_cose(bridge) -> None:
+    key = bridge.keyring.active_key()
     credential = validate_credential_document(
         {
             **fixture_json("vc-data-model-2.0/credential-ok.json"),
@@ -149,8 +148,8 @@ def test_signed_credential_follows_vc_jose_cose(tmp_path) -> None:
     assert signature_is_valid(jws, key.private_key.public_key())
 
 
-def test_signing_refuses_a_resident_registration_number(tmp_path) -> None:
-    key = IssuerKeyring(tmp_path, b"k").active_key()
+def test_signing_refuses_a_resident_registration_number(bridge) -> None:
+    key = bridge.keyring.active_key()
     credential = validate_credential_document(
         {
             **fixture_json("vc-data-model-2.0/credential-ok.json"),

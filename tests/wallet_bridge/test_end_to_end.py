@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from werkzeug.serving import make_server
 
 from app import create_app
 from domain.crypto import parse_compact
+from domain.signing_keys import KEY_CACHE_TTL_S
 from settings import Settings
 from tests.conftest import ROOT
 from tests.wallet_bridge.conftest import fixture_json
@@ -131,10 +133,17 @@ def test_cli_key_rotation_keeps_old_credentials_verifiable(live, tmp_path):
     rotated = cli(data_dir, url, "rotate-issuer-key")
     assert rotated.returncode == 0
     result = json.loads(rotated.stdout)
-    after = requests.get(f"{url}/.well-known/jwks.json", timeout=10).json()["keys"]
+    # The CLI is another process (another node would be the same): the running server reads the keys from the
+    # database again when its key cache runs out, so it publishes the new key within KEY_CACHE_TTL_S.
+    deadline = time.monotonic() + KEY_CACHE_TTL_S + 5
+    while True:
+        after = requests.get(f"{url}/.well-known/jwks.json", timeout=10).json()["keys"]
+        if len(after) > len(before) or time.monotonic() > deadline:
+            break
+        time.sleep(0.25)
     assert result["published_keys"] == len(before) + 1 == len(after)
     assert after[0]["kid"] == result["active_kid"] and {k["kid"] for k in before} <= {k["kid"] for k in after}
-    # The running server signs with the new key at once; the old credential still verifies.
+    # From then on the running server signs with the new key; the old credential still verifies.
     assert requests.post(f"{url}/v1/credentials/verify", json={"credential": old}, timeout=30).json()["valid"]
     tx_code = spoken_tx_code(url)
     new = holder.run(lambda entry: tx_code)[0].path.read_text()
