@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from http_api import check_rate
 from skills.engine import LINK_REQUIRED_SKILL, Reply, Turn
 from storage import StorageUnavailable
 
@@ -58,3 +59,15 @@ def converse_for_speaker(dialog, turn: Turn) -> SpeakerTurn:  # noqa: ANN001 - D
     except Exception:  # noqa: BLE001 - the platform must get an answer; the traceback goes to the log
         log.exception("speaker turn failed", extra={"channel": turn.channel})
         return SpeakerTurn(_apology(turn, FAILED), failure="error")
+
+
+def charge_speaker_turn(turn: Turn) -> SpeakerTurn | None:
+    """Charges the turn to its user's and device's rate limits (429 beyond them, as on every route); None when it
+    may go on. The limits are counted in the database, so a database that is down answers here first: the
+    platform then gets its spoken "busy" answer, like a turn that found storage down, not an HTTP 503."""
+    try:
+        check_rate(user=turn.user_id, device=turn.device_id)
+    except StorageUnavailable:
+        log.warning("speaker turn: storage busy", extra={"channel": turn.channel})
+        return SpeakerTurn(_apology(turn, BUSY), failure="busy")
+    return None

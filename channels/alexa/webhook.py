@@ -28,8 +28,8 @@ from channels.alexa.verification import (
     HttpCertificateFetcher,
     load_trust_roots,
 )
-from channels.speaker_dialog import converse_for_speaker
-from http_api import ApiError, check_rate, error_responses, services
+from channels.speaker_dialog import charge_speaker_turn, converse_for_speaker
+from http_api import ApiError, error_responses, services
 from settings import PROJECT_DATA
 
 log = logging.getLogger(__name__)
@@ -105,8 +105,7 @@ def alexa() -> Any:
     # that would leave the citizen in a dialog nobody fulfils.
     if parsed.in_dialog and turn.event != "unsupported":
         return jsonify(render_delegate(parsed.raw_intent, parsed.session_attributes))
-    check_rate(user=turn.user_id, device=turn.device_id)
-    outcome = converse_for_speaker(state.dialog, turn)
+    outcome = charge_speaker_turn(turn) or converse_for_speaker(state.dialog, turn)
     if parsed.request_type == "SessionEndedRequest":
         return jsonify(render_empty())
     return jsonify(render_alexa(outcome.reply, parsed.session_attributes))

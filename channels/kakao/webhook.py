@@ -22,8 +22,8 @@ from channels.kakao.callback import CallbackPolicy, CallbackWorker
 from channels.kakao.request import parse_kakao_request
 from channels.kakao.response import render_callback_ack, render_kakao
 from channels.speaker_auth import require_token
-from channels.speaker_dialog import SpeakerTurn, converse_for_speaker
-from http_api import check_rate, error_responses, json_object, services
+from channels.speaker_dialog import SpeakerTurn, charge_speaker_turn, converse_for_speaker
+from http_api import error_responses, json_object, services
 from skills.engine import Turn
 from storage import StorageUnavailable
 
@@ -87,7 +87,9 @@ def kakao() -> Any:
     body = json_object()
     parsed = parse_kakao_request(body, state.settings.max_text_chars)
     turn = parsed.to_turn()
-    check_rate(user=turn.user_id, device=turn.device_id)
+    busy = charge_speaker_turn(turn)
+    if busy is not None:
+        return jsonify(_render(busy))
     # None when absent or refused (the policy logs why): the turn is then answered without a callback.
     callback = channel.callbacks.target(parsed.callback_url) if parsed.callback_url else None
     future = channel.worker.submit(channel.converse, turn)

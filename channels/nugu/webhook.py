@@ -19,8 +19,8 @@ from flask.blueprints import BlueprintSetupState
 from channels.nugu.request import parse_nugu_request
 from channels.nugu.response import ACCOUNT_NOT_LINKED, BACKEND_ERROR, OK, SERVICE_BUSY, render_nugu
 from channels.speaker_auth import authorization_token, require_token
-from channels.speaker_dialog import SpeakerTurn, converse_for_speaker
-from http_api import check_rate, error_responses, json_object, services
+from channels.speaker_dialog import SpeakerTurn, charge_speaker_turn, converse_for_speaker
+from http_api import error_responses, json_object, services
 from skills.engine import Turn
 
 log = logging.getLogger(__name__)
@@ -65,8 +65,7 @@ def nugu_action(action: str) -> Any:
     body = json_object()
     parsed = parse_nugu_request(body, action)
     turn = parsed.to_turn(intents=state.dialog.matcher.intents, resolve_slot=_resolve_slot)
-    check_rate(user=turn.user_id, device=turn.device_id)
-    outcome = channel.converse(turn)
+    outcome = charge_speaker_turn(turn) or channel.converse(turn)
     if outcome.failure:
         code = _FAILURE_CODES[outcome.failure]
     elif outcome.needs_linking:
