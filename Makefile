@@ -16,7 +16,7 @@ install: debian-packages .venv/.installed-run
 install-dev: APT_PACKAGES := $(APT_RUN) $(APT_DEV)
 install-dev: debian-packages .venv/.installed-dev
 
-install-bench: APT_PACKAGES := $(APT_RUN) $(APT_DEV)
+install-bench: APT_PACKAGES := $(APT_RUN) $(APT_DEV) nginx
 install-bench: debian-packages .venv/.installed-bench
 
 # Checked on every run (dpkg -s is cheap) so a machine that lost a package gets it back.
@@ -73,8 +73,9 @@ lint: install-dev
 	.venv/bin/ruff check .
 	.venv/bin/lint-imports
 
+# SQLite, PostgreSQL (a throwaway server) and two nodes behind nginx, side by side.
 bench: install-bench
-	$(PY) app.py bench
+	$(PY) app.py bench --local-postgres
 
 soak: install-bench
 	$(PY) -m bench.soak

@@ -69,6 +69,7 @@ class ServiceNode:
         inherited = {k: v for k, v in os.environ.items() if not k.startswith("MINWON_")}
         self.env = {**inherited, **env, "MINWON_DATA_DIR": str(data_dir)}
         self.process: subprocess.Popen | None = None
+        # Next to the data directory, not in it: a node may lose its data directory without harm.
         self.log_path = data_dir.parent / f"{data_dir.name}.log"
 
     @property
@@ -85,6 +86,7 @@ class ServiceNode:
 
     def start(self) -> None:
         gunicorn = Path(service_python()).parent / "gunicorn"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log_file:
             self.process = subprocess.Popen(
                 [str(gunicorn), "--workers", str(self.workers), "--threads", str(self.threads), "--bind",
@@ -100,15 +102,24 @@ class ServiceNode:
             return False
 
     def wait_healthy(self, timeout: float = 600) -> None:
-        """Until /health answers 200 from every worker (asked more times than there are workers)."""
+        """Until /health answers 200 from every worker. Which worker takes a connection is the kernel's choice, and
+        a worker still loading its models answers 503, so the node counts as ready after many 200s in a row, spread
+        over a second (each on a new connection)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
-            if all(self.healthy() for _ in range(self.workers * 4)):
+            if self._healthy_in_a_row(self.workers * 10):
                 return
             time.sleep(0.3)
         raise RuntimeError(f"{self.name} did not become healthy in {timeout:.0f} s:\n{self.log_tail()}")
+
+    def _healthy_in_a_row(self, count: int) -> bool:
+        for _ in range(count):
+            if not self.healthy():
+                return False
+            time.sleep(0.05)
+        return True
 
     @property
     def alive(self) -> bool:
@@ -307,7 +318,9 @@ def start_nodes(nodes: Sequence[ServiceNode], timeout: float = 600) -> None:
 
 @dataclass
 class LocalCluster:
-    """PostgreSQL, `nodes` service nodes and nginx on loopback; a context manager (everything stops at exit)."""
+    """`nodes` service nodes and nginx on loopback, on `database_url` (a fresh, empty PostgreSQL database) or, when
+    it is empty, on a throwaway PostgreSQL started here. `running()` is a context manager: everything it started
+    stops at its end. Nodes listen on the ports after `port` (or on free ports with `free_node_ports`)."""
 
     state_dir: Path
     port: int = 8080
@@ -315,10 +328,11 @@ class LocalCluster:
     workers: int = 1
     threads: int = 8
     load_models: bool = True
+    database_url: str = ""
+    free_node_ports: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
     service_nodes: list[ServiceNode] = field(default_factory=list, init=False)
     balancer: LoadBalancer | None = field(default=None, init=False)
-    database_url: str = field(default="", init=False)
 
     @property
     def url(self) -> str:
@@ -326,14 +340,15 @@ class LocalCluster:
 
     @contextmanager
     def running(self) -> Iterator[LocalCluster]:
-        from tests.postgres import start_cluster
-
         if nginx_binary() is None:
             raise RuntimeError(NGINX_INSTALL_HINT)
         with ExitStack() as stack:
-            postgres = start_cluster()
-            stack.callback(postgres.stop)
-            self.database_url = postgres.new_database("minwon")
+            if not self.database_url:
+                from tests.postgres import start_cluster
+
+                postgres = start_cluster()
+                stack.callback(postgres.stop)
+                self.database_url = postgres.new_database("minwon")
             # The calling shell's MINWON_* settings apply to every node (MINWON_DEMO aside: the demo data is seeded
             # by the first node's `init`, and nodes run without demo mode); the cluster's own win.
             shell = {k: v for k, v in os.environ.items() if k.startswith("MINWON_") and not k.startswith("MINWON_DEMO")}
@@ -347,8 +362,8 @@ class LocalCluster:
             shutil.rmtree(self.state_dir / "nodes", ignore_errors=True)
             (self.state_dir / "nodes").mkdir(parents=True)
             self.service_nodes = [
-                ServiceNode(f"node-{i + 1}", self.state_dir / "nodes" / f"node-{i + 1}", env, self.port + 1 + i,
-                            self.workers, self.threads)
+                ServiceNode(f"node-{i + 1}", self.state_dir / "nodes" / f"node-{i + 1}", env,
+                            None if self.free_node_ports else self.port + 1 + i, self.workers, self.threads)
                 for i in range(self.nodes)
             ]
             for node in self.service_nodes:
