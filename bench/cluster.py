@@ -49,11 +49,6 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def service_python() -> str:
-    """The interpreter of the project's virtual environment (the one running this module)."""
-    return sys.executable
-
-
 class ServiceNode:
     """One service node: `app.py init`, then gunicorn with `app:create_production_app()` on a loopback port, in a
     process group of its own (so that `kill()` takes the master and its workers down at once)."""
@@ -79,13 +74,13 @@ class ServiceNode:
     def init(self, demo: bool = False) -> None:
         """`app.py init` for this node (schema, keys; with `demo`, the demo data when the database is empty)."""
         env = {**self.env, "MINWON_DEMO": "1" if demo else "0"}
-        result = subprocess.run([service_python(), "app.py", "init"], cwd=ROOT, env=env, capture_output=True,
+        result = subprocess.run([sys.executable, "app.py", "init"], cwd=ROOT, env=env, capture_output=True,
                                 text=True, timeout=300)
         if result.returncode != 0:
             raise RuntimeError(f"{self.name}: app.py init failed ({result.returncode}): {result.stderr.strip()}")
 
     def start(self) -> None:
-        gunicorn = Path(service_python()).parent / "gunicorn"
+        gunicorn = Path(sys.executable).parent / "gunicorn"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log_file:
             self.process = subprocess.Popen(
@@ -125,22 +120,6 @@ class ServiceNode:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def pids(self) -> list[int]:
-        """The master's pid and its workers' (from /proc: no psutil needed to run a cluster)."""
-        if not self.alive:
-            return []
-        assert self.process is not None
-        master = self.process.pid
-        children = []
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == master:
-                children.append(int(stat.parent.name))
-        return [master, *children]
-
     def kill(self) -> None:
         """SIGKILL to the master and every worker at once: no graceful shutdown, nothing flushed."""
         if self.process is None:
@@ -167,7 +146,11 @@ class ServiceNode:
 
 
 def nginx_binary() -> str | None:
-    return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None)
+    """Debian's nginx (in /usr/sbin, which a user's PATH may lack), or None."""
+    found = shutil.which("nginx")
+    if found is None and Path("/usr/sbin/nginx").exists():
+        found = "/usr/sbin/nginx"
+    return found
 
 
 NGINX_CONF = """\
