@@ -183,6 +183,9 @@ http {{
         # Round-robin; a node that refuses connections is skipped for 10 s.
 {servers}
         keepalive 32;
+        # Below gunicorn's keep-alive (2 s): nginx closes an idle connection before gunicorn does, so a request is
+        # never sent down a connection the node is closing (a POST would not be retried: a 502).
+        keepalive_timeout 1s;
     }}
 
     server {{

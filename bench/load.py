@@ -310,14 +310,14 @@ def machine() -> dict[str, Any]:
 
 
 def table(results: dict[str, Any]) -> str:
-    """One line per scenario and concurrency; each configuration's p50, p95 (ms), p95 ÷ trivial p95 and errors side
-    by side; then the targets."""
+    """One line per scenario and concurrency; each configuration's req/s, p50 and p95 (ms), their ratios to the
+    trivial route's (p50÷t, p95÷t) and errors side by side; then the targets."""
     configurations = list(results["configurations"])
     first = results["configurations"][configurations[0]]
     header = f"{'scenario':24} {'clients':>7}"
     for name in configurations:
-        header += f" | {name[:30]:>30}"
-    sub = f"{'':24} {'':>7}" + "".join(f" | {'rps':>6} {'p50':>6} {'p95':>6} {'÷triv':>5} {'err':>3}"
+        header += f" | {name[:37]:>37}"
+    sub = f"{'':24} {'':>7}" + "".join(f" | {'rps':>5} {'p50':>6} {'p95':>6} {'p50÷t':>5} {'p95÷t':>5} {'err':>3}"
                                        for _ in configurations)
     lines = [header, sub]
     for scenario, rows in first.items():
@@ -325,8 +325,9 @@ def table(results: dict[str, Any]) -> str:
             line = f"{scenario[:24]:24} {row['clients']:>7}"
             for name in configurations:
                 cell = _row(results, name, scenario, row["clients"])
-                line += (f" | {cell['rps']:>6.0f} {cell['p50_ms']:>6.1f} {cell['p95_ms']:>6.1f} "
-                         f"{cell['p95_ratio_to_trivial']:>5.1f} {cell['errors']:>3}") if cell else f" | {'-':>30}"
+                line += (f" | {cell['rps']:>5.0f} {cell['p50_ms']:>6.1f} {cell['p95_ms']:>6.1f} "
+                         f"{cell['p50_ratio_to_trivial']:>5.1f} {cell['p95_ratio_to_trivial']:>5.1f} {cell['errors']:>3}"
+                         ) if cell else f" | {'-':>37}"
             lines.append(line)
     if memory := results.get("memory"):
         lines.append(f"SQLite worker RSS MB after start {results['rss_mb_after_start']}; after {memory['requests']} "

@@ -7,7 +7,7 @@ node's `app.py init` seeds the demo data; the nodes run without the FAQ and spee
 the dialog checks need none). The test process reaches the same database with its own stores to make fresh
 citizens, so that every check has speakers of its own and stays within the per-user rate limit of 20 a minute.
 
-The node that is killed (SIGKILL to its master and workers) is killed in the last test.
+Node B is SIGKILLed (its master and workers at once) in the last test; nothing runs on it after that.
 """
 
 from __future__ import annotations
