@@ -8,7 +8,7 @@ APT_RUN := espeak-ng libespeak-ng1
 # Tests and the microphone harness: headless Chromium with its driver and a Korean font, PortAudio.
 APT_DEV := chromium chromium-driver fonts-nanum libportaudio2 postgresql
 
-.PHONY: install install-dev install-bench run test test-browser serve-prod lint bench soak
+.PHONY: install install-dev install-bench run test test-browser serve-prod cluster cluster-stop lint bench soak
 
 install: APT_PACKAGES := $(APT_RUN)
 install: debian-packages .venv/.installed-run
@@ -16,7 +16,7 @@ install: debian-packages .venv/.installed-run
 install-dev: APT_PACKAGES := $(APT_RUN) $(APT_DEV)
 install-dev: debian-packages .venv/.installed-dev
 
-install-bench: APT_PACKAGES := $(APT_RUN) $(APT_DEV)
+install-bench: APT_PACKAGES := $(APT_RUN) $(APT_DEV) nginx
 install-bench: debian-packages .venv/.installed-bench
 
 # Checked on every run (dpkg -s is cheap) so a machine that lost a package gets it back.
@@ -52,6 +52,15 @@ serve-prod: install
 	$(PY) app.py init
 	.venv/bin/gunicorn --workers $$(nproc) --threads 8 --bind 0.0.0.0:8080 --timeout 60 'app:create_production_app()'
 
+# A local PostgreSQL, two nodes with the demo data and nginx in front, on loopback (bench/cluster.py): the
+# deployment the README describes, for a person to try. Runs until Ctrl-C or `make cluster-stop`.
+cluster: APT_PACKAGES := $(APT_RUN) postgresql nginx
+cluster: debian-packages .venv/.installed-run
+	$(PY) -m bench.cluster
+
+cluster-stop:
+	$(PY) -m bench.cluster stop
+
 test: install-dev
 	$(PY) -m pytest
 
@@ -64,8 +73,9 @@ lint: install-dev
 	.venv/bin/ruff check .
 	.venv/bin/lint-imports
 
+# SQLite, PostgreSQL (a throwaway server) and two nodes behind nginx, side by side.
 bench: install-bench
-	$(PY) app.py bench
+	$(PY) app.py bench --local-postgres
 
 soak: install-bench
 	$(PY) -m bench.soak

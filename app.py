@@ -252,7 +252,8 @@ def _alexa_model(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from bench import load
 
-    load.run(concurrency=tuple(args.clients), per_level=args.requests, leak_requests=args.leak_requests)
+    load.run(concurrency=tuple(args.clients), per_level=args.requests, leak_requests=args.leak_requests,
+             database_url=args.database_url, start_postgres=args.local_postgres, two_nodes=not args.no_two_nodes)
     return 0
 
 
@@ -301,6 +302,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32, 64])
     bench.add_argument("--requests", type=int, default=400, help="requests per scenario and concurrency level")
     bench.add_argument("--leak-requests", type=int, default=10_000, help="requests of the memory-growth run")
+    bench.add_argument("--database-url", default=None,
+                       help="a PostgreSQL server (postgresql+psycopg://user:password@host:5432/db) on which the "
+                            "benchmark creates and drops its own databases: the same scenarios run on SQLite and on "
+                            "PostgreSQL, and on two nodes behind nginx, side by side")
+    bench.add_argument("--local-postgres", action="store_true",
+                       help="start a throwaway PostgreSQL for the PostgreSQL runs (as the tests do)")
+    bench.add_argument("--no-two-nodes", action="store_true", help="skip the two-node run (it needs nginx)")
     bench.set_defaults(func=_bench)
     wallet_cli.add_commands(sub, lambda: tool_services().wallet)
     retrieval_cli.add_commands(sub)

@@ -52,7 +52,8 @@ class Settings:
     # "json" (one object a line, for collectors) or "text" (one readable line, for a person at a terminal);
     # any other MINWON_LOG_FORMAT is read as "json", so a typo never breaks a log collector.
     log_format: str = "json"
-    # Components that are slow to load can be switched off for tools that do not need them.
+    # The FAQ index and the speech models (slow to load, over 1 GB) can be switched off: for tools, and for a
+    # node that only runs dialogs (MINWON_LOAD_MODELS=0; FAQ questions then get the not-understood answer).
     load_models: bool = True
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -71,6 +72,7 @@ class Settings:
             ip_rate_limit_per_minute=int(env.get("MINWON_IP_RATE_LIMIT_PER_MINUTE", "6000")),
             log_level=env.get("MINWON_LOG_LEVEL", "INFO"),
             log_format="text" if env.get("MINWON_LOG_FORMAT", "").strip().lower() == "text" else "json",
+            load_models=parse_flag(env.get("MINWON_LOAD_MODELS"), True),
             extra={k: v for k, v in env.items() if k.startswith("MINWON_")},
         )
         secret = env.get("MINWON_SECRET_KEY", "")

@@ -16,14 +16,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Column, DateTime, ForeignKey, Integer, String, Table, Text, select
 
 from domain.attempts import RateLimit
 from domain.clock import aware, utc_now
 from domain.crypto import FieldCipher, secret_digest
+from domain.devices import is_anonymous
 from storage import Database, metadata
 
 MAX_PIN_FAILURES = 5
@@ -141,8 +144,9 @@ class Accounts:
     def citizen(self, citizen_id: str) -> Citizen | None:
         with self.db.read() as conn:
             row = conn.execute(select(citizens).where(citizens.c.id == citizen_id)).mappings().first()
-        if row is None:
-            return None
+        return None if row is None else self._citizen(row)
+
+    def _citizen(self, row: Mapping[str, Any]) -> Citizen:
         return Citizen(row["id"], self.cipher.decrypt(row["name_enc"], ("citizens", "name_enc", row["id"])), row["locale"], row["privacy"])
 
     def citizen_for_user(self, user_id: str) -> Citizen | None:
@@ -150,12 +154,18 @@ class Accounts:
         return link.citizen if link else None
 
     def link_of(self, user_id: str) -> Link | None:
-        with self.db.read() as conn:
-            row = conn.execute(select(speaker_links).where(speaker_links.c.user_id == user_id)).mappings().first()
-        citizen = self.citizen(row["citizen_id"]) if row else None
-        if row is None or citizen is None:
+        # Every turn asks. An anonymous principal is never linked (a caller without a token cannot link), so it
+        # costs no query; a linked one costs one (the link and its citizen together).
+        if is_anonymous(user_id):
             return None
-        return Link(citizen, aware(row["linked_at"]).isoformat(timespec="microseconds"))
+        with self.db.read() as conn:
+            row = conn.execute(
+                select(speaker_links.c.linked_at, citizens)
+                .join(citizens, citizens.c.id == speaker_links.c.citizen_id)
+                .where(speaker_links.c.user_id == user_id)).mappings().first()
+        if row is None:
+            return None
+        return Link(self._citizen(row), aware(row["linked_at"]).isoformat(timespec="microseconds"))
 
     def is_linked(self, user_id: str) -> bool:
         with self.db.read() as conn:

@@ -286,12 +286,15 @@ class DialogEngine:
         reply.speech = plain_speech(reply.speech)
         if reply.intent != "repeat":
             session.last_reply = asdict(reply)
-        with self.db.transaction() as conn:
-            if reply.end_session:
-                session.pending = None
-            self.sessions.save(conn, session)
-            if turn.request_id:
-                self.sessions.store_reply(conn, turn.user_id, session.id, turn.request_id, asdict(reply))
+        if reply.end_session:
+            session.pending = None
+        # A turn that changed nothing (the same question again, a repeat) and has no reply to keep for a retry
+        # writes nothing: no transaction, no write lock.
+        if turn.request_id or self.sessions.needs_save(session):
+            with self.db.transaction() as conn:
+                self.sessions.save(conn, session)
+                if turn.request_id:
+                    self.sessions.store_reply(conn, turn.user_id, session.id, turn.request_id, asdict(reply))
         if self.observe_turn is not None:
             self.observe_turn(reply.skill or "engine", reply.intent, started)
         log.info("turn", extra={"channel": turn.channel, "intent": reply.intent, "skill": reply.skill,

@@ -20,7 +20,7 @@ import secrets
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import Column, Connection, DateTime, String, Table, Text, or_, select
@@ -128,6 +128,10 @@ class DialogSession:
     pending: PendingQuestion | None = None
     last_reply: dict[str, Any] | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
+    # What the store holds for this session (its state as loaded or last saved, and its expiry), so that a turn
+    # that changed nothing need not write it again.
+    stored_state: str | None = field(default=None, repr=False, compare=False)
+    stored_expires_at: datetime | None = field(default=None, repr=False, compare=False)
 
     def pin_given_for(self, citizen_id: str) -> bool:
         return self.pin_citizen_id is not None and self.pin_citizen_id == citizen_id
@@ -141,6 +145,10 @@ class DialogSession:
             },
             ensure_ascii=False,
         )
+
+
+# A turn that changes nothing in its session still pushes the session's expiry back, but at most this often.
+EXPIRY_REFRESH = timedelta(seconds=60)
 
 
 class SessionStore:
@@ -166,13 +174,15 @@ class SessionStore:
             row = conn.execute(select(dialog_sessions).where(dialog_sessions.c.id == session_id)).mappings().first()
         if row is None or row["user_id"] != user_id or aware(row["expires_at"]) < utc_now():
             return None
-        state = json.loads(self.cipher.decrypt(row["state"], ("dialog_sessions", "state", row["id"])))
+        stored = self.cipher.decrypt(row["state"], ("dialog_sessions", "state", row["id"]))
+        state = json.loads(stored)
         return DialogSession(
             id=row["id"], user_id=row["user_id"], locale=state["locale"], is_new=False,
             platform_session=row["platform_session"],
             pin_citizen_id=state.get("pin_citizen_id"), link_stamp=state.get("link_stamp"),
             pending=question_from_json(state.get("pending")), last_reply=state.get("last_reply"),
             attributes=state.get("attributes", {}),
+            stored_state=stored, stored_expires_at=aware(row["expires_at"]),
         )
 
     def owner(self, session_id: str) -> str | None:
@@ -189,13 +199,29 @@ class SessionStore:
                                                    dialog_sessions.c.expires_at >= utc_now())
                 .order_by(dialog_sessions.c.expires_at.desc()).limit(1)).scalar()
 
+    def needs_save(self, session: DialogSession) -> bool:
+        """Whether the turn left something to write: a new session, a changed state, or an expiry that was last
+        pushed back more than EXPIRY_REFRESH ago (a session lives `ttl` after its last turn, give or take that)."""
+        if session.is_new or session.stored_state is None or session.stored_expires_at is None:
+            return True
+        if session.to_json() != session.stored_state:
+            return True
+        return session.stored_expires_at - utc_now() < self.ttl - EXPIRY_REFRESH
+
     def save(self, conn: Connection, session: DialogSession) -> None:
+        """Writes the session (insert when new, else update) and remembers what was written."""
+        state = session.to_json()
+        expires_at = utc_now() + self.ttl
         values = {"user_id": session.user_id,
-                  "state": self.cipher.encrypt(session.to_json(), ("dialog_sessions", "state", session.id)),
-                  "expires_at": utc_now() + self.ttl, "platform_session": session.platform_session}
-        updated = conn.execute(dialog_sessions.update().where(dialog_sessions.c.id == session.id).values(**values))
-        if updated.rowcount == 0:
+                  "state": self.cipher.encrypt(state, ("dialog_sessions", "state", session.id)),
+                  "expires_at": expires_at, "platform_session": session.platform_session}
+        # A new session's id is fresh and random: no row to update. A loaded one may have been deleted since
+        # (relinked, purged); it is then written anew.
+        if session.is_new or conn.execute(
+                dialog_sessions.update().where(dialog_sessions.c.id == session.id).values(**values)).rowcount == 0:
             conn.execute(dialog_sessions.insert().values(id=session.id, **values))
+        session.is_new = False
+        session.stored_state, session.stored_expires_at = state, expires_at
 
     def end(self, session_id: str) -> None:
         with self.db.transaction() as conn:

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from services import Services
+from settings import Settings
 from tests.conftest import make_settings
 
 
@@ -76,3 +77,18 @@ def test_purge_removes_expired_sessions_and_old_replies(services, conversation) 
     with services.db.read() as conn:
         assert conn.execute(dialog_sessions.select().where(dialog_sessions.c.id == chat.session_id)).first() is None
         assert conn.execute(turn_replies.select().where(turn_replies.c.user_id == reply_user)).first() is None
+
+
+def test_a_node_without_models_is_ready_at_once(tmp_path) -> None:
+    """MINWON_LOAD_MODELS=0 (a dialog-only node, the two-node test): ready without the FAQ and speech models;
+    an unknown value keeps the models on."""
+    assert Settings.from_env({"MINWON_LOAD_MODELS": "no"}).load_models is False
+    assert Settings.from_env({"MINWON_LOAD_MODELS": "nope"}).load_models is True
+    assert Settings.from_env({}).load_models is True
+    state = Services(make_settings(tmp_path, load_models=Settings.from_env({"MINWON_LOAD_MODELS": "0"}).load_models))
+    state.initialize()
+    state.start()
+    try:
+        assert state.wait_ready(30) and state.components == {}
+    finally:
+        state.stop()

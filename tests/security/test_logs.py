@@ -23,12 +23,14 @@ from datetime import timedelta
 
 import pytest
 import requests
+from hypothesis import given
+from hypothesis import strategies as st
 from werkzeug.serving import make_server
 
 from app import dev_server
 from domain.certificates import Certificate
 from domain.clock import korean_today
-from observability import JsonFormatter, TextFormatter, configure_logging, log_ref
+from observability import JsonFormatter, TextFormatter, _apply_recognisers, configure_logging, log_ref, redact
 from settings import Settings
 from tests.channels.test_kakao_webhook import TOKEN as KAKAO_TOKEN
 from tests.channels.test_kakao_webhook import valid
@@ -267,6 +269,22 @@ def test_secret_fields_and_formats_are_redacted_by_the_formatters():
         assert not re.search(pattern, formatted), secret
     entry = json.loads(logs.json[0])
     assert entry["details"] == {"token": "[redacted]", "items": 3}  # the structure stays readable
+
+
+# One secret for each thing the quick check in front of the recognisers looks for, and ordinary text around it:
+# the check must never let through a string one of the recognisers would have changed.
+SECRETS_IN_TEXT = ["pin 2468", "PIN 97531", "tx_code 513579", "link code 12345678", "Bearer abc.def",
+                   "eyJhbGciOiJFUzI1NiJ9.e30.c2ln", "900101-1234567", "/cb?code=1", "token=x", "password: hunter2"]
+ORDINARY_TEXT = st.lists(st.sampled_from(["a", " ", "-", ".", "?", "&", "2468", "/v1/converse", "정부24", "spinning",
+                                          "65354ddc799b3288"]), max_size=4).map("".join)
+
+
+@pytest.mark.parametrize("secret", SECRETS_IN_TEXT)
+@given(before=ORDINARY_TEXT, after=ORDINARY_TEXT)
+def test_the_quick_check_before_redaction_never_skips_a_secret(secret, before, after):
+    assert _apply_recognisers(secret) != secret  # each one is something the recognisers change
+    text = before + secret + after
+    assert redact(text) == _apply_recognisers(text)
 
 
 # -- what is not secret stays -------------------------------------------------------------------------------
