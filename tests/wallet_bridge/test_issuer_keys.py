@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -14,6 +13,7 @@ from sqlalchemy import select
 from domain.crypto import jwk_thumbprint
 from domain.signing_keys import ISSUER_KEYS, KEY_CACHE_TTL_S, RECEIPT_KEYS, IssuerKeyring, SigningKeyError, signing_keys
 from storage import Database, metadata
+from tests.nodes import run_together
 
 SECRET = b"test-secret-key-0123456789"
 PRIVATE_JWK_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "k")
@@ -131,24 +131,10 @@ def test_nodes_starting_together_agree_on_one_key(database_url: str) -> None:
     # Each "node" has its own engine and pool (on SQLite also its own writer lock, like another process).
     databases = [Database(database_url) for _ in range(4)]
     metadata.create_all(databases[0].engine, tables=[signing_keys])
-    barrier = threading.Barrier(len(databases))
-    kids: list[str] = []
-    errors: list[BaseException] = []
-
-    def start(database: Database) -> None:
-        try:
-            barrier.wait()
-            kids.append(IssuerKeyring(database, ISSUER_KEYS, SECRET).active_key().kid)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=start, args=(database,)) for database in databases]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    kids = run_together([lambda database=database: IssuerKeyring(database, ISSUER_KEYS, SECRET).active_key().kid
+                         for database in databases])
     try:
-        assert errors == [] and len(kids) == 4 and len(set(kids)) == 1
+        assert len(kids) == 4 and len(set(kids)) == 1
         assert len(stored_rows(databases[0])) == 1
     finally:
         for database in databases:
@@ -159,25 +145,11 @@ def test_rotations_at_the_same_moment_each_make_a_key(database_url: str) -> None
     databases = [Database(database_url) for _ in range(3)]
     metadata.create_all(databases[0].engine, tables=[signing_keys])
     IssuerKeyring(databases[0], ISSUER_KEYS, SECRET).active_key()
-    barrier = threading.Barrier(len(databases))
-    errors: list[BaseException] = []
-
-    def rotate(database: Database) -> None:
-        try:
-            ring = IssuerKeyring(database, ISSUER_KEYS, SECRET)
-            ring.keys()
-            barrier.wait()
-            ring.rotate()
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=rotate, args=(database,)) for database in databases]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    rings = [IssuerKeyring(database, ISSUER_KEYS, SECRET) for database in databases]
+    for ring in rings:
+        ring.keys()
+    run_together([ring.rotate for ring in rings])
     try:
-        assert errors == []
         rows = stored_rows(databases[0])
         assert [row["generation"] for row in rows] == [1, 2, 3, 4] and len({row["kid"] for row in rows}) == 4
     finally:
