@@ -32,7 +32,9 @@ import vosk
 
 from bench.load import ROOT, GunicornServer, machine
 from settings import PROJECT_DATA, Settings
-from skills.nlu import YES_NO_PHRASES, IntentMatcher
+from understanding.answers import YES_NO_PHRASES
+from understanding.examples import IntentExamples
+from understanding.slots import squash
 from voice.asr import AsrConfig, Expectation, SpeechRecognizer
 from voice.audio import TARGET_RATE, decode_audio
 from voice.tts import SpeechSynthesizer
@@ -237,14 +239,15 @@ def recognition_choices(recognizer: SpeechRecognizer, tts: SpeechSynthesizer, co
     }
 
 
-_MATCHER: IntentMatcher | None = None
+_EXAMPLES: IntentExamples | None = None
 
 
 def _examples_by_intent(intent: str) -> set[str]:
-    global _MATCHER
-    if _MATCHER is None:
-        _MATCHER = IntentMatcher.load(PROJECT_DATA)
-    return {text for locale, text in _MATCHER.examples.get(intent, []) if locale == "ko-KR"}
+    """The squashed ko-KR examples of `intent` (the commands the recogniser spots are squashed the same way)."""
+    global _EXAMPLES
+    if _EXAMPLES is None:
+        _EXAMPLES = IntentExamples.load(PROJECT_DATA / "intents")
+    return {squash(text) for text in _EXAMPLES.templates(intent, "ko-KR")}
 
 
 # --- the run -------------------------------------------------------------------------------------

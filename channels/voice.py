@@ -17,6 +17,7 @@ from flask import Blueprint, Response, jsonify, request
 from channels.native import identifier, identifier_schema, speaker_principal
 from http_api import ApiError, check_rate, client_address, error_responses, locale_schema, parse_locale, services
 from skills.engine import Reply, Turn
+from understanding.slots import squash
 from voice.asr import Expectation, SpeechRecognizer
 from voice.endpoints import AUDIO_BODY, model, query_parameter, recognise_body
 from voice.tts import SpeechSynthesizer, TtsError
@@ -36,9 +37,9 @@ SPOTTED_INTENTS = ("help", "cancel", "stop", "repeat")
 
 
 def _commands(locale: str) -> list[str]:
-    examples = services().dialog.matcher.examples
-    return [text for intent in SPOTTED_INTENTS for example_locale, text in examples.get(intent, [])
-            if example_locale == locale and "{" not in text]
+    examples = services().dialog.router.examples
+    return [squash(text) for intent in SPOTTED_INTENTS for text in examples.templates(intent, locale)
+            if "{" not in text]
 
 
 def _expectation(expected: Any) -> Expectation:

@@ -5,8 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+# Called by build-index after the FAQ index, with (settings, corpus dir, searcher, force): what else the build
+# makes from the same models (the intent router's models); its summary joins the command's output.
+AfterBuild = Callable[[Any, Path, Any, bool], dict[str, Any]]
 
 
 def _settings() -> Any:
@@ -15,7 +20,7 @@ def _settings() -> Any:
     return Settings.from_env(load_models=False).ensure_data_dir()
 
 
-def _build_index(args: argparse.Namespace) -> int:
+def _build_index(args: argparse.Namespace, after_build: AfterBuild | None = None) -> int:
     from retrieval.corpus import CorpusError
     from retrieval.search import FaqSearcher, index_directory
     from retrieval.service_loader import corpus_dir
@@ -25,12 +30,13 @@ def _build_index(args: argparse.Namespace) -> int:
     try:
         searcher = FaqSearcher.load_or_build(settings.data_dir, corpus, progress=True)
         index = searcher.reload(force=True) if args.force else searcher.index
+        extra = {"router": after_build(settings, corpus, searcher, args.force)} if after_build else {}
     except CorpusError as exc:
         print(exc, file=sys.stderr)
         return 1
     print(json.dumps({"index": str(index_directory(settings.data_dir)), "entries": len(index.entries),
                       "phrasings": int(len(index.row_entry)), "build_seconds": round(index.build_seconds, 1),
-                      "thresholds": {r: round(c.threshold, 4) for r, c in index.calibrators.items()}},
+                      "thresholds": {r: round(c.threshold, 4) for r, c in index.calibrators.items()}, **extra},
                      ensure_ascii=False, indent=2))
     return 0
 
@@ -61,13 +67,13 @@ def _import_faq(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:
+def add_commands(sub: argparse._SubParsersAction, after_build: AfterBuild | None = None) -> None:
     from retrieval.eval import add_arguments as add_eval_arguments
 
     build = sub.add_parser("build-index", help="build the FAQ search index under the data dir (progress bar)")
     build.add_argument("--corpus", type=Path, default=None, help="corpus directory (default data/faq)")
     build.add_argument("--force", action="store_true", help="rebuild even when the stored index is current")
-    build.set_defaults(func=_build_index)
+    build.set_defaults(func=lambda args: _build_index(args, after_build))
 
     evaluate = sub.add_parser("eval-retrieval",
                               help="lexical vs dense vs hybrid on the dev set: table + JSON")

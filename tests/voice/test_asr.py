@@ -9,7 +9,7 @@ import pytest
 from rapidfuzz import fuzz
 
 from settings import Settings
-from skills.nlu import DIGIT_PHRASES, YES_NO_PHRASES
+from understanding.answers import DIGIT_PHRASES, YES_NO_PHRASES
 from voice.asr import (
     OPEN_SPEECH,
     AsrConfig,
