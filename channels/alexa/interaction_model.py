@@ -301,6 +301,7 @@ _INVOCATION_FORBIDDEN = {
     "enable",
 }
 _NAME = re.compile(r"^(AMAZON\.)?[A-Za-z_]+$")
+_SLOT_NOT_A_WORD = re.compile(r"[^\s]\{|\}[^\s]")
 
 
 def validate_model(model: dict) -> None:
@@ -330,6 +331,9 @@ def validate_model(model: dict) -> None:
                 raise InteractionModelError(f"{intent['name']}: a SearchQuery sample needs a carrier phrase")
             if re.search(r"\d", sample):
                 raise InteractionModelError(f"{intent['name']}: sample {sample!r} has digits")
+            if _SLOT_NOT_A_WORD.search(sample):
+                # Alexa's builder refuses "{recipient}'s": a slot is a whole word of its own.
+                raise InteractionModelError(f"{intent['name']}: sample {sample!r} joins a slot to other letters")
         if not intent["name"].startswith("AMAZON.") and not intent["samples"]:
             raise InteractionModelError(f"{intent['name']}: a custom intent needs at least one sample")
 

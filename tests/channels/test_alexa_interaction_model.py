@@ -165,6 +165,9 @@ def test_data_that_alexa_would_refuse_is_refused_here(tmp_path, intents, message
         ),
         lambda m: m["intents"].append({"name": "E", "samples": []}),
         lambda m: m["intents"].append({"name": "U", "slots": [{"name": "x", "type": "NOPE"}], "samples": ["a {x}"]}),
+        lambda m: m["intents"].append(
+            {"name": "P", "slots": [{"name": "document", "type": "DOCUMENT_TYPE"}], "samples": ["revoke {document}'s access"]}
+        ),
     ],
 )
 def test_validator_refuses_models_alexa_refuses(catalog, mutate):
