@@ -17,7 +17,7 @@ import numpy as np
 from scipy import sparse
 
 from retrieval.normalize import TextNormalizer, clean_text, english_terms, has_hangul, jamo_ngrams
-from understanding.slots import CODE, CODE_RUN, PLACEHOLDER, SlotReading, squash
+from understanding.slots import CODE, CODE_RUN, PLACEHOLDER, SPOKEN_CODE, SlotReading, squash
 
 # Bump when a rule below changes what a text's features are: stored router models become stale.
 FEATURES_VERSION = "1"
@@ -51,20 +51,26 @@ CUES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
                                                                "mean")),
     "expire": (("만료", "기한", "끝나"), ("expire", "expiring", "expired", "renew", "renewing", "overdue")),
 }
+# Word-like terms, for the share of an utterance's words that the domain's training texts use at all.
+_WORD_KINDS = ("m:", "w:", "b:")
+_HANGUL_RUN = re.compile(r"[\uac00-\ud7a3]+")
+UNKNOWN = "unknown-words"
+UNKNOWN_WEIGHT = 2.0
 # Words written for the placeholders, so that the lexical terms keep the place of a value without its words.
 _PLACEHOLDER_WORDS = {"document": "slotdocument", "recipient": "slotrecipient", "data_item": "slotdataitem",
                       CODE: "slotcode"}
 
 
 def placeholder_text(reading: SlotReading) -> str:
-    """The reading's spoken template with each {type} as one made-up word and each code run as `slotcode`."""
-    text = CODE_RUN.sub(" {code} ", reading.template)
+    """The reading's spoken template with each {type} as one made-up word and each code (a run of digits,
+    written or spoken) as `slotcode`."""
+    text = SPOKEN_CODE.sub(" {code} ", CODE_RUN.sub(" {code} ", reading.template))
     return PLACEHOLDER.sub(lambda m: " " + _PLACEHOLDER_WORDS.get(m.group(1), "slot" + m.group(1)) + " ", text)
 
 
 def slot_types(reading: SlotReading) -> list[str]:
     types = sorted(reading.found)
-    if CODE_RUN.search(reading.template):
+    if CODE_RUN.search(reading.template) or SPOKEN_CODE.search(reading.template):
         types.append(CODE)
     return types
 
@@ -85,12 +91,20 @@ def evidence_terms(reading: SlotReading) -> list[str]:
 
 
 def plain_terms(text: str) -> list[str]:
-    """The terms the normaliser would give without Kiwi: folded jamo n-grams and English stems."""
+    """The terms the normaliser would give without Kiwi: folded jamo n-grams and English stems, and Hangul
+    syllable pairs (the lexical model's stand-in for words)."""
     text = clean_text(text)
     terms = [f"w:{w}" for w in english_terms(text)]
     if has_hangul(text):
         terms += [f"j:{g}" for g in jamo_ngrams(text)]
+        for run in _HANGUL_RUN.findall(text.replace(" ", "")):
+            terms += [f"b:{run[i:i + 2]}" for i in range(len(run) - 1)] or [f"b:{run}"]
     return terms
+
+
+def word_terms(terms: list[str]) -> set[str]:
+    """The terms that stand for words (morphemes, English stems, syllable pairs), not sound fragments."""
+    return {t for t in terms if t[:2] in _WORD_KINDS}
 
 
 class Featurizer:
@@ -99,11 +113,20 @@ class Featurizer:
     never seen in training has no weight to give and is left out."""
 
     def __init__(self, normalizer: TextNormalizer | None, lexical_vocabulary: dict[str, int] | None = None,
-                 idf: np.ndarray | None = None, evidence_vocabulary: dict[str, int] | None = None) -> None:
+                 idf: np.ndarray | None = None, evidence_vocabulary: dict[str, int] | None = None,
+                 known_words: frozenset[str] = frozenset()) -> None:
         self.normalizer = normalizer
         self.lexical_vocabulary = lexical_vocabulary or {}
         self.idf = idf if idf is not None else np.zeros(0, dtype=np.float32)
-        self.evidence_vocabulary = evidence_vocabulary or {}
+        self.evidence_vocabulary = evidence_vocabulary or {UNKNOWN: 0}
+        # Words of the in-domain training texts (intent examples and FAQ phrasings, not the out-of-domain set):
+        # a request made of words the domain never uses is probably not for this service.
+        self.known_words = known_words
+
+    @staticmethod
+    def dense_block(embeddings: np.ndarray) -> np.ndarray:
+        """The columns after the lexical and evidence blocks: the sentence embedding × DENSE_WEIGHT."""
+        return np.asarray(embeddings, dtype=np.float32) * DENSE_WEIGHT
 
     def lexical_terms(self, reading: SlotReading) -> list[str]:
         text = placeholder_text(reading)
@@ -112,8 +135,11 @@ class Featurizer:
         terms.append("u:" + squash(PLACEHOLDER.sub("", reading.squashed)))
         return terms
 
-    def fit(self, readings: list[SlotReading]) -> list[list[str]]:
-        """Vocabularies and IDF from the training readings; returns their lexical terms (to reuse)."""
+    def fit(self, readings: list[SlotReading], groups: list[int], in_domain: list[bool]
+            ) -> tuple[list[list[str]], list[float]]:
+        """Vocabularies, IDF and the domain's words from the training readings. Returns their lexical terms and
+        each one's unknown-word share, counted as if the reading's own example (its group) were not there: a
+        paraphrase is as new to the model as a citizen's words will be."""
         term_lists = [self.lexical_terms(r) for r in readings]
         vocabulary: dict[str, int] = {}
         for terms in term_lists:
@@ -125,23 +151,46 @@ class Featurizer:
         n = max(len(term_lists), 1)
         self.lexical_vocabulary = vocabulary
         self.idf = (np.log((1 + n) / (1 + df)) + 1.0).astype(np.float32)
-        evidence: dict[str, int] = {}
+        evidence: dict[str, int] = {UNKNOWN: 0}
         for reading in readings:
             for term in evidence_terms(reading):
                 evidence.setdefault(term, len(evidence))
         self.evidence_vocabulary = evidence
-        return term_lists
+        # How many in-domain groups use each word, and which words each group uses.
+        group_words: dict[int, set[str]] = {}
+        for terms, group, inside in zip(term_lists, groups, in_domain, strict=True):
+            if inside:
+                group_words.setdefault(group, set()).update(word_terms(terms))
+        uses: dict[str, int] = {}
+        for words in group_words.values():
+            for word in words:
+                uses[word] = uses.get(word, 0) + 1
+        self.known_words = frozenset(uses)
+        shares = []
+        for terms, group in zip(term_lists, groups, strict=True):
+            own = group_words.get(group, set())
+            words = word_terms(terms)
+            known = sum(1 for w in words if uses.get(w, 0) - (w in own) > 0)
+            shares.append(1.0 - known / len(words) if words else 0.0)
+        return term_lists, shares
+
+    def unknown_share(self, terms: list[str]) -> float:
+        words = word_terms(terms)
+        return 1.0 - sum(1 for w in words if w in self.known_words) / len(words) if words else 0.0
 
     @property
     def width(self) -> int:
         """Columns before the embedding."""
         return len(self.lexical_vocabulary) + len(self.evidence_vocabulary)
 
-    def row(self, reading: SlotReading, terms: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def row(self, reading: SlotReading, terms: list[str] | None = None,
+            unknown: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The non-zero (columns, values) of one reading's lexical and evidence blocks: sublinear TF × IDF,
-        L2-normalised, then the evidence terms at EVIDENCE_WEIGHT."""
+        L2-normalised, then the evidence terms at EVIDENCE_WEIGHT and the unknown-word share."""
+        terms = terms if terms is not None else self.lexical_terms(reading)
+        unknown = unknown if unknown is not None else self.unknown_share(terms)
         counts: dict[int, int] = {}
-        for term in terms if terms is not None else self.lexical_terms(reading):
+        for term in terms:
             column = self.lexical_vocabulary.get(term)
             if column is not None:
                 counts[column] = counts.get(column, 0) + 1
@@ -154,19 +203,21 @@ class Featurizer:
         offset = len(self.lexical_vocabulary)
         evidence = sorted({offset + self.evidence_vocabulary[t] for t in evidence_terms(reading)
                            if t in self.evidence_vocabulary})
-        columns = np.concatenate([lexical_columns, np.asarray(evidence, dtype=np.int64)])
-        return columns, np.concatenate([values.astype(np.float32),
-                                        np.full(len(evidence), EVIDENCE_WEIGHT, dtype=np.float32)])
+        columns = np.concatenate([lexical_columns, [offset + self.evidence_vocabulary[UNKNOWN]],
+                                  np.asarray(evidence, dtype=np.int64)]).astype(np.int64)
+        return columns, np.concatenate([values.astype(np.float32), [unknown * UNKNOWN_WEIGHT],
+                                        np.full(len(evidence), EVIDENCE_WEIGHT, dtype=np.float32)]).astype(np.float32)
 
     def matrix(self, readings: list[SlotReading], embeddings: np.ndarray | None,
-               term_lists: list[list[str]] | None = None) -> sparse.csr_matrix:
-        """One row per reading: [lexical | evidence | embedding × DENSE_WEIGHT] (no embedding: lexical model)."""
-        rows = [self.row(r, term_lists[i] if term_lists is not None else None) for i, r in enumerate(readings)]
+               term_lists: list[list[str]] | None = None, unknown: list[float] | None = None) -> sparse.csr_matrix:
+        """One row per reading: [lexical | evidence | dense block] (no embedding: the lexical model)."""
+        rows = [self.row(r, term_lists[i] if term_lists is not None else None,
+                         unknown[i] if unknown is not None else None) for i, r in enumerate(readings)]
         indptr = np.cumsum([0] + [len(c) for c, _ in rows])
         columns = np.concatenate([c for c, _ in rows]) if rows else np.zeros(0, dtype=np.int64)
         values = np.concatenate([v for _, v in rows]) if rows else np.zeros(0, dtype=np.float32)
         head = sparse.csr_matrix((values, columns, indptr), shape=(len(readings), self.width), dtype=np.float32)
         if embeddings is None:
             return head
-        dense = sparse.csr_matrix(np.asarray(embeddings, dtype=np.float32) * DENSE_WEIGHT)
+        dense = sparse.csr_matrix(self.dense_block(embeddings))
         return sparse.hstack([head, dense], format="csr", dtype=np.float32)

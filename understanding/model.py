@@ -37,8 +37,9 @@ from retrieval.corpus import Corpus, FaqEntry
 from retrieval.dense import SentenceEncoder
 from retrieval.index import index_lock
 from retrieval.normalize import NORMALIZER_VERSION, TextNormalizer
+from settings import PROJECT_DATA
 from understanding.examples import IntentExamples
-from understanding.features import DENSE_WEIGHT, FEATURES_VERSION, Featurizer
+from understanding.features import FEATURES_VERSION, Featurizer
 from understanding.slots import SlotReading, SlotVocabulary, squash
 from understanding.variants import VariantGenerator
 
@@ -52,12 +53,17 @@ LEXICAL, DENSE = "lexical", "dense"
 # L2 strength of the logistic regression (sklearn's C; larger fits the training variants more closely).
 REGULARISATION_C = 8.0
 CALIBRATION_FOLDS = 3
+# Class weights beyond "every class weighs the same": the FAQ is one class but as varied as all the intents.
+CLASS_PRIOR: dict[str, float] = {}
 # An FAQ phrasing this close to an intent example (rapidfuzz ratio of the spaceless forms) is that intent's, not
 # the FAQ's: "도움말" is both an FAQ alternate and the help command, and the command wins.
 SAME_AS_EXAMPLE = 90.0
 # Recogniser-like variants of each FAQ phrasing and out-of-domain request.
 FAQ_VARIANTS = 1
 NONE_VARIANTS = 3
+# Out-of-domain sentences made from each intent example with a slot (its frame, about an everyday object).
+DECOYS_PER_EXAMPLE = 2
+DEFAULT_OUT_OF_DOMAIN_OBJECTS = PROJECT_DATA / "retrieval" / "out_of_domain_objects.yaml"
 PACKAGE_DIR = Path(__file__).resolve().parent
 _KEYED_MODULES = ("slots.py", "examples.py", "variants.py", "features.py", "model.py")
 _FILES = ("model.npz",)
@@ -80,20 +86,21 @@ class TrainingInputs:
     examples: IntentExamples
     vocabulary: SlotVocabulary
     faq_entries: Sequence[FaqEntry]
-    out_of_domain: dict[str, list[str]]  # locale → requests
+    out_of_domain: dict[str, list[str]]          # locale → requests
+    out_of_domain_objects: dict[str, list[str]]  # locale → everyday things that are not government business
     corpus_hash: str
     out_of_domain_bytes: bytes
     slots_bytes: bytes
 
     @classmethod
-    def load(cls, intents_dir: Path, slots_dir: Path, corpus: Corpus, out_of_domain_path: Path) -> TrainingInputs:
-        out_of_domain_bytes = Path(out_of_domain_path).read_bytes()
-        raw = yaml.safe_load(out_of_domain_bytes.decode("utf-8")) or {}
+    def load(cls, intents_dir: Path, slots_dir: Path, corpus: Corpus, out_of_domain_path: Path,
+             objects_path: Path = DEFAULT_OUT_OF_DOMAIN_OBJECTS) -> TrainingInputs:
+        requests, objects = Path(out_of_domain_path).read_bytes(), Path(objects_path).read_bytes()
         slots_bytes = b"".join(p.name.encode() + b"\0" + p.read_bytes() for p in sorted(Path(slots_dir).glob("*.yaml")))
         return cls(examples=IntentExamples.load(intents_dir), vocabulary=SlotVocabulary.load(slots_dir),
-                   faq_entries=tuple(corpus.entries),
-                   out_of_domain={str(k): [str(t) for t in v] for k, v in raw.items()},
-                   corpus_hash=corpus.content_hash, out_of_domain_bytes=out_of_domain_bytes, slots_bytes=slots_bytes)
+                   faq_entries=tuple(corpus.entries), out_of_domain=_texts_by_locale(requests),
+                   out_of_domain_objects=_texts_by_locale(objects), corpus_hash=corpus.content_hash,
+                   out_of_domain_bytes=requests + b"\0" + objects, slots_bytes=slots_bytes)
 
     def key(self, kind: str, encoder_identity: str | None) -> str:
         digest = hashlib.sha256()
@@ -132,13 +139,18 @@ class RouterModel:
             columns, values = self.featurizer.row(reading)
             logits[i] = values @ by_feature[columns]
         if embeddings is not None:
-            logits += (np.asarray(embeddings, dtype=np.float32) * DENSE_WEIGHT) @ by_feature[self.featurizer.width:]
+            logits += self.featurizer.dense_block(embeddings) @ by_feature[self.featurizer.width:]
         return _softmax((logits + self.bias) / self.temperature)
 
     @cached_property
     def _by_feature(self) -> np.ndarray:
         """The weights as (n_features, n_classes), so that a row's columns are contiguous rows here."""
         return np.ascontiguousarray(self.weights.T)
+
+
+def _texts_by_locale(raw: bytes) -> dict[str, list[str]]:
+    data = yaml.safe_load(raw.decode("utf-8")) or {}
+    return {str(locale): [str(t) for t in texts] for locale, texts in data.items()}
 
 
 def training_rows(inputs: TrainingInputs) -> list[TrainingRow]:
@@ -159,6 +171,11 @@ def training_rows(inputs: TrainingInputs) -> list[TrainingRow]:
         for request in requests:
             rows.extend(TrainingRow(t, NONE, locale, group) for t in generator.noisy(request, NONE_VARIANTS))
             group += 1
+    for example in inputs.examples.examples:
+        objects = inputs.out_of_domain_objects.get(example.locale, [])
+        decoys = generator.decoys(example.template, example.locale, objects, DECOYS_PER_EXAMPLE)
+        rows.extend(TrainingRow(t, NONE, example.locale, group) for t in decoys)
+        group += 1
     return rows
 
 
@@ -183,22 +200,28 @@ def train(inputs: TrainingInputs, kind: str, normalizer: TextNormalizer | None =
     rows = training_rows(inputs)
     featurizer = Featurizer(normalizer if kind == DENSE else None)
     readings = [inputs.vocabulary.read(r.text) for r in rows]
-    term_lists = featurizer.fit(readings)
-    embeddings = embed(normalizer, encoder, [r.text for r in rows]) if kind == DENSE else None
-    x = featurizer.matrix(readings, embeddings, term_lists)
+    groups = [r.group for r in rows]
+    term_lists, unknown = featurizer.fit(readings, groups, [r.label != NONE for r in rows])
     classes = tuple(sorted({r.label for r in rows}))
     y = np.asarray([classes.index(r.label) for r in rows])
-    groups = np.asarray([r.group for r in rows])
+    embeddings = embed(normalizer, encoder, [r.text for r in rows]) if kind == DENSE else None
+    x = featurizer.matrix(readings, embeddings, term_lists, unknown)
+    fold_groups = np.asarray(groups)
+
+    # Every class weighs the same in total ("balanced"), times its prior below.
+    counts = np.bincount(y, minlength=len(classes))
+    weights_by_class = {i: len(y) / (len(classes) * counts[i]) * CLASS_PRIOR.get(label, 1.0)
+                        for i, label in enumerate(classes)}
 
     def classifier() -> LogisticRegression:
-        return LogisticRegression(C=REGULARISATION_C, class_weight="balanced", max_iter=500, tol=1e-4,
+        return LogisticRegression(C=REGULARISATION_C, class_weight=weights_by_class, max_iter=500, tol=1e-4,
                                   random_state=SEED)
 
     # One thread: the fits are small, and on a shared machine more threads mostly wait for each other.
     with threadpool_limits(1):
         # Out-of-fold logits: each example's variants are scored by a model that never saw any of them.
         logits = np.zeros((len(rows), len(classes)))
-        for fit_rows, held_rows in GroupKFold(n_splits=CALIBRATION_FOLDS).split(x, y, groups):
+        for fit_rows, held_rows in GroupKFold(n_splits=CALIBRATION_FOLDS).split(x, y, fold_groups):
             fold = classifier().fit(x[fit_rows], y[fit_rows])
             held = np.full((len(held_rows), len(classes)), -1e4)
             held[:, fold.classes_] = fold.decision_function(x[held_rows])
@@ -262,7 +285,8 @@ def save_model(model: RouterModel, directory: Path) -> None:
         with (staging / "model.npz").open("wb") as f:
             np.savez(f, classes=np.asarray(model.classes, dtype=str), weights=model.weights, bias=model.bias,
                      temperature=np.asarray([model.temperature]), lexical_terms=np.asarray(lexical, dtype=str),
-                     idf=featurizer.idf, evidence_terms=np.asarray(evidence, dtype=str))
+                     idf=featurizer.idf, evidence_terms=np.asarray(evidence, dtype=str),
+                     known_words=np.asarray(sorted(featurizer.known_words), dtype=str))
         manifest = {"format": MODEL_FORMAT, "kind": model.kind, "key": model.key, "rows": model.rows,
                     "classes": list(model.classes), "train_seconds": round(model.train_seconds, 2),
                     "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -299,7 +323,7 @@ def load_model(directory: Path, expected_key: str, normalizer: TextNormalizer | 
         evidence = {str(t): i for i, t in enumerate(arrays["evidence_terms"])}
         kind = str(manifest["kind"])
         featurizer = Featurizer(normalizer if kind == DENSE else None, lexical, arrays["idf"].astype(np.float32),
-                                evidence)
+                                evidence, frozenset(str(w) for w in arrays["known_words"]))
         model = RouterModel(kind=kind, classes=tuple(str(c) for c in arrays["classes"]),
                             weights=arrays["weights"].astype(np.float32), bias=arrays["bias"].astype(np.float32),
                             temperature=float(arrays["temperature"][0]), featurizer=featurizer, key=expected_key,

@@ -34,8 +34,10 @@ from understanding.slots import SlotReading, SlotVocabulary
 log = logging.getLogger(__name__)
 
 CLARIFY = "clarify"
-# Chosen on the tuning split of tests/fixtures/nlu (`python app.py eval-nlu --sweep`); see the README.
-ROUTE_THRESHOLD = 0.5
+# Chosen on the tuning split of tests/fixtures/nlu (`python app.py eval-nlu --split tuning --sweep`), averaged
+# over three training seeds: accuracy 0.957 at 0.4, 0.955 at 0.45, 0.951 at 0.5; out-of-domain rejection
+# 0.907, 0.920, 0.920. 0.45 keeps the rejection and most of the accuracy.
+ROUTE_THRESHOLD = 0.45
 # A clarifying question needs two candidates that are both plausible: the second at least this likely, and the
 # two together this likely (else the turn is not about either, and the FAQ decides).
 CLARIFY_SECOND = 0.2

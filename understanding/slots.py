@@ -20,6 +20,9 @@ from rapidfuzz import fuzz
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
 # A run of four or more digits is a code (a link code) wherever it appears.
 CODE_RUN = re.compile(r"\d{4,}")
+# … and so is a run of four or more spoken digits ("팔칠육오 사삼이일", "two four six eight").
+SPOKEN_CODE = re.compile(r"(?:[공영일이삼사오육칠팔구]\s*){4,}|(?:\b(?:zero|oh|one|two|three|four|five|six|seven|eight|"
+                         r"nine)\b\s*){4,}")
 CODE = "code"
 _PUNCT = re.compile(r"[\s.,!?~·'\"“”‘’()\[\]:;…-]+")
 # Near misses are looked for only in utterance-length text: the scan is quadratic in the length.

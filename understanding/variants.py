@@ -28,8 +28,10 @@ MAX_PER_EXAMPLE = 40
 
 # Sentence endings and the other politeness levels a citizen may use instead (longest ending first).
 _KO_ENDINGS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("해줘", ("해줘", "해 줘", "해 주세요", "해주세요", "해 줄래", "해줄래요", "해 주실래요", "해 주시겠어요", "해 줘요", "해 주십시오")),
-    ("알려줘", ("알려줘", "알려 줘", "알려 주세요", "알려줄래", "알려 줄래요", "알려 주실래요", "알려 주시겠어요", "알려줘요")),
+    # "" : a command said as a bare noun phrase, as people talk to speakers ("공유 동의 철회", "증명서 상태").
+    ("해줘", ("해줘", "해 줘", "해 주세요", "해주세요", "해 줄래", "해줄래요", "해 주실래요", "해 주시겠어요", "해 줘요", "해 주십시오",
+             "")),
+    ("알려줘", ("알려줘", "알려 줘", "알려 주세요", "알려줄래", "알려 줄래요", "알려 주실래요", "알려 주시겠어요", "알려줘요", "")),
     ("줘", ("줘", " 줘", " 주세요", "주세요", "줄래", " 줄래요", " 주실래요", " 주시겠어요", "줘요")),
     ("됐어", ("됐어", "됐어요", "됐나요", "됐니", "되었나요", "됐습니까", "됐을까", "됐는지 알려 줘")),
     ("있어", ("있어", "있어요", "있나요", "있니", "있습니까", "있을까", "있는지 알려 줘")),
@@ -105,15 +107,24 @@ class VariantGenerator:
                 group += 1
         return rows
 
-    def variants(self, template: str, locale: str, count: int) -> list[str]:
-        """The example itself (slots filled) and up to `count - 1` distinct variants of it."""
+    def decoys(self, template: str, locale: str, objects: list[str], count: int) -> list[str]:
+        """The example's sentence frame said about something else: each slot ({document}, {recipient},
+        {data_item}) filled with one of `objects` ("택배 상태 알려줘"); none for an example without such a slot."""
+        slots = PLACEHOLDER.findall(template)
+        if not objects or not slots or any(s not in _KO_PARTICLES for s in slots):
+            return []
+        return self.variants(template, locale, count, objects=objects)[:count]
+
+    def variants(self, template: str, locale: str, count: int, objects: list[str] | None = None) -> list[str]:
+        """The example itself (slots filled) and up to `count - 1` distinct variants of it. With `objects`,
+        the slots are filled with those instead of slot values."""
         korean = locale.startswith("ko")
         seen: dict[str, None] = {}
         attempts = 0
         while len(seen) < count and attempts < count * 6:
-            plain = attempts == 0
+            plain = attempts == 0 and objects is None
             attempts += 1
-            text = self._fill(template, korean, plain)
+            text = self._fill(template, korean, plain, objects)
             if not plain:
                 text = self._restyle_ko(text) if korean else self._restyle_en(text)
             text = re.sub(r"\s+", " ", text).strip()
@@ -134,7 +145,7 @@ class VariantGenerator:
 
     # -- pieces ------------------------------------------------------------------------------------------
 
-    def _fill(self, template: str, korean: bool, plain: bool) -> str:
+    def _fill(self, template: str, korean: bool, plain: bool, objects: list[str] | None = None) -> str:
         parts = PLACEHOLDER.split(template)
         out: list[str] = []
         for i, part in enumerate(parts):
@@ -142,7 +153,12 @@ class VariantGenerator:
                 out.append(part)
                 continue
             slot_type = part
-            value = self._value(slot_type, korean, plain)
+            if objects:
+                value = objects[int(self.rng.integers(len(objects)))]
+                if not korean and re.search(r"\b(my|the|a|an|your)\s*$", out[-1]):
+                    value = re.sub(r"^(my|the|a|an|some)\s+", "", value)  # "is my {document}" + "my package"
+            else:
+                value = self._value(slot_type, korean, plain)
             following = parts[i + 1] if i + 1 < len(parts) else ""
             if korean and slot_type in _KO_PARTICLES and not plain:
                 value, rest = self._particle(slot_type, value, following)
@@ -156,7 +172,10 @@ class VariantGenerator:
             if plain or self.rng.random() < 0.5:
                 return digits
             words = _SPOKEN_DIGITS_KO if korean else _SPOKEN_DIGITS_EN
-            return " ".join(words[int(d)] for d in digits)
+            # Spoken one by one, or in groups as people read a code ("팔칠육오 사삼이일").
+            joiner = " " if not korean or self.rng.random() < 0.5 else ""
+            spoken = [words[int(d)] for d in digits]
+            return " ".join(joiner.join(spoken[i:i + 4]) for i in range(0, len(spoken), 4))
         forms = self.surfaces.get(slot_type, {}).get("ko" if korean else "en") or ["{" + slot_type + "}"]
         return forms[0] if plain else forms[int(self.rng.integers(len(forms)))]
 
