@@ -30,7 +30,7 @@ from skills.sessions import (
 )
 from skills.spoken import english_count, plain_speech, to_ssml
 from storage import Database
-from understanding.answers import DIGIT_PHRASES, YES_NO_PHRASES, parse_digits, parse_yes_no
+from understanding.answers import DIGIT_PHRASES, YES_NO_PHRASES, is_bare_answer, parse_digits, parse_yes_no
 from understanding.router import IntentRouter, Routing
 
 log = logging.getLogger(__name__)
@@ -353,7 +353,8 @@ class DialogEngine:
                            expects=last.get("expects"), grammar=last.get("grammar"))
         routing = self._understand(ctx)
         pending = ctx.session.pending
-        if pending and routing.intent not in ("cancel", "stop", "help", "repeat"):
+        # A bare yes or no answers the open question, even where the router would hear "no" as cancel.
+        if pending and (routing.intent not in ("cancel", "stop", "help", "repeat") or is_bare_answer(turn.text)):
             reply = self._answer_pending(ctx, pending, routing)
             if reply is not None:
                 return reply
