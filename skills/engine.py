@@ -30,7 +30,7 @@ from skills.sessions import (
 )
 from skills.spoken import english_count, plain_speech, to_ssml
 from storage import Database
-from understanding.answers import DIGIT_PHRASES, YES_NO_PHRASES, is_bare_answer, parse_digits, parse_yes_no
+from understanding.answers import DIGIT_PHRASES, YES_NO_PHRASES, parse_choice, parse_digits, parse_yes_no
 from understanding.router import IntentRouter, Routing
 
 log = logging.getLogger(__name__)
@@ -120,6 +120,15 @@ class ClarifyingSkill(Skill, Protocol):
     def ask_again(self, ctx: DialogContext, pending: ClarifyQuestion) -> Reply: ...
 
     def declined(self, ctx: DialogContext) -> Reply: ...
+
+
+def answers(pending: PendingQuestion, text: str) -> bool:
+    """Whether `text` is, on its face, an answer of the kind the open question asks for."""
+    if isinstance(pending, PinQuestion):
+        return parse_digits(text) is not None
+    if isinstance(pending, ConfirmationQuestion | ClarifyQuestion):
+        return parse_yes_no(text) is not None or (isinstance(pending, ClarifyQuestion) and parse_choice(text) is not None)
+    return False
 
 
 # What `ClarifyingSkill.choice` returns when the citizen wants neither candidate.
@@ -353,8 +362,9 @@ class DialogEngine:
                            expects=last.get("expects"), grammar=last.get("grammar"))
         routing = self._understand(ctx)
         pending = ctx.session.pending
-        # A bare yes or no answers the open question, even where the router would hear "no" as cancel.
-        if pending and (routing.intent not in ("cancel", "stop", "help", "repeat") or is_bare_answer(turn.text)):
+        # Cancel, stop, help and repeat leave an open question alone, unless the turn is plainly its answer ("아니요"
+        # to a confirmation is a no, whatever else the router hears in it).
+        if pending and (routing.intent not in ("cancel", "stop", "help", "repeat") or answers(pending, turn.text)):
             reply = self._answer_pending(ctx, pending, routing)
             if reply is not None:
                 return reply

@@ -58,6 +58,8 @@ CLASS_PRIOR: dict[str, float] = {}
 # An FAQ phrasing this close to an intent example (rapidfuzz ratio of the spaceless forms) is that intent's, not
 # the FAQ's: "도움말" is both an FAQ alternate and the help command, and the command wins.
 SAME_AS_EXAMPLE = 90.0
+# An FAQ row whose out-of-fold prediction is an intent this likely is that intent's, not the FAQ's.
+CLAIMED_BY_INTENT = 0.9
 # Recogniser-like variants of each FAQ phrasing and out-of-domain request.
 FAQ_VARIANTS = 1
 NONE_VARIANTS = 3
@@ -227,14 +229,22 @@ def train(inputs: TrainingInputs, kind: str, normalizer: TextNormalizer | None =
             held[:, fold.classes_] = fold.decision_function(x[held_rows])
             logits[held_rows] = held
         temperature = fit_temperature(logits, y)
-        final = classifier().fit(x, y)
+        # An FAQ phrasing that the intents' own examples claim out of fold ("정보 공유 동의 철회", "stop sharing
+        # my information": commands the corpus lists as ways to ask about them) teaches the FAQ class the very
+        # words of an intent; the final model leaves such rows out.
+        out_of_fold = _softmax(logits / temperature)
+        intents = np.asarray([label not in (FAQ, NONE) for label in classes])
+        claimed = (y == classes.index(FAQ)) & intents[out_of_fold.argmax(axis=1)] & (
+            out_of_fold.max(axis=1) >= CLAIMED_BY_INTENT) if FAQ in classes else np.zeros(len(y), dtype=bool)
+        keep = ~claimed
+        final = classifier().fit(x[keep], y[keep])
     weights = np.zeros((len(classes), x.shape[1]), dtype=np.float32)
     bias = np.zeros(len(classes), dtype=np.float32)
     weights[final.classes_] = final.coef_
     bias[final.classes_] = final.intercept_
     elapsed = time.perf_counter() - started
-    log.info("trained the %s router model: %d rows, %d features, temperature %.2f, %.1f s",
-             kind, len(rows), x.shape[1], temperature, elapsed)
+    log.info("trained the %s router model: %d rows (%d FAQ rows left out as an intent's), %d features, "
+             "temperature %.2f, %.1f s", kind, len(rows), int(claimed.sum()), x.shape[1], temperature, elapsed)
     return RouterModel(kind=kind, classes=classes, weights=weights, bias=bias, temperature=temperature,
                        featurizer=featurizer, key=inputs.key(kind, encoder.identity if encoder else None),
                        train_seconds=elapsed, rows=len(rows))

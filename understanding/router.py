@@ -152,6 +152,11 @@ class IntentRouter:
                 owners.append(i)
         rows = None if embeddings is None else embeddings[owners]
         probabilities = model.classify(readings, rows)
-        # The best-supported reading of the best-supported transcript; the first transcript wins ties.
+        # The best-supported reading of the best-supported transcript decides; the first transcript wins ties.
         best = int(np.argmax(probabilities.max(axis=1)))
-        return model, probabilities[best], readings[best], embeddings
+        # Its slots come from that transcript's first reading (every slot type at once, longest alias first)
+        # whenever that reading decides the same: "건보공단" is the agency, though "건보" alone is a document too.
+        top = int(np.argmax(probabilities[best]))
+        first = owners.index(owners[best])
+        slots_from = first if int(np.argmax(probabilities[first])) == top else best
+        return model, probabilities[best], readings[slots_from], embeddings
