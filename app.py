@@ -30,6 +30,7 @@ from retrieval.service_loader import check_encoder_setting
 from services import Services
 from settings import PROJECT_DATA, Settings
 from storage import StorageUnavailable, describe_url
+from understanding import cli as understanding_cli
 from voice import endpoints as voice_endpoints
 from wallet_bridge import cli as wallet_cli
 from wallet_bridge import endpoints as wallet_endpoints
@@ -311,7 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--no-two-nodes", action="store_true", help="skip the two-node run (it needs nginx)")
     bench.set_defaults(func=_bench)
     wallet_cli.add_commands(sub, lambda: tool_services().wallet)
-    retrieval_cli.add_commands(sub)
+    retrieval_cli.add_commands(sub, after_build=understanding_cli.build_router_models)
+    understanding_cli.add_commands(sub)
     bench_voice = sub.add_parser("bench-voice", help="speech benchmarks: raw Vosk vs /v1/asr, RTF, latency, TTS, RSS")
     bench_voice.add_argument("--repeats", type=int, default=3, help="passes over the benchmark clips")
     bench_voice.set_defaults(func=_bench_voice)

@@ -32,10 +32,12 @@ from domain.wallets import WalletRegistry
 from migrations import MIGRATIONS, TABLE_MODULES
 from observability import Metrics, set_log_ref_key
 from outbound import OutboundPolicy
+from retrieval.service_loader import corpus_dir as faq_corpus_dir
 from settings import PROJECT_DATA, Settings
 from skills.registry import DialogStores, build_dialog_engine
 from skills.sessions import SessionStore
 from storage import Database, MigrationContext, StorageUnavailable, describe_url
+from understanding.service import build_router
 from wallet_bridge.bridge import WalletBridge, wallet_config
 from wallet_bridge.certificate_documents import CertificateDocuments
 
@@ -45,6 +47,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FAQ = "faq"
+# The router's lexical model (the dense one is attached by the FAQ loader, once the encoder is there).
+ROUTER = "router"
 ASR = "asr"
 TTS = "tts"
 # The database, named on /health while it cannot be reached at start; retried this often until it can.
@@ -93,10 +97,12 @@ class Services:
         self.kakao_callbacks = CallbackWorker(
             workers=int(self.settings.get("MINWON_KAKAO_WORKERS", "4")), outbound=self.outbound
         )
+        # Routes from the first turn (its lexical model is trained or loaded on first use, or by the loader below).
+        self.router = build_router(self.settings.data_dir, faq_corpus_dir(self.settings))
         self.dialog = build_dialog_engine(
             DialogStores(self.db, self.accounts, self.sessions, self.certificates, self.consents, self.wallet,
                          self.clock),
-            faq_searcher=self.faq_searcher, observe_turn=self.metrics.observe_turn,
+            router=self.router, faq_searcher=self.faq_searcher, observe_turn=self.metrics.observe_turn,
         )
         self.components: dict[str, Any] = {}
         self._loaders: list[tuple[str, Callable[[Services], Any]]] = []
@@ -105,6 +111,7 @@ class Services:
         self._threads: list[threading.Thread] = []
         self.load_error: str | None = None
         self.initialized = False
+        self.add_loader(ROUTER, _load_router)
         self.add_loader(FAQ, _load_faq)
         self.add_loader(ASR, _load_asr)
         self.add_loader(TTS, _load_tts)
@@ -230,10 +237,18 @@ class Services:
 
 # -- the loaders of the slow components (imported lazily: the CLI tools that never load them stay fast) --
 
-def _load_faq(services: Services) -> Any:
-    from retrieval.service_loader import load_faq_searcher
+def _load_router(services: Services) -> Any:
+    return services.router.lexical_model()
 
-    return load_faq_searcher(services.settings)
+
+def _load_faq(services: Services) -> Any:
+    """The FAQ searcher, and the router's dense model on the searcher's normaliser and encoder."""
+    from retrieval.service_loader import load_faq_searcher
+    from understanding.service import attach_dense_model
+
+    searcher = load_faq_searcher(services.settings)
+    attach_dense_model(services.router, services.settings.data_dir, faq_corpus_dir(services.settings), searcher)
+    return searcher
 
 
 def _load_asr(services: Services) -> Any:

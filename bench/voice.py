@@ -32,7 +32,7 @@ import vosk
 
 from bench.load import ROOT, GunicornServer, machine
 from settings import Settings
-from skills.nlu import YES_NO_PHRASES
+from understanding.answers import YES_NO_PHRASES
 from voice.asr import AsrConfig, Expectation, SpeechRecognizer
 from voice.audio import TARGET_RATE, decode_audio
 from voice.commands import command_phrases, spoken_commands

@@ -82,7 +82,7 @@ def console_converse() -> Any:
 
 def _names(slot_type: str, value_id: str) -> dict[str, str]:
     """Display names per language ("ko", "en") from the slot vocabularies the dialog uses."""
-    vocabulary = services().dialog.matcher.vocabulary
+    vocabulary = services().dialog.router.vocabulary
     values = vocabulary.types.get(slot_type, {})
     return dict(values[value_id].names) if value_id in values else {"ko": value_id, "en": value_id}
 

@@ -5,11 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from retrieval.dense import Encoder
+
+# Called by build-index after the FAQ index, with (settings, corpus dir, searcher, force): what else the build
+# makes from the same models (the intent router's models); its summary joins the command's output.
+AfterBuild = Callable[[Any, Path, Any, bool], dict[str, Any]]
 
 
 def _settings() -> Any:
@@ -29,7 +34,7 @@ def _encoder(args: argparse.Namespace, settings: Any) -> Encoder:
     return load_configured_encoder(settings)
 
 
-def _build_index(args: argparse.Namespace) -> int:
+def _build_index(args: argparse.Namespace, after_build: AfterBuild | None = None) -> int:
     from retrieval.corpus import CorpusError
     from retrieval.dense import EncoderConfigError
     from retrieval.search import FaqSearcher, index_directory
@@ -41,13 +46,14 @@ def _build_index(args: argparse.Namespace) -> int:
         encoder = _encoder(args, settings)
         searcher = FaqSearcher.load_or_build(settings.data_dir, corpus, progress=True, encoder=encoder)
         index = searcher.reload(force=True) if args.force else searcher.index
+        extra = {"router": after_build(settings, corpus, searcher, args.force)} if after_build else {}
     except (CorpusError, EncoderConfigError) as exc:
         print(exc, file=sys.stderr)
         return 1
     print(json.dumps({"index": str(index_directory(settings.data_dir)), "encoder": encoder.identity,
                       "dimension": encoder.dimension, "entries": len(index.entries),
                       "phrasings": int(len(index.row_entry)), "build_seconds": round(index.build_seconds, 1),
-                      "thresholds": {r: round(c.threshold, 4) for r, c in index.calibrators.items()}},
+                      "thresholds": {r: round(c.threshold, 4) for r, c in index.calibrators.items()}, **extra},
                      ensure_ascii=False, indent=2))
     return 0
 
@@ -84,7 +90,7 @@ def _import_faq(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:
+def add_commands(sub: argparse._SubParsersAction, after_build: AfterBuild | None = None) -> None:
     from retrieval.eval import add_arguments as add_eval_arguments
 
     build = sub.add_parser("build-index", help="build the FAQ search index under the data dir (progress bar)")
@@ -92,7 +98,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     build.add_argument("--force", action="store_true", help="rebuild even when the stored index is current")
     build.add_argument("--encoder", default=None, metavar="SPEC",
                        help="'use' or 'sentence-transformers:/path/to/model' (default: MINWON_ENCODER, else use)")
-    build.set_defaults(func=_build_index)
+    build.set_defaults(func=lambda args: _build_index(args, after_build))
 
     evaluate = sub.add_parser("eval-retrieval",
                               help="lexical vs dense vs hybrid on the dev set: table + JSON")

@@ -48,6 +48,12 @@ def confidence_features(ranker: str, scores: np.ndarray, coverage: np.ndarray) -
     return scores[..., None]
 
 
+def embed_queries(normalizer: TextNormalizer, encoder: Encoder, texts: list[str]) -> np.ndarray:
+    """The dense ranker's query vectors: the encoder's embedding of each text's ``dense_text``. The intent
+    router embeds a turn with this too and hands the vectors to the search, so a turn is embedded once."""
+    return encoder.encode([normalizer.dense_text(t) for t in texts])
+
+
 def entry_evidence(
     lexical_index: Bm25Index,
     dense_index: DenseIndex,
@@ -57,11 +63,13 @@ def entry_evidence(
     texts: list[str],
     exclude_rows: list[int] | None = None,
     ranker: str = "hybrid",
+    embeddings: np.ndarray | None = None,
 ) -> EntryEvidence:
     """Score ``texts`` against every phrasing and reduce to entries.
 
     ``exclude_rows`` (one per text) hides that text's own phrasing: used when the corpus's
     phrasings are searched as calibration queries. A single ``ranker`` skips the other's work.
+    ``embeddings`` (one row per text, from ``embed_queries``) saves encoding texts already embedded.
     """
     n_rows = lexical_index.n_docs
     excluded = exclude_rows if exclude_rows is not None else [-1] * len(texts)
@@ -76,7 +84,9 @@ def entry_evidence(
                 lex_rows[i] = scores / mass
             coverage[i] = lexical_index.known_share(terms, excluded[i])
     if ranker != "lexical":
-        vectors = encoder.encode([normalizer.dense_text(t) for t in texts])
+        if embeddings is not None and len(embeddings) != len(texts):
+            raise ValueError("one embedding per text")
+        vectors = embeddings if embeddings is not None else embed_queries(normalizer, encoder, texts)
         sims, ids = dense_index.scores(vectors, k=n_rows)
         np.put_along_axis(dense_rows, ids, sims, axis=1)
     rows = np.asarray(excluded, dtype=np.int64)

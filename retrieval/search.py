@@ -114,12 +114,14 @@ class FaqSearcher:
             return index
 
     def search(self, query: str, locale: str, k: int = 5, alternatives: list[str] | None = None,
-               ranker: str = "hybrid") -> SearchResponse:
+               ranker: str = "hybrid", embeddings: np.ndarray | None = None) -> SearchResponse:
         """Entries answering ``query`` in ``locale``, best first, de-duplicated by entry.
 
         ``alternatives`` are the recogniser's other transcripts; every transcript is scored and
         each entry keeps its best. A hit found through the other language's entry is answered
         with the entry in ``locale`` for the same topic (when the corpus has one).
+        ``embeddings``: the vectors of ``query_transcripts(query, alternatives)`` when the caller
+        already has them (``embed_queries`` with this searcher's normaliser and encoder).
         """
         if locale not in LOCALES:
             raise ValueError(f"unsupported locale {locale!r} (expected one of {', '.join(LOCALES)})")
@@ -127,14 +129,13 @@ class FaqSearcher:
             raise ValueError(f"unknown ranker {ranker!r}")
         if k < 1:
             raise ValueError("k must be at least 1")
-        transcripts = [t[:MAX_QUERY_CHARS] for t in [query, *(alternatives or [])[:MAX_ALTERNATIVES]]
-                       if t and t.strip()]
+        transcripts = query_transcripts(query, alternatives)
         if not transcripts:
             return SearchResponse(results=[], confident=False)
         self._follow_disk()
         index = self._index  # one snapshot for the whole call, even if reload swaps meanwhile
         evidence = entry_evidence(index.lexical, index.dense, index.entry_starts, self._normalizer,
-                                  self._encoder, transcripts, ranker=ranker)
+                                  self._encoder, transcripts, ranker=ranker, embeddings=embeddings)
         calibrator = index.calibrators[ranker]
         # Each entry keeps its best transcript; the corpus-vocabulary share too.
         scores = ranking_scores(ranker, evidence).max(axis=0)
@@ -142,7 +143,6 @@ class FaqSearcher:
         hits = _localised_hits(index, scores, probability, locale, k)
         confident = bool(hits) and float(probability.max()) >= calibrator.threshold
         return SearchResponse(results=hits, confident=confident)
-
 
     def _follow_disk(self) -> None:
         """Pick up an index another process stored (a reload sent to one gunicorn worker reaches
@@ -174,6 +174,12 @@ class FaqSearcher:
             log.exception("could not pick up the stored FAQ index; keeping the current one")
         finally:
             self._reload_lock.release()
+
+
+def query_transcripts(query: str, alternatives: Sequence[str] | None = None) -> list[str]:
+    """The texts a search scores for one turn: the transcript and the recogniser's alternatives, bounded,
+    empty ones left out."""
+    return [t[:MAX_QUERY_CHARS] for t in [query, *(alternatives or [])[:MAX_ALTERNATIVES]] if t and t.strip()]
 
 
 def localised_order(entries: Sequence[FaqEntry], scores: np.ndarray, locale: str) -> Iterator[tuple[int, int]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from domain.citizens import LINK_CODE_DIGITS
 from domain.devices import is_anonymous
 from skills.engine import DialogContext, Reply
-from skills.nlu import is_bare_answer, parse_digits
+from understanding.answers import is_bare_answer, parse_digits
 
 
 class WelcomeSkill:
@@ -48,7 +48,9 @@ class SmallTalkSkill:
     intents = ("greeting", "thanks")
 
     def can_handle(self, ctx: DialogContext) -> bool:
-        return ctx.intent in self.intents or (ctx.intent is None and is_bare_answer(ctx.turn.text))
+        # A bare yes or no carries no request, whatever the router makes of it (a question it answers was
+        # handled before any skill is asked).
+        return ctx.intent in self.intents or (not ctx.turn.intent and is_bare_answer(ctx.turn.text))
 
     def handle(self, ctx: DialogContext) -> Reply:
         if ctx.intent == "greeting":

@@ -71,7 +71,7 @@ WalletCopies = Callable[[str], dict[str, str]]
 
 def document_name(ctx: DialogContext, doc_type: str) -> str:
     """The spoken name of a document type; a type the vocabulary does not know yet is said by its id."""
-    if doc_type in ctx.engine.matcher.vocabulary.types.get("document", {}):
+    if doc_type in ctx.engine.router.vocabulary.types.get("document", {}):
         return ctx.slot_name("document", doc_type)
     return doc_type.replace("-", " ")
 
@@ -79,7 +79,7 @@ def document_name(ctx: DialogContext, doc_type: str) -> str:
 def document_from_text(ctx: DialogContext) -> str | None:
     """The document named in this turn, looked up among documents only (so 건강보험 is the certificate here,
     not the consent data item); falls back to a document the engine carried over (after the PIN)."""
-    _, found = ctx.engine.matcher.vocabulary.find(ctx.turn.text, only="document")
+    _, found = ctx.engine.router.vocabulary.find(ctx.turn.text, only="document")
     named = found.get("document", [])
     return named[0] if len(named) == 1 else ctx.slots.get("document")
 

@@ -27,7 +27,7 @@ def consent_slots(ctx: DialogContext) -> dict[str, list[str]]:
     """Recipients and data items named in this turn, looked up among those two types only (건보 is the
     agency here, not the document), exact aliases before near misses ("건강보험 공유 꺼줘" is the data item,
     not a misheard 건강보험공단)."""
-    _, found = ctx.engine.matcher.vocabulary.find(ctx.turn.text, only=CONSENT_SLOTS)
+    _, found = ctx.engine.router.vocabulary.find(ctx.turn.text, only=CONSENT_SLOTS)
     return found
 
 
@@ -198,7 +198,7 @@ class ConsentSkill:
 
     def _ask_item(self, ctx: DialogContext, active: bool, recipient: str) -> Reply:
         name = self._recipient(ctx, recipient)
-        items = list(ctx.engine.matcher.vocabulary.types["data_item"])
+        items = list(ctx.engine.router.vocabulary.types["data_item"])
         names_ko = korean_list([ctx.slot_name("data_item", i) for i in items], "과")
         names_en = english_list([ctx.slot_name("data_item", i) for i in items], "or")
         return ctx.ask_slot(

@@ -11,7 +11,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
@@ -19,8 +19,8 @@ from domain.citizens import LOCKED_UNTIL_RESET, Accounts, Citizen
 from domain.clock import utc_now
 from observability import log_ref
 from settings import DEFAULT_LOCALE, SUPPORTED_LOCALES
-from skills.nlu import DIGIT_PHRASES, YES_NO_PHRASES, IntentMatcher, Parse, parse_digits, parse_yes_no
 from skills.sessions import (
+    ClarifyQuestion,
     ConfirmationQuestion,
     DialogSession,
     PendingQuestion,
@@ -30,6 +30,8 @@ from skills.sessions import (
 )
 from skills.spoken import english_count, plain_speech, to_ssml
 from storage import Database
+from understanding.answers import DIGIT_PHRASES, YES_NO_PHRASES, parse_choice, parse_digits, parse_yes_no
+from understanding.router import IntentRouter, Routing
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +109,34 @@ class ConfirmingSkill(Skill, Protocol):
     def declined(self, ctx: DialogContext, action: dict[str, Any]) -> Reply: ...
 
 
+@runtime_checkable
+class ClarifyingSkill(Skill, Protocol):
+    """A skill that asks which of two candidate requests was meant (`ClarifyQuestion`) and reads the answer."""
+
+    def choice(self, ctx: DialogContext, pending: ClarifyQuestion, routing: Routing) -> str | None:
+        """The chosen candidate, DECLINED for "neither", or None when the turn does not answer the question."""
+        ...
+
+    def ask_again(self, ctx: DialogContext, pending: ClarifyQuestion) -> Reply: ...
+
+    def declined(self, ctx: DialogContext) -> Reply: ...
+
+
+def answers(pending: PendingQuestion, text: str) -> bool:
+    """Whether `text` is, on its face, an answer of the kind the open question asks for."""
+    if isinstance(pending, PinQuestion):
+        return parse_digits(text) is not None
+    if isinstance(pending, ConfirmationQuestion | ClarifyQuestion):
+        return parse_yes_no(text) is not None or (isinstance(pending, ClarifyQuestion) and parse_choice(text) is not None)
+    return False
+
+
+# What `ClarifyingSkill.choice` returns when the citizen wants neither candidate.
+DECLINED = ""
+# A clarifying question asked again this often without an answer is dropped.
+CLARIFY_TRIES = 2
+
+
 def nothing_changed(ctx: DialogContext) -> Reply:
     """What a declined change says."""
     return ctx.say("알겠어요. 아무것도 바꾸지 않았어요.", "Okay. I didn't change anything.")
@@ -148,7 +178,8 @@ class DialogContext:
         self.intent: str | None = turn.intent
         self.slots: dict[str, str] = dict(turn.slots)
         self.ambiguous: dict[str, list[str]] = {}
-        self.score = 0.0
+        # What the router made of this turn (None when a channel named the intent itself).
+        self.routing: Routing | None = None
         self.skill_name = ""
 
     @property
@@ -205,34 +236,37 @@ class DialogContext:
         """Asks for a missing or ambiguous slot; the next turn's answer is matched against `choices` (value ids)."""
         self.session.pending = SlotQuestion(slot=slot_type, intent=self.intent, slots=dict(self.slots),
                                             choices=choices)
-        vocabulary = self.engine.matcher.vocabulary.types.get(slot_type, {})
+        vocabulary = self.engine.router.vocabulary.types.get(slot_type, {})
         ids = choices or list(vocabulary)
         grammar = [vocabulary[i].name(self.locale) for i in ids if i in vocabulary]
         return self.say(ko, en, expects="slot", grammar=grammar)
 
     def slot_name(self, slot_type: str, value_id: str) -> str:
-        return self.engine.matcher.vocabulary.value(slot_type, value_id).name(self.locale)
+        return self.engine.router.vocabulary.value(slot_type, value_id).name(self.locale)
 
 
 class DialogEngine:
     def __init__(
-        self, db: Database, accounts: Accounts, sessions: SessionStore, matcher: IntentMatcher, skills: list[Skill],
+        self, db: Database, accounts: Accounts, sessions: SessionStore, router: IntentRouter, skills: list[Skill],
         fallback: Skill, observe_turn: TurnObserver | None = None,
     ) -> None:
         self.db = db
         self.accounts = accounts
         self.sessions = sessions
-        self.matcher = matcher
+        self.router = router
         self.skills = list(skills)
         self.fallback = fallback
         self.observe_turn = observe_turn
         self._confirming = {s.name: s for s in [*self.skills, fallback] if isinstance(s, ConfirmingSkill)}
+        self._clarifying = {s.name: s for s in [*self.skills, fallback] if isinstance(s, ClarifyingSkill)}
 
     def add_skill(self, skill: Skill) -> None:
         """Appends a skill to the chain (before the fallback)."""
         self.skills.append(skill)
         if isinstance(skill, ConfirmingSkill):
             self._confirming[skill.name] = skill
+        if isinstance(skill, ClarifyingSkill):
+            self._clarifying[skill.name] = skill
 
     # -- the turn ------------------------------------------------------------------------------------
 
@@ -326,18 +360,20 @@ class DialogEngine:
             last = (ctx.session.last_reply or {}) if ctx.session.pending else {}
             return ctx.say("잘 듣지 못했어요. 다시 말씀해 주세요.", "Sorry, I didn't catch that. Please say it again.",
                            expects=last.get("expects"), grammar=last.get("grammar"))
-        parse = self._parse(ctx)
+        routing = self._understand(ctx)
         pending = ctx.session.pending
-        if pending and parse.intent not in ("cancel", "stop", "help", "repeat"):
-            reply = self._answer_pending(ctx, pending, parse)
+        # Cancel, stop, help and repeat leave an open question alone, unless the turn is plainly its answer ("아니요"
+        # to a confirmation is a no, whatever else the router hears in it).
+        if pending and (routing.intent not in ("cancel", "stop", "help", "repeat") or answers(pending, turn.text)):
+            reply = self._answer_pending(ctx, pending, routing)
             if reply is not None:
                 return reply
-        if parse.intent in ("cancel", "stop"):
+        if routing.intent in ("cancel", "stop"):
             ctx.session.pending = None
-        ctx.intent = turn.intent or parse.intent
-        ctx.slots = {**parse.slots, **turn.slots}
-        ctx.ambiguous = parse.ambiguous
-        ctx.score = parse.score
+        ctx.routing = routing if not turn.intent else None
+        ctx.intent = turn.intent or routing.decision
+        ctx.slots = {**routing.slots, **turn.slots}
+        ctx.ambiguous = routing.ambiguous
         return self._route(ctx, ctx.intent)
 
     @staticmethod
@@ -351,15 +387,12 @@ class DialogEngine:
             "your digital wallet, or government services.",
             expects=last.get("expects"), grammar=last.get("grammar"))
 
-    def _parse(self, ctx: DialogContext) -> Parse:
+    def _understand(self, ctx: DialogContext) -> Routing:
+        """The router's decision on the turn's transcripts; a channel that named the intent itself is believed."""
         if ctx.turn.intent:
-            return Parse(intent=ctx.turn.intent, score=100.0, slots=dict(ctx.turn.slots))
-        best = self.matcher.parse(ctx.turn.text, ctx.locale)
-        for alternative in ctx.turn.alternatives:
-            candidate = self.matcher.parse(alternative, ctx.locale)
-            if candidate.score > best.score + 5:
-                best = candidate
-        return best
+            intent = ctx.turn.intent
+            return Routing(decision=intent, probability=1.0, candidates=((intent, 1.0),), slots=dict(ctx.turn.slots))
+        return self.router.route(ctx.turn.text, ctx.turn.alternatives)
 
     def _route(self, ctx: DialogContext, intent: str | None) -> Reply:
         ctx.intent = intent
@@ -372,13 +405,13 @@ class DialogEngine:
 
     # -- pending questions ---------------------------------------------------------------------------
 
-    def _answer_pending(self, ctx: DialogContext, pending: PendingQuestion, parse: Parse) -> Reply | None:
+    def _answer_pending(self, ctx: DialogContext, pending: PendingQuestion, routing: Routing) -> Reply | None:
         """The reply to an answer of the open question, or None when the turn is about something else."""
         text = ctx.turn.text
         if isinstance(pending, PinQuestion):
             digits = parse_digits(text) or next(filter(None, map(parse_digits, ctx.turn.alternatives)), None)
             if digits is None:
-                if parse.intent:
+                if routing.intent:
                     ctx.session.pending = None
                     return None
                 ctx.intent = pending.intent
@@ -391,7 +424,7 @@ class DialogEngine:
                 answer = next((a for a in map(parse_yes_no, ctx.turn.alternatives) if a is not None), None)
             ctx.intent = pending.intent
             if answer is None:
-                if parse.intent:
+                if routing.intent:
                     ctx.session.pending = None
                     return None
                 return ctx.say("네 또는 아니요로 답해 주세요.", "Please answer yes or no.", expects="confirmation",
@@ -402,10 +435,12 @@ class DialogEngine:
             if not answer:
                 return skill.declined(ctx, pending.action)
             return skill.confirmed(ctx, pending.action)
-        _, found = self.matcher.vocabulary.find(text, only=pending.slot)
+        if isinstance(pending, ClarifyQuestion):
+            return self._answer_clarify(ctx, pending, routing)
+        _, found = self.router.vocabulary.find(text, only=pending.slot)
         values = [v for v in found.get(pending.slot, []) if not pending.choices or v in pending.choices]
         if len(values) != 1:
-            if parse.intent and parse.intent != pending.intent:
+            if routing.intent and routing.intent != pending.intent:
                 ctx.session.pending = None
                 return None
             pending.tries += 1
@@ -418,6 +453,28 @@ class DialogEngine:
         ctx.session.pending = None
         ctx.slots = {**pending.slots, pending.slot: values[0]}
         return self._route(ctx, pending.intent)
+
+    def _answer_clarify(self, ctx: DialogContext, pending: ClarifyQuestion, routing: Routing) -> Reply | None:
+        """Routes the original request to the candidate the citizen chose, with what they said then."""
+        skill = self._clarifying[pending.skill]
+        ctx.skill_name = skill.name
+        choice = skill.choice(ctx, pending, routing)
+        if choice is None:
+            if routing.intent and routing.intent not in pending.choices:
+                ctx.session.pending = None  # a new request: the question is left
+                return None
+            pending.tries += 1
+            if pending.tries >= CLARIFY_TRIES:
+                ctx.session.pending = None
+                return skill.declined(ctx)
+            return skill.ask_again(ctx, pending)
+        ctx.session.pending = None
+        if choice == DECLINED:
+            return skill.declined(ctx)
+        ctx.turn = replace(ctx.turn, text=pending.text, alternatives=list(pending.alternatives))
+        ctx.slots = dict(pending.slots)
+        ctx.routing = None
+        return self._route(ctx, choice)
 
     def _check_pin(self, ctx: DialogContext, pending: PinQuestion, digits: str) -> Reply:
         assert ctx.citizen is not None

@@ -13,10 +13,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import yaml
 
+from retrieval.search import query_transcripts
 from skills.engine import DialogContext, Reply, Skill
 from skills.spoken import with_particle
+from understanding.model import FAQ, NONE
 
 if TYPE_CHECKING:
     from retrieval.search import FaqSearcher
@@ -32,8 +35,11 @@ def load_topic_names(path: Path) -> dict[str, dict[str, str]]:
 
 
 class FaqSkill:
+    """Handles what the router sends to the FAQ (`faq`) and what it found to be outside the domain (`none`: the
+    honest "not sure", without a search)."""
+
     name = "faq"
-    intents = ("faq",)
+    intents = (FAQ, NONE)
 
     def __init__(self, topic_names: dict[str, dict[str, str]], unavailable: Skill,
                  searcher: Callable[[], FaqSearcher | None]) -> None:
@@ -43,15 +49,17 @@ class FaqSkill:
         self.searcher = searcher
 
     def can_handle(self, ctx: DialogContext) -> bool:
-        return ctx.intent == "faq"
+        return ctx.intent in self.intents
 
     def handle(self, ctx: DialogContext) -> Reply:
+        if ctx.intent == NONE:
+            return self._not_sure(ctx, None)
         searcher = self.searcher()
         if searcher is None:
             return self.unavailable.handle(ctx)
         ctx.intent = "faq"
         response = searcher.search(ctx.turn.text, ctx.locale, k=SEARCH_DEPTH,
-                                   alternatives=list(ctx.turn.alternatives))
+                                   alternatives=list(ctx.turn.alternatives), embeddings=routed_embeddings(ctx))
         top = response.results[0] if response.results else None
         if top is None:
             return self._not_sure(ctx, None)
@@ -60,6 +68,15 @@ class FaqSkill:
         if top.locale != ctx.locale:
             return self._only_other_language(ctx, top.topic, top.answer_text)
         return ctx.say(top.answer_speech, top.answer_speech, title=top.question, body=top.answer_text)
+
+    def confident_topic(self, ctx: DialogContext) -> str | None:
+        """The topic the FAQ would answer this turn with, when it is confident (to name it in a question)."""
+        searcher = self.searcher()
+        if searcher is None:
+            return None
+        response = searcher.search(ctx.turn.text, ctx.locale, k=1, alternatives=list(ctx.turn.alternatives),
+                                   embeddings=routed_embeddings(ctx))
+        return response.results[0].topic if response.confident and response.results else None
 
     def topic_name(self, topic: str, locale: str) -> str:
         names = self.topic_names.get(topic)
@@ -91,3 +108,13 @@ class FaqSkill:
             f"I have an answer about {name_en}, but only in Korean. It is on the screen.",
             title=ctx.text(name_ko, name_en), body=answer_text,
         )
+
+
+def routed_embeddings(ctx: DialogContext) -> np.ndarray | None:
+    """The embeddings the router made of this turn's transcripts, when they are the ones the search reads."""
+    routing = ctx.routing
+    if routing is None or routing.embeddings is None:
+        return None
+    if list(routing.transcripts) != query_transcripts(ctx.turn.text, ctx.turn.alternatives):
+        return None
+    return routing.embeddings

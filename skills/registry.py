@@ -24,13 +24,14 @@ from skills.builtin import (
     WelcomeSkill,
 )
 from skills.certificates import CertificateStatusSkill
+from skills.clarify import ClarifySkill
 from skills.consent import ConsentSkill
 from skills.engine import DialogEngine, Skill, TurnObserver
 from skills.faq import FaqSkill, load_topic_names
-from skills.nlu import IntentMatcher
 from skills.sessions import SessionStore
 from skills.wallet import SendToWalletSkill
 from storage import Database
+from understanding.router import IntentRouter
 from wallet_bridge.bridge import WalletBridge
 
 if TYPE_CHECKING:
@@ -51,16 +52,17 @@ class DialogStores:
 
 
 def build_dialog_engine(
-    stores: DialogStores, faq_searcher: Callable[[], FaqSearcher | None], observe_turn: TurnObserver | None = None,
+    stores: DialogStores, router: IntentRouter, faq_searcher: Callable[[], FaqSearcher | None],
+    observe_turn: TurnObserver | None = None,
 ) -> DialogEngine:
+    # Anything no skill claims is a question for the FAQ; without a loaded index, the plain fallback.
+    faq = FaqSkill(load_topic_names(PROJECT_DATA / "retrieval" / "topic_names.yaml"),
+                   unavailable=NotUnderstoodSkill(), searcher=faq_searcher)
     skills: list[Skill] = [
         WelcomeSkill(), HelpSkill(), SmallTalkSkill(), CancelSkill(), RepeatSkill(), LinkAccountSkill(),
         SendToWalletSkill(stores.wallet),
         CertificateStatusSkill(stores.certificates, stores.wallet.wallet_copies, stores.clock),
-        ConsentSkill(stores.consents),
+        ConsentSkill(stores.consents), ClarifySkill(faq),
     ]
-    # Anything no skill claims is a question for the FAQ; without a loaded index, the plain fallback.
-    faq = FaqSkill(load_topic_names(PROJECT_DATA / "retrieval" / "topic_names.yaml"),
-                   unavailable=NotUnderstoodSkill(), searcher=faq_searcher)
-    return DialogEngine(stores.db, stores.accounts, stores.sessions, IntentMatcher.load(PROJECT_DATA), skills,
-                        fallback=faq, observe_turn=observe_turn)
+    return DialogEngine(stores.db, stores.accounts, stores.sessions, router, skills, fallback=faq,
+                        observe_turn=observe_turn)

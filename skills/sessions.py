@@ -102,9 +102,23 @@ class SlotQuestion:
     kind: Literal["slot"] = "slot"
 
 
-PendingQuestion = PinQuestion | ConfirmationQuestion | SlotQuestion
-_QUESTION_KINDS: dict[str, type[PinQuestion] | type[ConfirmationQuestion] | type[SlotQuestion]] = {
-    "pin": PinQuestion, "confirmation": ConfirmationQuestion, "slot": SlotQuestion}
+@dataclass
+class ClarifyQuestion:
+    """Which of two candidate requests was meant (`choices`: intents or "faq", in the order named); the chosen
+    one then runs on what was said (`text`, `alternatives`, `slots`). `skill` reads the answer."""
+
+    skill: str
+    choices: list[str]
+    text: str
+    alternatives: list[str] = field(default_factory=list)
+    slots: dict[str, str] = field(default_factory=dict)
+    tries: int = 0
+    kind: Literal["clarify"] = "clarify"
+
+
+PendingQuestion = PinQuestion | ConfirmationQuestion | SlotQuestion | ClarifyQuestion
+_QUESTION_KINDS: dict[str, type[PendingQuestion]] = {
+    "pin": PinQuestion, "confirmation": ConfirmationQuestion, "slot": SlotQuestion, "clarify": ClarifyQuestion}
 
 
 def question_from_json(value: dict[str, Any] | None) -> PendingQuestion | None:

@@ -49,7 +49,7 @@ def _configure(state: BlueprintSetupState) -> None:
 
 def _resolve_slot(slot_type: str, words: str) -> str | None:
     """The value id that the play's entity words name, when the parameter is one of the service's slot types."""
-    vocabulary = services().dialog.matcher.vocabulary
+    vocabulary = services().dialog.router.vocabulary
     if slot_type not in vocabulary.types:
         return None
     _, found = vocabulary.find(words, only=slot_type)
@@ -64,7 +64,7 @@ def nugu_action(action: str) -> Any:
     require_token(authorization_token(request.headers.get("Authorization")), channel.token, "NUGU")
     body = json_object()
     parsed = parse_nugu_request(body, action)
-    turn = parsed.to_turn(intents=state.dialog.matcher.intents, resolve_slot=_resolve_slot)
+    turn = parsed.to_turn(intents=state.dialog.router.intents, resolve_slot=_resolve_slot)
     outcome = charge_speaker_turn(turn) or channel.converse(turn)
     if outcome.failure:
         code = _FAILURE_CODES[outcome.failure]

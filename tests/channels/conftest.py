@@ -19,8 +19,8 @@ import pytest
 from channels.alexa.verification import AlexaRequestVerifier
 from channels.alexa.webhook import AlexaChannel
 from skills.engine import DialogContext, Reply, nothing_changed
-from skills.nlu import squash
 from tests.channels.signing_ca import SKILL_ID, SigningCA, alexa_body
+from tests.conftest import routed_phrases
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "speakers"
 DEMO_CITIZEN, DEMO_PIN = "citizen-0001", "1357"  # demo-user-ko's citizen in data/demo.yaml
@@ -64,14 +64,12 @@ class ChannelProbeSkill:
 def probe(services) -> Iterator[ChannelProbeSkill]:
     engine = services.dialog
     skill = ChannelProbeSkill()
-    saved_skills, saved_examples = list(engine.skills), {k: list(v) for k, v in engine.matcher.examples.items()}
+    saved_skills = list(engine.skills)
     engine.add_skill(skill)
-    for intent, examples in skill.examples.items():
-        engine.matcher.examples[intent] = [(locale, squash(text)) for locale, text in examples]
-    yield skill
+    phrases = {intent: [text for _, text in examples] for intent, examples in skill.examples.items()}
+    with routed_phrases(engine.router, phrases):
+        yield skill
     engine.skills[:] = saved_skills
-    engine.matcher.examples.clear()
-    engine.matcher.examples.update(saved_examples)
 
 
 @pytest.fixture(scope="session")

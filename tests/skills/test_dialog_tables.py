@@ -1,6 +1,8 @@
-"""Utterance → intent + slots tables (tests/dialog/<locale>/*.yaml), in the manner of home-assistant/intents.
+"""Utterance → intent + slots tables (tests/dialog/<locale>/*.yaml), in the manner of home-assistant/intents, run
+through the router the service uses (its dense model, trained in the session app's data directory).
 
-Each row: {text, intent, slots?}. Every skill adds its own file; this runner needs no change.
+Each row: {text, intent, slots?}; `intent: null` means the FAQ side (the FAQ or out of domain), never a skill and
+never a clarifying question. Every skill adds its own file; this runner needs no change.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import pytest
 import yaml
 
 from settings import PROJECT_DATA
-from skills.nlu import IntentMatcher
+from understanding.model import DENSE, FAQ, NONE
 
 TABLES = Path(__file__).parent.parent / "dialog"
 
@@ -23,18 +25,22 @@ def rows():
 
 
 @pytest.fixture(scope="module")
-def matcher() -> IntentMatcher:
-    return IntentMatcher.load(PROJECT_DATA)
+def router(services):
+    assert services.router.model_kind == DENSE
+    return services.router
 
 
 @pytest.mark.parametrize(("locale", "row"), list(rows()))
-def test_utterance(matcher, locale, row):
-    parse = matcher.parse(row["text"], locale)
-    assert parse.intent == row["intent"], f"score {parse.score:.0f}"
+def test_utterance(router, locale, row):
+    routing = router.route(row["text"])
+    if row["intent"] is None:
+        assert routing.decision in (FAQ, NONE), routing.candidates
+    else:
+        assert routing.decision == row["intent"], routing.candidates
     if "slots" in row:
-        assert parse.slots == row["slots"]
+        assert routing.slots == row["slots"]
     if "ambiguous" in row:
-        assert parse.ambiguous == row["ambiguous"]
+        assert routing.ambiguous == row["ambiguous"]
 
 
 def test_every_intent_has_rows_in_each_of_its_locales():

@@ -11,6 +11,7 @@ import secrets
 import pytest
 
 from skills.engine import DialogContext, Reply, nothing_changed
+from tests.conftest import routed_phrases
 
 
 class ProbeSkill:
@@ -45,10 +46,9 @@ def probe(services):
     skill = ProbeSkill()
     engine = services.dialog
     engine.add_skill(skill)
-    engine.matcher.examples["probe"] = [("ko-KR", "프로브{document}"), ("ko-KR", "프로브"), ("en-US", "probe")]
-    yield skill
+    with routed_phrases(engine.router, {"probe": ["프로브", "probe"]}):
+        yield skill
     engine.skills.remove(skill)
-    del engine.matcher.examples["probe"]
 
 
 def test_unlinked_speaker_gets_linking_instructions(conversation, probe):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from settings import Settings
-from skills.nlu import DIGIT_PHRASES, YES_NO_PHRASES
+from understanding.answers import DIGIT_PHRASES, YES_NO_PHRASES
 from voice.asr import (
     OPEN_SPEECH,
     AsrConfig,

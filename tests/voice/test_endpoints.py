@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from skills.engine import DialogContext, Reply, nothing_changed
-from tests.conftest import device_token
+from tests.conftest import device_token, routed_phrases
 from voice.audio import decode_audio, encode_wav
 
 from .test_audio import tone, wav_bytes
@@ -155,10 +155,9 @@ class ConfirmSkill:
 def confirm_skill(services):
     skill = ConfirmSkill()
     services.dialog.add_skill(skill)
-    services.dialog.matcher.examples["voice_probe"] = [("ko-KR", "음성시험")]
-    yield skill
+    with routed_phrases(services.dialog.router, {"voice_probe": ["음성시험"]}):
+        yield skill
     services.dialog.skills.remove(skill)
-    del services.dialog.matcher.examples["voice_probe"]
 
 
 def test_pin_then_yes_by_voice_in_limited_mode(client, services, new_citizen, confirm_skill, speak_wav):
