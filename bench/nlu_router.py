@@ -44,7 +44,8 @@ TARGET_P95_MS = 5.0
 
 def old_matcher() -> tuple[object, str]:
     """The edit-distance IntentMatcher and its data, from the commit before `skills/nlu.py` was deleted."""
-    deleted = subprocess.run(["git", "log", "--diff-filter=D", "-1", "--format=%H", "--", "skills/nlu.py"],
+    deleted = subprocess.run(["git", "log", "--no-renames", "--diff-filter=D", "-1", "--format=%H", "--",
+                              "skills/nlu.py"],
                              cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
     if not deleted:
         raise SystemExit("skills/nlu.py was never deleted in this history: nothing to compare with")
