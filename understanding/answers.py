@@ -49,8 +49,8 @@ _DIGIT_WORDS = {
 _DIGIT_KEYS = sorted(_DIGIT_WORDS, key=len, reverse=True)
 # Words around a spoken number that are not digits ("비밀번호는 …이에요", "my pin is …").
 _NUMBER_FILLER = re.compile(
-    r"^(제|내|나의|저의)?(비밀번호|비번|핀번호|핀|번호|연결코드|코드|mypinis|pinis|myPIN|pin|itis|its|thecodeis|code)?(는|은)?"
-    r"|(입니다|이에요|예요|이요|요|이야|야|번|입니다요)$",
+    r"^(제|내|나의|저의)?(비밀번호|비번|핀번호|핀|번호|연결코드|코드|mypinis|pinis|myPIN|pin|itis|its|thecodeis|code)?(는|은|is)?"
+    r"|(입니다|이에요|예요|이요|요|이야|야|번|입니다요|please|thanks|thankyou)$",
     re.IGNORECASE,
 )
 
