@@ -36,7 +36,7 @@ def load_topic_names(path: Path) -> dict[str, dict[str, str]]:
 
 class FaqSkill:
     """Handles what the router sends to the FAQ (`faq`) and what it found to be outside the domain (`none`: the
-    honest "not sure", without a search)."""
+    honest "not sure", naming the closest topic as for an FAQ question the search is not sure of)."""
 
     name = "faq"
     intents = (FAQ, NONE)
@@ -52,15 +52,17 @@ class FaqSkill:
         return ctx.intent in self.intents
 
     def handle(self, ctx: DialogContext) -> Reply:
-        if ctx.intent == NONE:
-            return self._not_sure(ctx, None)
         searcher = self.searcher()
         if searcher is None:
-            return self.unavailable.handle(ctx)
-        ctx.intent = "faq"
+            # Outside the domain needs no index to say so; a question for the FAQ does.
+            return self._not_sure(ctx, None) if ctx.intent == NONE else self.unavailable.handle(ctx)
         response = searcher.search(ctx.turn.text, ctx.locale, k=SEARCH_DEPTH,
                                    alternatives=list(ctx.turn.alternatives), embeddings=routed_embeddings(ctx))
         top = response.results[0] if response.results else None
+        if ctx.intent == NONE:
+            # Outside the domain: never an answer, whatever the search found; its closest topic is still named.
+            return self._not_sure(ctx, top.topic if top else None)
+        ctx.intent = "faq"
         if top is None:
             return self._not_sure(ctx, None)
         if not response.confident:

@@ -2,15 +2,18 @@
 inputs have not changed.
 
 Classes: every intent of data/intents, `faq` (the FAQ corpus's questions and alternates) and `none` (the
-out-of-domain requests of data/retrieval/out_of_domain.yaml). The intent examples are multiplied by the
-variant generator; FAQ phrasings and out-of-domain requests get recogniser-like variants. A multinomial
-logistic regression (scikit-learn, fixed seed) reads the features of understanding/features.py; one
+out-of-domain requests of data/retrieval/out_of_domain.yaml, and the intents' own sentence frames said about the
+everyday things of out_of_domain_objects.yaml: "택배 상태 알려줘"). The intent examples are multiplied by the
+variant generator; FAQ phrasings and out-of-domain requests get recogniser-like variants. A multinomial logistic
+regression (scikit-learn, fixed seed, one thread) reads the features of understanding/features.py. One
 temperature, fitted on out-of-fold predictions (folds keep each example's variants together), makes its
-probabilities calibrated. Two models are kept: `lexical` (no Kiwi, no encoder: routing works from the first
-request and without models) and `dense` (Kiwi morphemes and the sentence embedding as well).
+probabilities calibrated; the same out-of-fold predictions find the FAQ phrasings that are really an intent's
+command ("stop sharing my information"), which the final fit leaves out. Two models are kept: `lexical` (no Kiwi,
+no encoder: routing works from the first request and without models) and `dense` (Kiwi morphemes and the sentence
+embedding as well).
 
 Stored under ``<data_dir>/index/router/<kind>/`` as ``manifest.json`` (key, checksum) and ``model.npz`` (no
-pickles). The key hashes every input: examples, slot vocabularies, FAQ corpus, out-of-domain set, encoder
+pickles). The key hashes every input: examples, slot vocabularies, FAQ corpus, out-of-domain sets, encoder
 identity, normaliser version and this package's code.
 """
 

@@ -29,7 +29,7 @@ from retrieval.scoring import embed_queries
 from retrieval.search import query_transcripts
 from understanding.examples import IntentExamples
 from understanding.model import DENSE, FAQ, NONE, RouterModel
-from understanding.slots import SlotReading, SlotVocabulary
+from understanding.slots import PLACEHOLDER, SlotReading, SlotVocabulary
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,10 @@ class IntentRouter:
                  lexical_model: Callable[[], RouterModel]) -> None:
         self.examples = examples
         self.vocabulary = vocabulary
+        # intent → the slot types its examples name ({document} for send_to_wallet, …)
+        self._slot_types: dict[str, set[str]] = {}
+        for example in examples.examples:
+            self._slot_types.setdefault(example.intent, set()).update(PLACEHOLDER.findall(example.template))
         # The lexical model is trained or loaded on first use (a command-line tool that never routes never pays).
         self._load_lexical = lexical_model
         self._lexical: RouterModel | None = None
@@ -154,9 +158,13 @@ class IntentRouter:
         probabilities = model.classify(readings, rows)
         # The best-supported reading of the best-supported transcript decides; the first transcript wins ties.
         best = int(np.argmax(probabilities.max(axis=1)))
-        # Its slots come from that transcript's first reading (every slot type at once, longest alias first)
-        # whenever that reading decides the same: "건보공단" is the agency, though "건보" alone is a document too.
+        # Its slots come from the reading of that transcript that fits the decided intent: the one whose slot types
+        # the intent's examples use, with the most values found ("건강보험 지갑으로 보내줘" names the document,
+        # "건보공단 정보 공유 취소" the agency), else the deciding reading itself.
         top = int(np.argmax(probabilities[best]))
-        first = owners.index(owners[best])
-        slots_from = first if int(np.argmax(probabilities[first])) == top else best
+        fitting = self._slot_types.get(model.classes[top], set())
+        candidates = [i for i, owner in enumerate(owners) if owner == owners[best]
+                      and int(np.argmax(probabilities[i])) == top and readings[i].found
+                      and set(readings[i].found) <= fitting]
+        slots_from = max(candidates, key=lambda i: (sum(map(len, readings[i].found.values())), -i), default=best)
         return model, probabilities[best], readings[slots_from], embeddings

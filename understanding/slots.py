@@ -63,6 +63,7 @@ class SlotVocabulary:
             key=lambda item: (-len(item[0]), item),  # ties in a fixed order, not the set's hash order
         )
         self._short_latin = [item for item in self._aliases if _is_short_latin(item[0])]
+        self._spelled = [item for item in self._aliases if item[0] and not _is_short_latin(item[0])]
         # Aliases of more than one slot type ("건강보험": a document and a data item; "건보": a document and a
         # recipient): only a text that says one of them has more than one reading.
         types_of: dict[str, set[str]] = {}
@@ -128,8 +129,8 @@ class SlotVocabulary:
         # Exact aliases first: a near miss of one value ("주민등록표초본") must not take the words that
         # spell another value exactly ("주민등록표등본"), nor swallow the next syllable ("소득금액증명 언…").
         for near in (False, True) if len(squashed) <= _NEAR_MISS_MAX_CHARS else (False,):
-            for alias, slot_type, value_id in self._aliases:
-                if types is not None and slot_type not in types or not alias or _is_short_latin(alias):
+            for alias, slot_type, value_id in self._spelled:
+                if types is not None and slot_type not in types:
                     continue
                 start = squashed.find(alias) if not near else _near_miss(squashed, alias) if len(alias) >= 4 else -1
                 if start < 0:

@@ -18,6 +18,14 @@ DEVSET = """\
 """
 
 
+NLU_DEVSET = """\
+- {text: "내 등본 어떻게 됐어", locale: ko-KR, intent: certificate_status, kind: colloquial-ko}
+- {text: "여권 처음 만드는 곳", locale: ko-KR, intent: faq, topic: passport-issuance, kind: colloquial-ko}
+- {text: "stop", locale: en-US, intent: stop, kind: english}
+- {text: "tell me a bedtime story", locale: en-US, intent: out_of_domain, kind: ood}
+"""
+
+
 def run_app(*args: str, data_dir, timeout: int = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "MINWON_DEMO": "1", "MINWON_DATA_DIR": str(data_dir), **(env or {})}
     return subprocess.run([sys.executable, "app.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
@@ -38,6 +46,10 @@ def test_build_index_then_eval_retrieval(tmp_path):
     assert summary["entries"] == len(written_entries)
     manifest = data / "index" / "faq" / "manifest.json"
     built_at = json.loads(manifest.read_text())["built_at"]
+    # The router's models are trained beside the index, from the same corpus and models.
+    assert set(summary["router"]) == {"lexical", "dense"} and all(m["rows"] > 0 for m in summary["router"].values())
+    router_manifests = {kind: data / "index" / "router" / kind / "manifest.json" for kind in summary["router"]}
+    router_built = {kind: json.loads(path.read_text())["built_at"] for kind, path in router_manifests.items()}
 
     devset = tmp_path / "devset.yaml"
     devset.write_text(DEVSET, encoding="utf-8")
@@ -52,6 +64,20 @@ def test_build_index_then_eval_retrieval(tmp_path):
     assert report["queries"] == 3
     assert report["rankers"]["hybrid"]["recall_at_1"] == 1.0
     assert report["rankers"]["hybrid"]["ood_rejection"] == 1.0
+
+    # eval-nlu on a small dev set of its own, with the same data directory: the stored router model is used.
+    dev = tmp_path / "nlu"
+    dev.mkdir()
+    for split in ("tuning", "heldout"):
+        (dev / f"{split}.yaml").write_text(NLU_DEVSET, encoding="utf-8")
+    nlu_out = tmp_path / "nlu.json"
+    evaluated = run_app("eval-nlu", "--dev", str(dev), "--out", str(nlu_out), data_dir=data,
+                        env={"MINWON_FAQ_CORPUS_DIR": str(corpus)})
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "targets:" in evaluated.stdout and "certificate_status" in evaluated.stdout
+    nlu = json.loads(nlu_out.read_text(encoding="utf-8"))
+    assert nlu["model"] == "dense" and nlu["splits"]["heldout"]["items"] == 4
+    assert {kind: json.loads(path.read_text())["built_at"] for kind, path in router_manifests.items()} == router_built
 
 
 def test_build_index_reports_a_broken_corpus(tmp_path):
