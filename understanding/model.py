@@ -37,7 +37,7 @@ from rapidfuzz import fuzz
 from scipy import sparse
 
 from retrieval.corpus import Corpus, FaqEntry
-from retrieval.dense import SentenceEncoder
+from retrieval.dense import Encoder
 from retrieval.index import index_lock
 from retrieval.normalize import NORMALIZER_VERSION, TextNormalizer
 from settings import PROJECT_DATA
@@ -184,7 +184,7 @@ def training_rows(inputs: TrainingInputs) -> list[TrainingRow]:
     return rows
 
 
-def embed(normalizer: TextNormalizer, encoder: SentenceEncoder, texts: list[str], batch: int = 64) -> np.ndarray:
+def embed(normalizer: TextNormalizer, encoder: Encoder, texts: list[str], batch: int = 64) -> np.ndarray:
     """The encoder's vectors of the normaliser's dense text: what the FAQ search embeds for a query."""
     from retrieval.scoring import embed_queries
 
@@ -193,7 +193,7 @@ def embed(normalizer: TextNormalizer, encoder: SentenceEncoder, texts: list[str]
 
 
 def train(inputs: TrainingInputs, kind: str, normalizer: TextNormalizer | None = None,
-          encoder: SentenceEncoder | None = None) -> RouterModel:
+          encoder: Encoder | None = None) -> RouterModel:
     """Trains and calibrates one model. DENSE needs the normaliser and the encoder; LEXICAL uses neither."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GroupKFold
@@ -349,7 +349,7 @@ def load_model(directory: Path, expected_key: str, normalizer: TextNormalizer | 
 
 
 def load_or_train(data_dir: Path, inputs: TrainingInputs, kind: str, normalizer: TextNormalizer | None = None,
-                  encoder: SentenceEncoder | None = None, force: bool = False) -> RouterModel:
+                  encoder: Encoder | None = None, force: bool = False) -> RouterModel:
     """The stored model when its key matches, else a new one, trained and stored (one builder at a time)."""
     key = inputs.key(kind, encoder.identity if kind == DENSE and encoder else None)
     directory = model_directory(data_dir, kind)

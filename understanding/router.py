@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from retrieval.dense import SentenceEncoder
+from retrieval.dense import Encoder
 from retrieval.normalize import TextNormalizer
 from retrieval.scoring import embed_queries
 from retrieval.search import query_transcripts
@@ -93,7 +93,7 @@ class IntentRouter:
         # The lexical model is trained or loaded on first use (a command-line tool that never routes never pays).
         self._load_lexical = lexical_model
         self._lexical: RouterModel | None = None
-        self._dense: tuple[RouterModel, TextNormalizer, SentenceEncoder] | None = None
+        self._dense: tuple[RouterModel, TextNormalizer, Encoder] | None = None
         self._lock = threading.Lock()
 
     @property
@@ -104,7 +104,7 @@ class IntentRouter:
     def model_kind(self) -> str:
         return DENSE if self._dense is not None else "lexical"
 
-    def attach(self, model: RouterModel, normalizer: TextNormalizer, encoder: SentenceEncoder) -> None:
+    def attach(self, model: RouterModel, normalizer: TextNormalizer, encoder: Encoder) -> None:
         """Routes with the dense model from now on (the FAQ loader calls this once the encoder is loaded)."""
         if model.kind != DENSE:
             raise ValueError("attach takes the dense model")
