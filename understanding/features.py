@@ -20,7 +20,7 @@ from retrieval.normalize import TextNormalizer, clean_text, english_terms, has_h
 from understanding.slots import CODE, CODE_RUN, PLACEHOLDER, SPOKEN_CODE, SlotReading, squash
 
 # Bump when a rule below changes what a text's features are: stored router models become stale.
-FEATURES_VERSION = "1"
+FEATURES_VERSION = "2"
 # Block weights: the lexical block and the embedding are unit vectors; slot evidence is a handful of ones.
 EVIDENCE_WEIGHT = 0.5
 DENSE_WEIGHT = 1.0
@@ -28,7 +28,7 @@ DENSE_WEIGHT = 1.0
 # Cue words: Korean stems looked for in the spaceless text, English words or phrases as whole words. They group
 # words the examples may not all use ("막아", "철회", "끊어" all turn something off) into one soft feature.
 CUES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "status": (("상태", "어떻게됐", "어떻게되었", "어떻게돼", "됐어", "됐나", "됐는", "되었", "나왔", "끝났", "처리",
+    "status": (("상태", "어떻게됐", "어떻게됬", "됬", "어떻게되었", "어떻게돼", "됐어", "됐나", "됐는", "되었", "나왔", "끝났", "처리",
                 "유효", "아직", "진행"),
                ("status", "come through", "came through", "ready", "valid", "processed", "been issued",
                 "gone through", "went through", "happened to", "still", "yet")),
@@ -36,7 +36,8 @@ CUES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
                "쓰는법", "어떻게써", "어떻게사용", "어떻게쓰"),
               ("how do i", "how can i", "how to", "where can", "where do", "how much", "what do i need", "fee",
                "apply", "get one", "get a", "how does", "how do you use")),
-    "off": (("꺼", "끄", "끈", "막", "철회", "중지", "중단", "그만", "끊", "빼", "거부", "싫", "말아", "지마", "안돼"),
+    "off": (("꺼", "끄", "끈", "막", "철회", "중지", "중단", "그만", "끊", "빼", "거부", "싫", "말아", "지마", "안돼",
+             "않", "안줬", "안줄", "안갔", "안가게", "안보냈", "안보내게", "안넘", "차단", "멈"),
             ("stop", "revoke", "withdraw", "don't", "dont", "no longer", "anymore", "turn off", "block", "remove",
              "opt out", "not")),
     "on": (("켜", "허용", "동의할", "동의해", "해도", "돼도", "보내도", "넘겨도", "줘도", "공유할게", "공유해줘"),
@@ -44,12 +45,19 @@ CUES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "again", "enable")),
     "share": (("공유", "제공", "넘기", "넘겨", "넘어", "가는", "보내"),
               ("share", "sharing", "shared", "data", "access", "information", "info")),
-    "where": (("어디", "누구", "누가", "어떤기관", "기관", "목록", "현황"),
+    "where": (("어디", "누구", "누가", "어떤기관", "기관", "목록", "현황", "뭐뭐", "내역"),
               ("which", "who", "list", "where", "whom")),
     "wallet": (("지갑",), ("wallet", "phone")),
     "mine": (("내증명서", "내정보", "제정보", "제증명서", "나의", "저의", "제가", "내가"), ("my", "mine", "i")),
     "what": (("뭐야", "뭔가요", "무엇", "뭐예요", "뭔데", "뭐지", "뜻"), ("what is", "what's", "what are", "meaning",
                                                                "mean")),
+    # A question about what follows from something ("동의하면 뭐가 좋아", "what happens if I stop sharing"): the
+    # FAQ's kind of question, said in the words of a command.
+    "ifthen": (("하면", "되면", "끄면", "켜면", "끊으면", "뭐가좋", "어떤점", "무슨일", "불이익", "지장"),
+               ("what happens", "what if", "if i", "benefit", "benefits", "downside", "is it safe", "what changes")),
+    # How long something lasts or takes in general, not the state of one's own document.
+    "duration": (("얼마동안", "며칠", "몇달", "유효기간은", "얼마나걸", "언제나와"),
+                 ("how long", "how many days", "for how long", "how soon")),
     "expire": (("만료", "기한", "끝나"), ("expire", "expiring", "expired", "renew", "renewing", "overdue")),
 }
 # Word-like terms, for the share of an utterance's words that the domain's training texts use at all.

@@ -69,6 +69,9 @@ NONE_VARIANTS = 3
 # Out-of-domain sentences made from each intent example with a slot (its frame, about an everyday object).
 DECOYS_PER_EXAMPLE = 2
 DEFAULT_OUT_OF_DOMAIN_OBJECTS = PROJECT_DATA / "retrieval" / "out_of_domain_objects.yaml"
+# Questions about the service in a personal request's words, trained as the FAQ class, and the variants of each.
+DEFAULT_SERVICE_QUESTIONS = PROJECT_DATA / "retrieval" / "service_questions.yaml"
+SERVICE_QUESTION_VARIANTS = 8
 PACKAGE_DIR = Path(__file__).resolve().parent
 _KEYED_MODULES = ("slots.py", "examples.py", "variants.py", "features.py", "model.py")
 _FILES = ("model.npz",)
@@ -84,6 +87,8 @@ class TrainingRow:
     label: str
     locale: str
     group: int  # the example (or FAQ entry, or request) the row came from
+    # A row from the FAQ corpus, which the final fit may leave out when the intents claim it (see `train`).
+    from_corpus: bool = False
 
 
 @dataclass(frozen=True)
@@ -93,19 +98,23 @@ class TrainingInputs:
     faq_entries: Sequence[FaqEntry]
     out_of_domain: dict[str, list[str]]          # locale → requests
     out_of_domain_objects: dict[str, list[str]]  # locale → everyday things that are not government business
+    service_questions: dict[str, list[str]]      # locale → questions about the service in a request's words
     corpus_hash: str
     out_of_domain_bytes: bytes
     slots_bytes: bytes
 
     @classmethod
     def load(cls, intents_dir: Path, slots_dir: Path, corpus: Corpus, out_of_domain_path: Path,
-             objects_path: Path = DEFAULT_OUT_OF_DOMAIN_OBJECTS) -> TrainingInputs:
+             objects_path: Path = DEFAULT_OUT_OF_DOMAIN_OBJECTS,
+             service_questions_path: Path = DEFAULT_SERVICE_QUESTIONS) -> TrainingInputs:
         requests, objects = Path(out_of_domain_path).read_bytes(), Path(objects_path).read_bytes()
+        questions = Path(service_questions_path).read_bytes()
         slots_bytes = b"".join(p.name.encode() + b"\0" + p.read_bytes() for p in sorted(Path(slots_dir).glob("*.yaml")))
         return cls(examples=IntentExamples.load(intents_dir), vocabulary=SlotVocabulary.load(slots_dir),
                    faq_entries=tuple(corpus.entries), out_of_domain=_texts_by_locale(requests),
-                   out_of_domain_objects=_texts_by_locale(objects), corpus_hash=corpus.content_hash,
-                   out_of_domain_bytes=requests + b"\0" + objects, slots_bytes=slots_bytes)
+                   out_of_domain_objects=_texts_by_locale(objects), service_questions=_texts_by_locale(questions),
+                   corpus_hash=corpus.content_hash, out_of_domain_bytes=requests + b"\0" + objects + b"\0" + questions,
+                   slots_bytes=slots_bytes)
 
     def key(self, kind: str, encoder_identity: str | None) -> str:
         digest = hashlib.sha256()
@@ -170,8 +179,14 @@ def training_rows(inputs: TrainingInputs) -> list[TrainingRow]:
             form = squash(phrasing)
             if any(fuzz.ratio(form, example) >= SAME_AS_EXAMPLE for example in example_forms):
                 continue
-            rows.extend(TrainingRow(t, FAQ, entry.locale, group) for t in generator.noisy(phrasing, FAQ_VARIANTS))
+            rows.extend(TrainingRow(t, FAQ, entry.locale, group, from_corpus=True)
+                        for t in generator.noisy(phrasing, FAQ_VARIANTS))
         group += 1
+    for locale, questions in sorted(inputs.service_questions.items()):
+        for question in questions:
+            rows.extend(TrainingRow(t, FAQ, locale, group)
+                        for t in generator.variants(question, locale, SERVICE_QUESTION_VARIANTS))
+            group += 1
     for locale, requests in sorted(inputs.out_of_domain.items()):
         for request in requests:
             rows.extend(TrainingRow(t, NONE, locale, group) for t in generator.noisy(request, NONE_VARIANTS))
@@ -237,7 +252,8 @@ def train(inputs: TrainingInputs, kind: str, normalizer: TextNormalizer | None =
         # words of an intent; the final model leaves such rows out.
         out_of_fold = _softmax(logits / temperature)
         intents = np.asarray([label not in (FAQ, NONE) for label in classes])
-        claimed = (y == classes.index(FAQ)) & intents[out_of_fold.argmax(axis=1)] & (
+        from_corpus = np.asarray([r.from_corpus for r in rows])
+        claimed = from_corpus & intents[out_of_fold.argmax(axis=1)] & (
             out_of_fold.max(axis=1) >= CLAIMED_BY_INTENT) if FAQ in classes else np.zeros(len(y), dtype=bool)
         keep = ~claimed
         final = classifier().fit(x[keep], y[keep])

@@ -167,11 +167,11 @@ def test_small_talk_and_a_bare_yes_outside_a_question_get_a_fitting_answer(conve
     assert reply["intent"] == intent and reply["speech"].startswith(expected)
 
 
-@pytest.mark.parametrize("template", ["my link code is {code}", "연결 코드는 {code}이에요"])
+@pytest.mark.parametrize("template", ["my link code is {code}", "link code {code} please", "연결 코드는 {code}이에요"])
 def test_link_code_said_in_a_sentence_links_a_speaker(conversation, services, new_citizen, template):
     citizen_id, _ = new_citizen(pin="9090")
     code = services.accounts.issue_link_code(citizen_id)
-    user = "sentence-speaker-" + template.split()[0]
+    user = "sentence-speaker-" + "-".join(template.split()[:2])
     reply = conversation(user, "ko-KR" if "코드" in template else "en-US").say(template.format(code=code))
     assert reply["intent"] == "link_account"
     assert services.accounts.citizen_for_user(user).id == citizen_id
