@@ -54,7 +54,7 @@ def build_dialog_engine(
     stores: DialogStores, faq_searcher: Callable[[], FaqSearcher | None], observe_turn: TurnObserver | None = None,
 ) -> DialogEngine:
     skills: list[Skill] = [
-        WelcomeSkill(), HelpSkill(), SmallTalkSkill(), CancelSkill(), RepeatSkill(), LinkAccountSkill(),
+        WelcomeSkill(), HelpSkill(), SmallTalkSkill(), CancelSkill(), RepeatSkill(), LinkAccountSkill(stores.wallet.pairings),
         SendToWalletSkill(stores.wallet),
         CertificateStatusSkill(stores.certificates, stores.wallet.wallet_copies, stores.clock),
         ConsentSkill(stores.consents),
@@ -63,4 +63,4 @@ def build_dialog_engine(
     faq = FaqSkill(load_topic_names(PROJECT_DATA / "retrieval" / "topic_names.yaml"),
                    unavailable=NotUnderstoodSkill(), searcher=faq_searcher)
     return DialogEngine(stores.db, stores.accounts, stores.sessions, IntentMatcher.load(PROJECT_DATA), skills,
-                        fallback=faq, observe_turn=observe_turn)
+                        fallback=faq, observe_turn=observe_turn, link_outcomes=stores.wallet.pairings.take_outcome)
