@@ -215,7 +215,7 @@ class ReferenceHolder:
         if len(queries) != 1:
             raise HolderError("request object: this holder answers a DCQL query for one credential")
         query = queries[0]
-        asked = [c["path"][0] for c in query.get("claims", []) if isinstance(c.get("path"), list) and c["path"]]
+        asked = requested_claims(query)
         return PresentationRequest(
             client_id=client_id, response_uri=claims["response_uri"], nonce=claims["nonce"], state=claims["state"],
             credential_query_id=query["id"], format=query.get("format", ""),
@@ -270,6 +270,17 @@ class ReferenceHolder:
         """Redeem every offer in the mailbox that is not in the store yet (a pushed duplicate is skipped)."""
         done = self.stored_offer_ids()
         return [self.redeem(entry, ask_tx_code(entry)) for entry in self.mailbox() if entry["offer_id"] not in done]
+
+
+def requested_claims(credential_query: dict[str, Any]) -> list[str]:
+    """The top-level claims a DCQL credential query asks for (a nested path asks for its top-level claim, whose
+    disclosure holds the rest), in the query's order, each once."""
+    names: list[str] = []
+    for claim in credential_query.get("claims") or []:
+        path = claim.get("path") if isinstance(claim, dict) else None
+        if isinstance(path, list) and path and isinstance(path[0], str) and path[0] not in names:
+            names.append(path[0])
+    return names
 
 
 def main(argv: list[str] | None = None) -> int:
