@@ -8,15 +8,19 @@ next turn says to whom → a personal request works after the PIN.
 from __future__ import annotations
 
 import json
+import secrets
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import requests
+from sqlalchemy import select
 
+from skills.sessions import dialog_sessions
 from tests.conftest import ROOT
 from tests.wallet_bridge.mobile_id_support import KakaoSpeaker, NativeSpeaker
-from wallet_bridge.holder import HolderError
+from wallet_bridge.holder import HolderError, PresentationRequest
 from wallet_bridge.mobile_id import MOBILE_ID_FORMAT
 from wallet_bridge.sd_jwt import split_sd_jwt
 
@@ -48,6 +52,11 @@ def test_a_speaker_is_linked_by_presenting_the_mobile_id(mobile_id_app, demo_wal
     assert shown[0].claims == ["citizen_ref", "name"]  # only what linking needs: never the birth date
     assert state.accounts.citizen_for_user(speaker.user_id).id == "citizen-0001"
 
+    if channel is NativeSpeaker:
+        # The link ended the user's sessions: the session the number was read out in is gone.
+        with state.db.read() as conn:
+            assert conn.execute(select(dialog_sessions.c.id).where(
+                dialog_sessions.c.user_id == speaker.user_id)).first() is None
     told = speaker.say(personal)["speech"]
     assert told.startswith("홍길동 (demo) 님으로 연결됐어요." if locale == "ko-KR"
                            else "This speaker is now linked to 홍길동 (demo).")
@@ -91,3 +100,25 @@ def test_the_old_link_code_still_links(mobile_id_app):
     code = state.accounts.issue_link_code("citizen-0002")
     assert "연결되었어요" in speaker.say(f"연결 코드 {code}")["speech"]
     assert state.accounts.citizen_for_user(speaker.user_id).id == "citizen-0002"
+
+
+def test_agencies_verify_a_presentation_over_http(mobile_id_app, demo_wallet):
+    """POST /v1/presentations/verify: the disclosed claims when every check passes, the failed check otherwise."""
+    url, state = mobile_id_app
+    credential = next(p.read_text().strip() for p in (demo_wallet.store / "credentials").glob("*.jwt"))
+    request = PresentationRequest(client_id="agency-42", response_uri="", nonce="n-" + secrets.token_hex(8),
+                                  state="", credential_query_id="id", format="dc+sd-jwt", vct_values=[],
+                                  claims=["name", "birthdate"])
+    presentation = demo_wallet.presentation(request, credential)
+    body = {"presentation": presentation, "nonce": request.nonce, "audience": "agency-42"}
+    answer = requests.post(f"{url}/v1/presentations/verify", json=body, timeout=30).json()
+    assert answer["valid"] is True and answer["failed_check"] is None
+    assert answer["disclosed"] == {"name": "홍길동 (demo)", "birthdate": "1985-03-15"}  # and not citizen_ref
+    assert answer["status"] == {"revocation": 0, "suspension": 0}
+    for changed, failed in (({"nonce": "another"}, "holder_binding"), ({"audience": "agency-7"}, "holder_binding"),
+                            ({"presentation": presentation.rsplit("~", 1)[0] + "~"}, "holder_binding")):
+        refused = requests.post(f"{url}/v1/presentations/verify", json={**body, **changed}, timeout=30).json()
+        assert refused["valid"] is False and refused["failed_check"] == failed
+    for bad in ({}, {**body, "nonce": ""}, {**body, "presentation": "not-an-sd-jwt"}, {**body, "audience": 7}):
+        response = requests.post(f"{url}/v1/presentations/verify", json=bad, timeout=30)
+        assert response.status_code == 400 and "code" in response.json()["error"]
