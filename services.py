@@ -203,9 +203,9 @@ class Services:
         self.db.dispose()
 
     def purge(self) -> int:
-        """Deletes expired dialog sessions, old stored replies and the rows of full rate-limit budgets; returns
-        the rows removed."""
-        return self.sessions.purge_expired() + self.rate_limits.purge()
+        """Deletes expired dialog sessions, old stored replies, the rows of full rate-limit budgets and wallet
+        pairings a day past their end; returns the rows removed."""
+        return self.sessions.purge_expired() + self.rate_limits.purge() + self.wallet.pairings.purge()
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)

@@ -189,7 +189,8 @@ def pairing() -> Response:
 def request_object(pairing_id: str) -> Response:
     token = bridge().pairings.request_object(pairing_id)
     if token is None:
-        raise OAuthError("invalid_request_uri", "no open request at this request_uri", 404)
+        # Like any other missing resource (a request_uri is fetched, not called with parameters).
+        raise ApiError(404, "request_not_found", "There is no open authorization request at this request_uri.")
     return Response(token, mimetype="application/oauth-authz-req+jwt", headers=NO_STORE)
 
 
@@ -257,8 +258,7 @@ OPENAPI_COMPONENTS = {
         "description": "RFC 6749 / OID4VCI error: invalid_request, invalid_grant, unsupported_grant_type, slow_down, "
                        "invalid_token, invalid_credential_request, invalid_proof, invalid_nonce, "
                        "unknown_credential_configuration, unknown_credential_identifier, credential_request_denied, "
-                       "invalid_encryption_parameters; OpenID4VP: invalid_request_uri, "
-                       "access_denied.",
+                       "invalid_encryption_parameters; OpenID4VP: access_denied.",
     },
     "VerificationResult": {
         "type": "object", "required": ["valid", "failed_check", "checks"],
@@ -354,7 +354,7 @@ OPENAPI_PATHS = {
                         "description": _ONE_SEGMENT}],
         "responses": {"200": {"description": "compact JWS", "content": {
             "application/oauth-authz-req+jwt": {"schema": {"type": "string"}}}},
-            **error_responses(404, schema=_OAUTH_ERROR)},
+            **error_responses(404)},
     }},
     RESPONSE_PATH: {"post": {
         "summary": "OpenID4VP response URI (direct_post): vp_token and state; links the speaker when the "

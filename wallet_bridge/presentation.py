@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, delete, select, update
 
 from domain.attempts import RateLimit
 from domain.citizens import citizen_exists_in, link_user_in
@@ -51,6 +51,8 @@ REQUEST_OBJECT_TYP = "oauth-authz-req+jwt"
 STATIC_AUDIENCE = "https://self-issued.me/v2"
 DCQL_CREDENTIAL_ID = "mobile_id"
 MAX_FIELD_CHARS = 64 * 1024 + 1024  # a vp_token: one SD-JWT (at most 64 KB) in its JSON wrapping
+
+PAIRING_KEPT = timedelta(days=1)
 
 WAITING, REQUESTED, LINKED, REFUSED, REPLACED = "waiting", "requested", "linked", "refused", "replaced"
 
@@ -273,6 +275,12 @@ class SpeakerPairings:
             conn.execute(update(pairings).where(pairings.c.id == pairing_id, pairings.c.status == REQUESTED).values(
                 status=REFUSED, failed_check=failed_check, finished_at=self.clock(), nonce=None, state=None))
         log.info("wallet presentation refused", extra={"failed_check": failed_check})
+
+    def purge(self) -> int:
+        """Deletes pairings that ended (or expired) over a day ago: an outcome not told by then is not news."""
+        cutoff = self.clock() - PAIRING_KEPT
+        with self.db.transaction() as conn:
+            return conn.execute(delete(pairings).where(pairings.c.expires_at < cutoff)).rowcount or 0
 
     # --- 5. the speaker's next turn -------------------------------------------------------------------------
 

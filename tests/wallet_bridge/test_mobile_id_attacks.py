@@ -284,3 +284,13 @@ def test_a_key_binding_signed_with_the_issuer_format_but_wrong_typ_is_refused(mo
                                        "sd_hash": sd_hash(selected)}, demo_wallet.key)
     refused(demo_wallet.post_presentation(request, selected + kb), "holder_binding")
     assert_not_linked_and_told(state, speaker)
+
+
+def test_old_pairings_are_purged(own_pairings):
+    pairing, clock = own_pairings
+    user = "speaker-" + secrets.token_hex(4)
+    pairing.start(user)
+    clock.advance(days=1, seconds=pairing.config.pairing_ttl_s + 1)
+    assert pairing.purge() >= 1
+    with pairing.db.read() as conn:
+        assert conn.execute(select(pairings.c.id).where(pairings.c.user_id == user)).first() is None
