@@ -8,6 +8,8 @@ next turn says to whom → a personal request works after the PIN.
 from __future__ import annotations
 
 import json
+import logging
+import os
 import secrets
 import subprocess
 import sys
@@ -20,7 +22,7 @@ from sqlalchemy import select
 from skills.sessions import dialog_sessions
 from tests.conftest import ROOT
 from tests.wallet_bridge.mobile_id_support import KakaoSpeaker, NativeSpeaker
-from wallet_bridge.holder import HolderError, PresentationRequest
+from wallet_bridge.holder import HolderError, PresentationRequest, ReferenceHolder
 from wallet_bridge.mobile_id import MOBILE_ID_FORMAT
 from wallet_bridge.sd_jwt import split_sd_jwt
 
@@ -122,3 +124,32 @@ def test_agencies_verify_a_presentation_over_http(mobile_id_app, demo_wallet):
     for bad in ({}, {**body, "nonce": ""}, {**body, "presentation": "not-an-sd-jwt"}, {**body, "audience": 7}):
         response = requests.post(f"{url}/v1/presentations/verify", json=bad, timeout=30)
         assert response.status_code == 400 and "code" in response.json()["error"]
+
+
+def test_the_mobile_id_offer_command_prints_a_tx_code_the_holder_redeems(mobile_id_app, demo_wallet, tmp_path):
+    """(`demo_wallet` has taken the seeded offer: the mailbox holds only the one the command makes.)"""
+    url, state = mobile_id_app
+    env = {**os.environ, "MINWON_DEMO": "1", "MINWON_DATA_DIR": str(state.settings.data_dir),
+           "MINWON_ISSUER_URL": url}
+    made = subprocess.run([sys.executable, "app.py", "mobile-id-offer", "citizen-0001"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0, made.stderr
+    offer = json.loads(made.stdout)
+    assert len(offer["tx_code"]) == 6 and offer["tx_code"] not in made.stderr
+    holder = ReferenceHolder(url, "wallet-0001", "demo-wallet-token-0001", tmp_path / "wallet")
+    [stored] = holder.run(lambda entry: offer["tx_code"])
+    assert stored.offer_id == offer["offer_id"] and stored.verification.valid
+    no_wallet = subprocess.run([sys.executable, "app.py", "mobile-id-offer", "citizen-0002"], cwd=ROOT, env=env,
+                               capture_output=True, text=True, timeout=120)
+    assert no_wallet.returncode == 1 and "no registered wallet" in no_wallet.stderr
+
+
+def test_the_pairing_number_is_never_logged(mobile_id_app, demo_wallet, caplog):
+    url, _ = mobile_id_app
+    speaker = NativeSpeaker(url, "ko-KR")
+    with caplog.at_level(logging.DEBUG):
+        number = speaker.pairing_number(speaker.say("계정 연결해 줘"))
+        demo_wallet.present(number)
+        told = speaker.say("도움말")["speech"]
+    assert told.startswith("홍길동 (demo) 님으로 연결됐어요.")
+    assert number not in caplog.text and "홍길동" not in caplog.text and "citizen_ref" not in caplog.text
