@@ -203,6 +203,8 @@ class SpeakerPairings:
             raise OAuthError("invalid_request", "state is required")
         with self.db.read() as conn:
             row = conn.execute(select(pairings).where(pairings.c.state == state)).mappings().first()
+        if row is not None and row["status"] == LINKED and self._is_accepted(row, form.get("vp_token")):
+            return {}  # the accepted response again (the wallet did not get our answer): the same answer
         if row is None or row["status"] != REQUESTED:
             raise OAuthError("invalid_request", "no open request has this state: it was answered, or never made")
         if aware(row["expires_at"]) <= self.clock():
@@ -232,7 +234,8 @@ class SpeakerPairings:
             else:
                 link_user_in(conn, locked["user_id"], citizen_id)
                 conn.execute(update(pairings).where(pairings.c.id == row["id"]).values(
-                    status=LINKED, citizen_id=citizen_id, finished_at=now, nonce=None, state=None))
+                    status=LINKED, citizen_id=citizen_id, finished_at=now, nonce=None,
+                    response_hash=self._hash("pairing-response", form["vp_token"])))
                 outcome = None
         if outcome is not None:
             raise OAuthError("access_denied", "citizen: the mobile ID names no citizen of this service")
@@ -240,6 +243,10 @@ class SpeakerPairings:
         if self.on_linked is not None:
             self.on_linked(locked["user_id"])
         return {}
+
+    def _is_accepted(self, row: Mapping[str, Any], vp_token: Any) -> bool:
+        return isinstance(vp_token, str) and row["response_hash"] is not None and secrets.compare_digest(
+            row["response_hash"], self._hash("pairing-response", vp_token))
 
     def _check_presentation(self, vp_token: Any, nonce: str) -> tuple[str | None, str, str | None]:
         """(the failed check or None, what was wrong, the disclosed citizen reference)."""

@@ -134,7 +134,7 @@ citizen_refs = Table(
 
 # A speaker user's request to be linked by a wallet presentation (OpenID4VP cross-device): the pairing number the
 # speaker read out (a keyed digest, cleared once used or expired), then the authorization request it resolved to
-# (its nonce and state, per-request values cleared when it is answered), then the outcome, which the speaker announces once at its next turn.
+# (its nonce and state: per-request values, the nonce cleared when it is answered), then the outcome, which the speaker announces once at its next turn.
 pairings = Table(
     "wallet_pairings",
     metadata,
@@ -145,6 +145,9 @@ pairings = Table(
     Column("status", String(16), nullable=False),
     Column("nonce", String(64), nullable=True),
     Column("state", String(64), nullable=True, unique=True),
+    # A keyed digest of the accepted vp_token: the same response retried (the wallet lost the answer) gets the
+    # same answer, and changes nothing.
+    Column("response_hash", String(64), nullable=True),
     Column("citizen_id", String(64), nullable=True),
     Column("failed_check", String(32), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),

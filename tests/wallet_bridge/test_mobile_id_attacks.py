@@ -13,6 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select, update
 
+from domain.citizens import speaker_links
 from domain.clock import utc_now
 from domain.crypto import b64url_decode, sign_compact
 from tests.wallet_bridge.conftest import SettableClock
@@ -71,8 +72,20 @@ def test_a_reused_nonce_and_a_replayed_response_are_refused(mobile_id_app, demo_
     first, request_a = open_request(url, demo_wallet, state)
     presentation_a = demo_wallet.presentation(request_a, demo_wallet.find_credential(request_a))
     assert demo_wallet.post_presentation(request_a, presentation_a).status_code == 200
-    # The same response again: its request was answered.
-    replay = demo_wallet.post_presentation(request_a, presentation_a)
+    # The same response again (a wallet that lost the answer retries): the same answer, and nothing changes —
+    # no second link, no second announcement.
+    with state.db.read() as conn:
+        linked_at = conn.execute(select(speaker_links.c.linked_at).where(
+            speaker_links.c.user_id == first.user_id)).scalar_one()
+    assert demo_wallet.post_presentation(request_a, presentation_a).status_code == 200
+    with state.db.read() as conn:
+        assert conn.execute(select(speaker_links.c.linked_at).where(
+            speaker_links.c.user_id == first.user_id)).scalar_one() == linked_at
+    assert first.say("도움말")["speech"].startswith("홍길동 (demo) 님으로 연결됐어요.")
+    assert not first.say("도움말")["speech"].startswith("홍길동")
+    # Another presentation for the answered request is refused.
+    other = demo_wallet.presentation(request_a, demo_wallet.find_credential(request_a))
+    replay = demo_wallet.post_presentation(request_a, other)
     assert replay.status_code == 400 and replay.json()["error"] == "invalid_request"
     # The accepted presentation (request A's nonce) for another speaker's request B.
     second, request_b = open_request(url, demo_wallet, state)
