@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import json
 import logging
 import secrets
 import sys
@@ -225,6 +226,21 @@ def _link_code(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mobile_id_offer(args: argparse.Namespace) -> int:
+    state = tool_services()
+    citizen = state.accounts.citizen(args.citizen_id)
+    if citizen is None or not citizen.birth_date:
+        print(f"no citizen {args.citizen_id} with a birth date on record", file=sys.stderr)
+        return 1
+    offer = state.wallet.offer_mobile_id(args.citizen_id, f"cli:mobile-id:{secrets.token_urlsafe(12)}")
+    if offer is None:
+        print(f"citizen {args.citizen_id} has no registered wallet", file=sys.stderr)
+        return 1
+    # Printed for the citizen to type into the wallet app; it is never logged.
+    print(json.dumps({"offer_id": offer.offer_id, "tx_code": offer.tx_code}))
+    return 0
+
+
 def _verify_consent_chain(_args: argparse.Namespace) -> int:
 
     report = tool_services().consents.verify_chain()
@@ -289,6 +305,10 @@ def build_parser() -> argparse.ArgumentParser:
     link = sub.add_parser("link-code", help="issue a one-time code that links a speaker to a citizen")
     link.add_argument("citizen_id")
     link.set_defaults(func=_link_code)
+    mobile_id = sub.add_parser("mobile-id-offer", help="put a mobile ID offer into a citizen's wallet mailbox; "
+                                                       "prints its tx_code once")
+    mobile_id.add_argument("citizen_id")
+    mobile_id.set_defaults(func=_mobile_id_offer)
     chain = sub.add_parser("verify-consent-chain",
                            help="check the consent ledger's hash chain and receipts; reports the first broken link")
     chain.set_defaults(func=_verify_consent_chain)

@@ -8,11 +8,11 @@ existing tables and to stored values do.
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, inspect, text
 
 from domain import consent_ledger, field_migration
 from domain.citizen_tokens import citizen_app_tokens
-from domain.citizens import link_codes
+from domain.citizens import citizens, link_codes
 from domain.crypto import rekey_digest
 from domain.mydata import agency_keys
 from domain.signing_keys import ISSUER_KEY_FILES, ISSUER_KEYS, import_key_files
@@ -78,5 +78,16 @@ def _v3_several_nodes(conn: Connection, context: MigrationContext) -> None:
     wallet_migrations.add_outbox_claims_v3(conn, context)
 
 
-MIGRATIONS: list[Migration] = [_v2_security_audit, _v3_several_nodes]
+def _v4_mobile_id(conn: Connection, _context: MigrationContext) -> None:
+    """Version 4, linking a speaker by presenting the mobile ID (issue 16): a citizen's birth date (encrypted, what
+    the mobile ID credential states). The pairing and citizen-reference tables are new (made by create_all)."""
+    # A database upgraded from an older version had its newer tables made by create_all from today's metadata
+    # only where the table was missing; `citizens` existed, so the column is added here, unless it is there.
+    if "birth_date_enc" in {c["name"] for c in inspect(conn).get_columns("citizens")}:
+        return
+    column_type = citizens.c.birth_date_enc.type.compile(dialect=conn.dialect)
+    conn.execute(text(f"ALTER TABLE citizens ADD COLUMN birth_date_enc {column_type}"))
+
+
+MIGRATIONS: list[Migration] = [_v2_security_audit, _v3_several_nodes, _v4_mobile_id]
 SCHEMA_VERSION = 1 + len(MIGRATIONS)

@@ -18,6 +18,8 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import yaml
+
 from channels.kakao.callback import CallbackWorker
 from domain.attempts import RateLimit, RequestLimits
 from domain.certificates import CertificateRecords
@@ -85,6 +87,8 @@ class Services:
             CertificateDocuments(self.certificates, self.accounts, self.clock), self.clock,
             outbound=self.outbound, wallets=self.wallets,
         )
+        # A speaker linked by a wallet presentation starts afresh: nothing said or proven before counts.
+        self.wallet.pairings.on_linked = self.sessions.end_all_for
         self.metrics = Metrics()
         # Counted in the database, so a budget is the same whichever node or worker process a request reaches.
         self.rate_limits = RequestLimits(self.db, {
@@ -134,7 +138,17 @@ class Services:
             demo_file=PROJECT_DATA / "demo.yaml",
         ):
             log.info("demo data seeded")
+            self._offer_demo_mobile_ids()
         self.initialized = True
+
+    def _offer_demo_mobile_ids(self) -> None:
+        """Puts a mobile ID offer into each demo wallet, with the tx_code published in data/demo.yaml."""
+        spec = yaml.safe_load((PROJECT_DATA / "demo.yaml").read_text(encoding="utf-8"))
+        for citizen in spec["citizens"]:
+            wallet = citizen.get("wallet") or {}
+            if wallet.get("mobile_id_tx_code"):
+                self.wallet.offer_mobile_id(citizen["id"], f"demo:mobile-id:{wallet['id']}",
+                                            tx_code=str(wallet["mobile_id_tx_code"]))
 
     def initialize_or_wait(self) -> bool:
         """`initialize()`, but a database that cannot be reached is not fatal for the service: /health names the
@@ -196,9 +210,9 @@ class Services:
         self.db.dispose()
 
     def purge(self) -> int:
-        """Deletes expired dialog sessions, old stored replies and the rows of full rate-limit budgets; returns
-        the rows removed."""
-        return self.sessions.purge_expired() + self.rate_limits.purge()
+        """Deletes expired dialog sessions, old stored replies, the rows of full rate-limit budgets and wallet
+        pairings a day past their end; returns the rows removed."""
+        return self.sessions.purge_expired() + self.rate_limits.purge() + self.wallet.pairings.purge()
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Column, DateTime, ForeignKey, Integer, String, Table, Text, select
+from sqlalchemy import Column, Connection, DateTime, ForeignKey, Integer, String, Table, Text, select
 
 from domain.attempts import RateLimit
 from domain.clock import aware, utc_now
@@ -57,6 +57,8 @@ citizens = Table(
     # "full": document names are spoken; "brief": only counts, no document names.
     Column("privacy", String(16), nullable=False, default="full"),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # The birth date (YYYY-MM-DD), encrypted like the name: what a mobile ID credential states (schema version 4).
+    Column("birth_date_enc", Text, nullable=True),
 )
 
 speaker_links = Table(
@@ -82,6 +84,18 @@ class Citizen:
     name: str
     locale: str
     privacy: str
+    birth_date: str | None = None  # YYYY-MM-DD, when known (a mobile ID needs it)
+
+
+def link_user_in(conn: Connection, user_id: str, citizen_id: str) -> None:
+    """(Re)links a speaker user to a citizen inside the caller's transaction; the new `linked_at` is the new link
+    stamp, so every dialog session begun under the earlier link ends at its next turn."""
+    conn.execute(speaker_links.delete().where(speaker_links.c.user_id == user_id))
+    conn.execute(speaker_links.insert().values(user_id=user_id, citizen_id=citizen_id, linked_at=utc_now()))
+
+
+def citizen_exists_in(conn: Connection, citizen_id: str) -> bool:
+    return conn.execute(select(citizens.c.id).where(citizens.c.id == citizen_id)).first() is not None
 
 
 def hash_pin(pin: str) -> str:
@@ -132,12 +146,15 @@ class Accounts:
             RateLimit("link:total", LINK_FAILURES_TOTAL, LINK_ATTEMPT_WINDOW_S, secret_key),
         )
 
-    def create_citizen(self, citizen_id: str, name: str, locale: str, pin: str, privacy: str = "full") -> None:
+    def create_citizen(self, citizen_id: str, name: str, locale: str, pin: str, privacy: str = "full",
+                       birth_date: str | None = None) -> None:
+        birth_date_enc = None if birth_date is None else self.cipher.encrypt(
+            birth_date, ("citizens", "birth_date_enc", citizen_id))
         with self.db.transaction() as conn:
             conn.execute(
                 citizens.insert().values(
                     id=citizen_id, name_enc=self.cipher.encrypt(name, ("citizens", "name_enc", citizen_id)), locale=locale, pin_hash=hash_pin(pin),
-                    pin_failures=0, privacy=privacy, created_at=utc_now(),
+                    pin_failures=0, privacy=privacy, created_at=utc_now(), birth_date_enc=birth_date_enc,
                 )
             )
 
@@ -147,7 +164,11 @@ class Accounts:
         return None if row is None else self._citizen(row)
 
     def _citizen(self, row: Mapping[str, Any]) -> Citizen:
-        return Citizen(row["id"], self.cipher.decrypt(row["name_enc"], ("citizens", "name_enc", row["id"])), row["locale"], row["privacy"])
+        birth_date = row.get("birth_date_enc")
+        return Citizen(row["id"], self.cipher.decrypt(row["name_enc"], ("citizens", "name_enc", row["id"])), row["locale"],
+                       row["privacy"],
+                       None if birth_date is None else self.cipher.decrypt(
+                           birth_date, ("citizens", "birth_date_enc", row["id"])))
 
     def citizen_for_user(self, user_id: str) -> Citizen | None:
         link = self.link_of(user_id)
@@ -180,8 +201,7 @@ class Accounts:
 
     def link_user(self, user_id: str, citizen_id: str) -> None:
         with self.db.transaction() as conn:
-            conn.execute(speaker_links.delete().where(speaker_links.c.user_id == user_id))
-            conn.execute(speaker_links.insert().values(user_id=user_id, citizen_id=citizen_id, linked_at=utc_now()))
+            link_user_in(conn, user_id, citizen_id)
 
     def issue_link_code(self, citizen_id: str) -> str:
         """An eight-digit one-time code for this citizen; only its keyed digest is stored."""
@@ -213,10 +233,7 @@ class Accounts:
                     budget.count(conn, key)
                 return LinkAttempt(None)
             conn.execute(link_codes.delete().where(link_codes.c.code_hash == row["code_hash"]))
-            conn.execute(speaker_links.delete().where(speaker_links.c.user_id == user_id))
-            conn.execute(
-                speaker_links.insert().values(user_id=user_id, citizen_id=row["citizen_id"], linked_at=utc_now())
-            )
+            link_user_in(conn, user_id, row["citizen_id"])
             citizen_id = row["citizen_id"]
         return LinkAttempt(self.citizen(citizen_id))
 

@@ -35,7 +35,8 @@ def seed_demo(
         return None if offset is None else today + timedelta(days=offset)
 
     for citizen in spec["citizens"]:
-        accounts.create_citizen(citizen["id"], citizen["name"], citizen["locale"], citizen["pin"])
+        accounts.create_citizen(citizen["id"], citizen["name"], citizen["locale"], citizen["pin"],
+                                birth_date=citizen.get("birth_date"))
         accounts.link_user(citizen["speaker_user"], citizen["id"])
         if token := citizen.get("device_token"):
             devices.add(citizen["speaker_user"], token)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from domain.citizens import LINK_CODE_DIGITS
 from domain.devices import is_anonymous
-from skills.engine import DialogContext, Reply
+from skills.engine import PAIRING_ATTRIBUTE, DialogContext, Reply
+from skills.spoken import english_count, mark_digits, with_particle
 from understanding.answers import is_bare_answer, parse_digits
+from wallet_bridge.presentation import SpeakerPairings
 
 
 class WelcomeSkill:
@@ -94,8 +96,16 @@ class RepeatSkill:
 
 
 class LinkAccountSkill:
+    """Links the speaker user to a citizen, two ways. Preferred: "link my account" gives a pairing number, read out
+    digit by digit, that the citizen enters in the wallet app, which then presents the mobile ID (OpenID4VP); the
+    outcome is told at the next turn (DialogEngine). Kept: "link code" and the eight digits an administrator printed
+    with `app.py link-code`."""
+
     name = "link_account"
     intents = ("link_account",)
+
+    def __init__(self, pairings: SpeakerPairings) -> None:
+        self.pairings = pairings
 
     def can_handle(self, ctx: DialogContext) -> bool:
         return ctx.intent == "link_account"
@@ -107,11 +117,35 @@ class LinkAccountSkill:
                 "This device is not registered yet, so it cannot be linked to an account. Please register it first.",
             )
         code = parse_digits(ctx.turn.text.split("코드")[-1].lower().split("code")[-1])
-        if not code or len(code) != LINK_CODE_DIGITS:
+        if code and len(code) == LINK_CODE_DIGITS:
+            return self._redeem_code(ctx, code)
+        if code or _mentions_code(ctx.turn.text):
             return ctx.say(
                 "연결 코드는 여덟 자리 숫자예요. 연결 코드 다음에 숫자를 말씀해 주세요.",
                 "A link code has eight digits. Say link code followed by the digits.",
             )
+        if ctx.citizen is not None:
+            return ctx.say(f"이 스피커는 이미 {ctx.citizen.name} 님 계정에 연결되어 있어요.",
+                           f"This speaker is already linked to {ctx.citizen.name}'s account.")
+        return self._pair(ctx)
+
+    def _pair(self, ctx: DialogContext) -> Reply:
+        started = self.pairings.start(ctx.turn.user_id)
+        ctx.session.attributes[PAIRING_ATTRIBUTE] = True  # the next turns ask how it went
+        minutes = max(1, self.pairings.config.pairing_ttl_s // 60)
+        number = mark_digits(started.number)
+        particle = with_particle(started.number, "을")[len(started.number):]  # 4를, 3을: as the last digit reads
+        return ctx.say(
+            f"지갑 앱에서 연결 번호 {number}{particle} 입력해 주세요. 다시 한 번, {number}. "
+            f"번호는 {minutes}분 동안 한 번만 쓸 수 있어요. 모바일 신분증을 보여 주시면 연결돼요.",
+            f"In your wallet app, enter the pairing number {number}. Once more: {number}. "
+            f"It works once, for {english_count(minutes, 'minute')}. Share your mobile ID and this speaker is linked.",
+            title=ctx.text("지갑으로 계정 연결", "Link with your wallet"),
+            body=ctx.text(f"연결 번호 {started.number} ({minutes}분 안에 입력)",
+                          f"Pairing number {started.number} (enter within {minutes} minutes)"),
+        )
+
+    def _redeem_code(self, ctx: DialogContext, code: str) -> Reply:
         attempt = ctx.engine.accounts.redeem_link_code(ctx.turn.user_id, code, origin=ctx.turn.origin)
         if attempt.throttled:
             return ctx.say(
@@ -133,6 +167,11 @@ class LinkAccountSkill:
             "스피커가 계정에 연결되었어요. 이제 내 증명서 상태를 물어볼 수 있어요.",
             "This speaker is now linked to your account. You can ask about your certificates.",
         )
+
+
+def _mentions_code(text: str) -> bool:
+    lowered = text.lower()
+    return "코드" in text or "code" in lowered
 
 
 class NotUnderstoodSkill:

@@ -17,6 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from domain.citizens import LOCKED_UNTIL_RESET, Accounts, Citizen
 from domain.clock import utc_now
+from domain.devices import is_anonymous
 from observability import log_ref
 from settings import DEFAULT_LOCALE, SUPPORTED_LOCALES
 from skills.sessions import (
@@ -32,11 +33,14 @@ from skills.spoken import english_count, plain_speech, to_ssml
 from storage import Database
 from understanding.answers import DIGIT_PHRASES, YES_NO_PHRASES, parse_choice, parse_digits, parse_yes_no
 from understanding.router import IntentRouter, Routing
+from wallet_bridge.presentation import LinkOutcome
 
 log = logging.getLogger(__name__)
 
 # Reply.skill of the linking instructions a personal request gets from an unlinked speaker user.
 LINK_REQUIRED_SKILL = "account_link"
+# Session attribute: a pairing number was read out in this session, so each turn asks how the wallet linking went.
+PAIRING_ATTRIBUTE = "pairing_pending"
 
 
 @dataclass
@@ -167,6 +171,8 @@ def locked_notice(ctx: DialogContext, until: datetime, *, just_locked: bool) -> 
 
 # Called after every turn with (skill, intent, started): the metrics hook.
 TurnObserver = Callable[[str, str, float], None]
+# speaker user -> the outcome of a wallet linking not yet told to them (marked told), or None.
+LinkOutcomes = Callable[[str], LinkOutcome | None]
 
 
 class DialogContext:
@@ -209,9 +215,10 @@ class DialogContext:
         """Linking instructions, a lockout notice or a PIN prompt; None once personal data may be spoken."""
         if self.citizen is None:
             reply = self.say(
-                "이 스피커는 아직 본인 계정에 연결되지 않았어요. 정부24 앱에서 연결 코드를 받은 뒤, 연결 코드 다음에 여덟 자리 숫자를 말씀해 주세요.",
-                "This speaker is not linked to your account yet. Get a link code in the government app, "
-                "then say link code followed by the eight digits.",
+                "이 스피커는 아직 본인 계정에 연결되지 않았어요. 계정 연결해 줘 라고 말씀하시면 지갑 앱의 모바일 신분증으로 "
+                "연결할 수 있어요. 연결 코드를 받으셨다면 연결 코드 다음에 여덟 자리 숫자를 말씀해 주세요.",
+                "This speaker is not linked to your account yet. Say link my account to link it with the mobile ID "
+                "in your wallet app, or, if you have a link code, say link code followed by the eight digits.",
                 title=self.text("계정 연결 필요", "Account linking needed"),
             )
             # Channels tell the platform (NUGU's result code, Alexa's card) that linking is missing.
@@ -248,7 +255,7 @@ class DialogContext:
 class DialogEngine:
     def __init__(
         self, db: Database, accounts: Accounts, sessions: SessionStore, router: IntentRouter, skills: list[Skill],
-        fallback: Skill, observe_turn: TurnObserver | None = None,
+        fallback: Skill, observe_turn: TurnObserver | None = None, link_outcomes: LinkOutcomes | None = None,
     ) -> None:
         self.db = db
         self.accounts = accounts
@@ -257,6 +264,7 @@ class DialogEngine:
         self.skills = list(skills)
         self.fallback = fallback
         self.observe_turn = observe_turn
+        self.link_outcomes = link_outcomes
         self._confirming = {s.name: s for s in [*self.skills, fallback] if isinstance(s, ConfirmingSkill)}
         self._clarifying = {s.name: s for s in [*self.skills, fallback] if isinstance(s, ClarifyingSkill)}
 
@@ -312,7 +320,10 @@ class DialogEngine:
         elif turn.locale:
             session.locale = turn.locale
         ctx = DialogContext(self, turn, session, citizen)
+        told = self._link_outcome(ctx)
         reply = self._dispatch(ctx)
+        if told:
+            reply.speech = f"{told} {reply.speech}".strip()
         reply.session_id = session.id
         reply.locale = session.locale
         reply.intent = reply.intent or ctx.intent or "fallback"
@@ -334,6 +345,25 @@ class DialogEngine:
         log.info("turn", extra={"channel": turn.channel, "intent": reply.intent, "skill": reply.skill,
                                 "expects": reply.expects, "session_ref": log_ref(session.id)})
         return reply
+
+    def _link_outcome(self, ctx: DialogContext) -> str:
+        """What the speaker says first when a wallet linking finished since its last turn ("홍길동 님으로
+        연결됐어요"), or "". Asked in a new session (a link ends the user's sessions) and in a session where a
+        pairing number was read out; not on every turn of every session."""
+        session = ctx.session
+        if self.link_outcomes is None or is_anonymous(ctx.turn.user_id) or not (
+                session.is_new or session.attributes.get(PAIRING_ATTRIBUTE)):
+            return ""
+        outcome = self.link_outcomes(ctx.turn.user_id)
+        if outcome is None:
+            return ""
+        session.attributes.pop(PAIRING_ATTRIBUTE, None)
+        if outcome.linked and ctx.citizen is not None and ctx.citizen.id == outcome.citizen_id:
+            return ctx.text(f"{ctx.citizen.name} 님으로 연결됐어요.", f"This speaker is now linked to {ctx.citizen.name}.")
+        if outcome.linked:
+            return ""  # linked, then relinked some other way before this turn: the older news is stale
+        return ctx.text("지갑으로 계정을 연결하지 못했어요. 다시 하려면 계정 연결해 줘 라고 말씀해 주세요.",
+                        "I couldn't link your account with the wallet. To try again, say link my account.")
 
     def expected_input(self, session_id: str | None, user_id: str) -> ExpectedInput:
         session = self.sessions.load(session_id, user_id)

@@ -59,10 +59,10 @@ def build_dialog_engine(
     faq = FaqSkill(load_topic_names(PROJECT_DATA / "retrieval" / "topic_names.yaml"),
                    unavailable=NotUnderstoodSkill(), searcher=faq_searcher)
     skills: list[Skill] = [
-        WelcomeSkill(), HelpSkill(), SmallTalkSkill(), CancelSkill(), RepeatSkill(), LinkAccountSkill(),
+        WelcomeSkill(), HelpSkill(), SmallTalkSkill(), CancelSkill(), RepeatSkill(), LinkAccountSkill(stores.wallet.pairings),
         SendToWalletSkill(stores.wallet),
         CertificateStatusSkill(stores.certificates, stores.wallet.wallet_copies, stores.clock),
         ConsentSkill(stores.consents), ClarifySkill(faq),
     ]
     return DialogEngine(stores.db, stores.accounts, stores.sessions, router, skills, fallback=faq,
-                        observe_turn=observe_turn)
+                        observe_turn=observe_turn, link_outcomes=stores.wallet.pairings.take_outcome)

@@ -12,9 +12,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import DateTime, MetaData, create_engine
+from sqlalchemy import DateTime, MetaData, create_engine, inspect, text
 
 from app import create_app
+from domain.citizens import Accounts
 from migrations import MIGRATIONS, SCHEMA_VERSION, TABLE_MODULES
 from services import Services
 from storage import Database, MigrationContext
@@ -180,3 +181,27 @@ def test_the_service_names_the_storage_on_health_until_the_database_is_there(tmp
         assert app.extensions["minwon"].accounts.citizen_for_user("demo-user-ko").id == "citizen-0001"
     finally:
         app.extensions["minwon"].stop()
+
+
+def test_a_version_3_database_gets_the_birth_date_column(tmp_path, database_url):
+    """Schema version 4 (issue 16): citizens get an encrypted birth date; the pairing and citizen-reference tables
+    come from create_all. A version-3 database is made by the first two migrations' schema without the column."""
+    db = Database(database_url)
+    context = MigrationContext(b"k", tmp_path)
+    try:
+        assert db.upgrade(TABLE_MODULES, MIGRATIONS[:2], context) == 3
+        with db.transaction() as conn:
+            conn.execute(text("ALTER TABLE citizens DROP COLUMN birth_date_enc"))
+            conn.execute(text("DROP TABLE wallet_pairings"))
+        assert db.upgrade(TABLE_MODULES, MIGRATIONS, context) == SCHEMA_VERSION == 4
+        with db.read() as conn:
+            columns = {c["name"] for c in inspect(conn).get_columns("citizens")}
+            assert "birth_date_enc" in columns and inspect(conn).has_table("wallet_pairings")
+        accounts = Accounts(db, b"k" * 32)
+        accounts.create_citizen("c-v4", "생일 시민", "ko-KR", "1234", birth_date="1980-05-05")
+        assert accounts.citizen("c-v4").birth_date == "1980-05-05"
+        with db.read() as conn:
+            stored = conn.execute(text("SELECT birth_date_enc FROM citizens WHERE id = 'c-v4'")).scalar()
+        assert "1980" not in stored  # encrypted at rest, like the name
+    finally:
+        db.dispose()

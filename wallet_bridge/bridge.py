@@ -13,12 +13,20 @@ from settings import Settings
 from storage import Database
 from wallet_bridge.config import WalletConfig
 from wallet_bridge.issuance import CredentialIssuance, DocumentSource
+from wallet_bridge.mobile_id import MOBILE_ID_CERTIFICATE, MOBILE_ID_DOC_TYPE
 from wallet_bridge.nonces import NonceStore
-from wallet_bridge.offers import CredentialOffers
+from wallet_bridge.offers import CreatedOffer, CredentialOffers
 from wallet_bridge.outbox import OfferOutbox, OutboxWorker
+from wallet_bridge.presentation import SpeakerPairings
 from wallet_bridge.revocation import CredentialStatusControl
 from wallet_bridge.status_list import StatusLists
-from wallet_bridge.verification import KeySet, StatusListUnavailable, VerificationResult, verify_credential
+from wallet_bridge.verification import (
+    KeyBindingRequirement,
+    KeySet,
+    StatusListUnavailable,
+    VerificationResult,
+    verify_credential,
+)
 
 DEFAULT_ISSUER = "http://127.0.0.1:8080"  # where `make run` serves; set MINWON_ISSUER_URL in production
 
@@ -77,6 +85,7 @@ class WalletBridge:
         self.outbox = OfferOutbox(db, config, self.offers, clock, self.outbound)
         self.outbox_worker = OutboxWorker(self.outbox)
         self.wallets = wallets or WalletRegistry(db, config.secret_key)
+        self.pairings = SpeakerPairings(db, config, self.keyring, self.verify_presentation, clock)
 
     def wallet_copies(self, citizen_id: str) -> dict[str, str]:
         """doc_type → the state of its newest copy in the citizen's wallet: valid | revoked | suspended."""
@@ -102,3 +111,16 @@ class WalletBridge:
     def verify(self, token: str, holder_jwk: dict[str, Any] | None = None) -> VerificationResult:
         """Verify a credential of this issuer with its published keys and its own status lists."""
         return verify_credential(token, self.key_set(), self.clock(), self.fetch_own_status_list, holder_jwk)
+
+    def verify_presentation(self, token: str, key_binding: KeyBindingRequirement) -> VerificationResult:
+        """Verify an SD-JWT presentation of a credential of this issuer, with the key binding `key_binding` asks."""
+        return verify_credential(token, self.key_set(), self.clock(), self.fetch_own_status_list,
+                                 key_binding=key_binding)
+
+    def offer_mobile_id(self, citizen_id: str, idempotency_key: str, tx_code: str | None = None) -> CreatedOffer | None:
+        """A mobile-ID offer in the citizen's wallet mailbox (None when the citizen has no wallet)."""
+        wallet = self.wallets.for_citizen(citizen_id)
+        if wallet is None:
+            return None
+        return self.offers.create_offer(citizen_id, wallet.id, MOBILE_ID_CERTIFICATE, MOBILE_ID_DOC_TYPE,
+                                        idempotency_key, push_url=wallet.push_url, tx_code=tx_code)

@@ -8,6 +8,7 @@ from domain.certificates import Certificate, CertificateRecords
 from domain.citizens import Accounts
 from domain.clock import Clock, korean_today
 from wallet_bridge.issuance import IssuableDocument
+from wallet_bridge.mobile_id import MOBILE_ID_CERTIFICATE, MOBILE_ID_DOC_TYPE
 
 
 class CertificateDocuments:
@@ -25,6 +26,8 @@ class CertificateDocuments:
         return certificate.status_on(korean_today(self.clock))
 
     def __call__(self, citizen_id: str, certificate_id: str) -> IssuableDocument | None:
+        if certificate_id == MOBILE_ID_CERTIFICATE:
+            return self.identity(citizen_id)
         certificate = next((c for c in self.records.for_citizen(citizen_id) if c.id == certificate_id), None)
         citizen = self.accounts.citizen(citizen_id)
         if certificate is None or citizen is None:
@@ -32,4 +35,15 @@ class CertificateDocuments:
         return IssuableDocument(
             certificate_id=certificate.id, doc_type=certificate.doc_type, status=self.status(certificate),
             issued_on=certificate.issued_on, valid_until=certificate.valid_until, holder_name=citizen.name,
+        )
+
+    def identity(self, citizen_id: str) -> IssuableDocument | None:
+        """What the mobile ID states: the citizen's name and birth date (none without a birth date on record)."""
+        citizen = self.accounts.citizen(citizen_id)
+        if citizen is None:
+            return None
+        return IssuableDocument(
+            certificate_id=MOBILE_ID_CERTIFICATE, doc_type=MOBILE_ID_DOC_TYPE,
+            status="issued" if citizen.birth_date else "unavailable", issued_on=None, valid_until=None,
+            holder_name=citizen.name, birth_date=citizen.birth_date,
         )

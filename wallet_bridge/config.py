@@ -30,6 +30,17 @@ class WalletConfig:
     # How long a node's claim on an outbox row holds: longer than one POST can take (its connect and read
     # timeouts), so no two nodes send a row at once; a dead node's rows are sent again after this.
     outbox_claim_lease_s: float = 30.0
+    # OpenID4VP (linking a speaker by a wallet presentation): the verifier's pre-registered client id, which is
+    # also the `aud` a key-binding JWT must name; the pairing number the speaker reads out and how long it and its
+    # request live; failed number look-ups per calling address and in total per window (database budgets).
+    verifier_client_id: str = "minwon-voice"
+    pairing_digits: int = 6
+    pairing_ttl_s: int = 300
+    pairing_failures_window_s: int = 300
+    pairing_failures_per_address: int = 10
+    pairing_failures_total: int = 300
+    presentation_max_age_s: int = 300  # a key-binding JWT's iat may be this old …
+    presentation_max_skew_s: int = 60  # … or this far in the future
 
     def __post_init__(self) -> None:
         if self.outbox_claim_lease_s <= 2 * self.push_timeout_s:

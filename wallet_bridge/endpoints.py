@@ -29,6 +29,8 @@ from wallet_bridge.metadata import (
     credential_issuer_metadata,
 )
 from wallet_bridge.oauth_errors import OAuthError
+from wallet_bridge.presentation import PAIRING_PATH, REQUEST_PATH, RESPONSE_PATH
+from wallet_bridge.verification import KeyBindingRequirement
 
 bp = Blueprint("wallet_bridge", __name__)
 
@@ -142,6 +144,61 @@ def verify() -> Response:
     return _json(result.to_json(), headers=NO_STORE)
 
 
+MAX_NONCE_CHARS = 256
+
+
+@bp.post("/v1/presentations/verify")
+def verify_presentation() -> Response:
+    """For agencies: an SD-JWT VC presentation with key binding, checked for the nonce and audience they used."""
+    body = json_object()
+    check_rate()
+    presentation = body.get("presentation")
+    if not isinstance(presentation, str) or "~" not in presentation:
+        raise ApiError(400, "missing_presentation",
+                       "presentation must be an SD-JWT presentation (issuer JWT~disclosures~KB-JWT).")
+    nonce, audience = body.get("nonce"), body.get("audience")
+    for name, value in (("nonce", nonce), ("audience", audience)):
+        if not isinstance(value, str) or not value or len(value) > MAX_NONCE_CHARS:
+            raise ApiError(400, f"missing_{name}",
+                           f"{name} must be the {name} the verifier put in its request (1 to 256 characters).")
+    requirement = KeyBindingRequirement(nonce=nonce, audience=audience)
+    result = bridge().verify_presentation(presentation.strip(), requirement)
+    return _json(result.to_json(), headers=NO_STORE)
+
+
+# --- OpenID4VP: linking a speaker by presenting the mobile ID ------------------------------------------------
+
+
+def _form() -> dict[str, str]:
+    if request.mimetype != "application/x-www-form-urlencoded":
+        raise OAuthError("invalid_request", "send the parameters as application/x-www-form-urlencoded")
+    if request.content_length is not None and request.content_length > services().settings.max_json_bytes:
+        raise OAuthError("invalid_request", "the request body is too large")
+    if any(len(values) > 1 for values in request.form.listvalues()):
+        raise OAuthError("invalid_request", "a parameter is repeated")
+    return request.form.to_dict()
+
+
+@bp.post(PAIRING_PATH)
+def pairing() -> Response:
+    response = bridge().pairings.resolve(_form().get("pairing_number"), client_address())
+    return _json(response, headers=NO_STORE)
+
+
+@bp.get(f"{REQUEST_PATH}/<pairing_id>")
+def request_object(pairing_id: str) -> Response:
+    token = bridge().pairings.request_object(pairing_id)
+    if token is None:
+        # Like any other missing resource (a request_uri is fetched, not called with parameters).
+        raise ApiError(404, "request_not_found", "There is no open authorization request at this request_uri.")
+    return Response(token, mimetype="application/oauth-authz-req+jwt", headers=NO_STORE)
+
+
+@bp.post(RESPONSE_PATH)
+def presentation_response() -> Response:
+    return _json(bridge().pairings.respond(_form()), headers=NO_STORE)
+
+
 def _wallet(wallet_id: str) -> Wallet:
     token = bearer_token()
     wallet = bridge().wallets.authenticate(wallet_id, token) if token and len(token) <= 200 else None
@@ -201,7 +258,7 @@ OPENAPI_COMPONENTS = {
         "description": "RFC 6749 / OID4VCI error: invalid_request, invalid_grant, unsupported_grant_type, slow_down, "
                        "invalid_token, invalid_credential_request, invalid_proof, invalid_nonce, "
                        "unknown_credential_configuration, unknown_credential_identifier, credential_request_denied, "
-                       "invalid_encryption_parameters.",
+                       "invalid_encryption_parameters; OpenID4VP: access_denied.",
     },
     "VerificationResult": {
         "type": "object", "required": ["valid", "failed_check", "checks"],
@@ -266,6 +323,47 @@ OPENAPI_PATHS = {
         "responses": {**_json_ok("verification result (valid or not)",
                                  {"$ref": "#/components/schemas/VerificationResult"}),
                       **error_responses(400, 413, 415, 429)},
+    }},
+    "/v1/presentations/verify": {"post": {
+        "summary": "Verify an SD-JWT VC presentation of a credential of this issuer, with its key binding JWT.",
+        "description": "Checks format, the issuer's key and signature, the disclosures, dates, the key binding "
+                       "(signed by the cnf key, sd_hash, the given nonce and audience, iat within five minutes) "
+                       "and the status lists; answers the disclosed claims and the first check that failed.",
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "required": ["presentation", "nonce", "audience"],
+            "properties": {"presentation": {"type": "string"}, "nonce": {"type": "string"},
+                           "audience": {"type": "string"}}}}}},
+        "responses": {**_json_ok("verification result (valid or not)",
+                                 {"$ref": "#/components/schemas/VerificationResult"}),
+                      **error_responses(400, 413, 415, 429)},
+    }},
+    PAIRING_PATH: {"post": {
+        "summary": "OpenID4VP cross-device: the pairing number the speaker read out, for an authorization "
+                   "request by reference (client_id + request_uri). The number is spent.",
+        "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
+            "type": "object", "required": ["pairing_number"],
+            "properties": {"pairing_number": {"type": "string"}}}}}},
+        "responses": {**_json_ok("authorization request by reference", {"type": "object", "properties": {
+            "client_id": {"type": "string"}, "request_uri": {"type": "string"},
+            "request_uri_method": {"type": "string"}, "expires_in": {"type": "integer"}}}),
+            **error_responses(400, 429, schema=_OAUTH_ERROR)},
+    }},
+    REQUEST_PATH + "/{pairing_id}": {"get": {
+        "summary": "The signed OpenID4VP request object (oauth-authz-req+jwt): direct_post, nonce, state, DCQL.",
+        "parameters": [{"name": "pairing_id", "in": "path", "required": True, "schema": {"type": "string"},
+                        "description": _ONE_SEGMENT}],
+        "responses": {"200": {"description": "compact JWS", "content": {
+            "application/oauth-authz-req+jwt": {"schema": {"type": "string"}}}},
+            **error_responses(404)},
+    }},
+    RESPONSE_PATH: {"post": {
+        "summary": "OpenID4VP response URI (direct_post): vp_token and state; links the speaker when the "
+                   "mobile ID presentation verifies.",
+        "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
+            "type": "object", "required": ["state"],
+            "properties": {"vp_token": {"type": "string"}, "state": {"type": "string"},
+                           "error": {"type": "string"}, "error_description": {"type": "string"}}}}}},
+        "responses": {**_json_ok("accepted", {"type": "object"}), **error_responses(400, schema=_OAUTH_ERROR)},
     }},
     "/v1/wallets/{wallet_id}/offers": {"get": {
         "summary": "The wallet's mailbox: pending OID4VCI credential offers.",

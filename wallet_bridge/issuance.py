@@ -1,4 +1,5 @@
-"""The Credential Endpoint (OID4VCI 1.0 §8): checks a credential request and issues the `vc+jwt`.
+"""The Credential Endpoint (OID4VCI 1.0 §8): checks a credential request and issues the `vc+jwt` (a document)
+or the `dc+sd-jwt` (the mobile ID, wallet_bridge.mobile_id).
 
 Everything one issuance changes — the spent c_nonce, the two status-list indices, the credential
 record and the offer's state — is written in one transaction. A request for an offer that already
@@ -26,6 +27,13 @@ from storage import Database
 from wallet_bridge.config import WalletConfig
 from wallet_bridge.credentials import format_date_time, sign_credential, validate_credential_document
 from wallet_bridge.documents import DOCUMENT_TYPES, VCDM_V2_CONTEXT, DocumentType, context_url
+from wallet_bridge.mobile_id import (
+    MOBILE_ID_DOC_TYPE,
+    MOBILE_ID_VALIDITY,
+    citizen_ref,
+    remember_citizen_ref,
+    sign_mobile_id,
+)
 from wallet_bridge.nonces import NonceStore
 from wallet_bridge.oauth_errors import OAuthError
 from wallet_bridge.offers import ISSUED, CredentialOffers, RedeemedOffer
@@ -46,6 +54,7 @@ class IssuableDocument:
     issued_on: date | None
     valid_until: date | None
     holder_name: str
+    birth_date: str | None = None  # YYYY-MM-DD: only the mobile ID states it
 
 
 # (citizen_id, certificate_id) -> the document, or None when the citizen has no such certificate.
@@ -213,18 +222,22 @@ class CredentialIssuance:
         credential_id = uuid.uuid4().urn
         revocation = self.status_lists.allocate(conn, REVOCATION, credential_id)
         suspension = self.status_lists.allocate(conn, SUSPENSION, credential_id)
-        credential = self.build_credential(
-            credential_id,
-            offer.citizen_id,
-            document,
-            [
-                self.status_lists.entry(*revocation, REVOCATION),
-                self.status_lists.entry(*suspension, SUSPENSION),
-            ],
-        )
+        entries = [self.status_lists.entry(*revocation, REVOCATION), self.status_lists.entry(*suspension, SUSPENSION)]
         key = self.keyring.active_key()
         now = self.clock()
-        token = sign_credential(credential, key, now, holder_jwk)
+        if offer.doc_type == MOBILE_ID_DOC_TYPE:
+            if not document.birth_date:
+                raise OAuthError("credential_request_denied", "the citizen's record has no birth date")
+            ref = citizen_ref(self.config.secret_key, offer.citizen_id)
+            remember_citizen_ref(conn, ref, offer.citizen_id, now)
+            token = sign_mobile_id(issuer=self.config.issuer, key=key, holder_jwk=holder_jwk,
+                                   name=document.holder_name, birth_date=document.birth_date, ref=ref,
+                                   status_entries=entries, now=now)
+            valid_until = now + MOBILE_ID_VALIDITY
+        else:
+            credential = self.build_credential(credential_id, offer.citizen_id, document, entries)
+            token = sign_credential(credential, key, now, holder_jwk)
+            valid_until = datetime.fromisoformat(credential["validUntil"])
         conn.execute(
             insert(issued_credentials).values(
                 id=credential_id,
@@ -239,7 +252,7 @@ class CredentialIssuance:
                 suspension_list_id=suspension[0],
                 suspension_index=suspension[1],
                 issued_at=now,
-                valid_until=datetime.fromisoformat(credential["validUntil"]),
+                valid_until=valid_until,
                 revoked_at=None,
                 suspended=False,
                 credential_sealed=self.box.encrypt(

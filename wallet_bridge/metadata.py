@@ -11,6 +11,7 @@ from typing import Any
 from domain.signing_keys import SIGNING_ALG
 from wallet_bridge.config import WalletConfig
 from wallet_bridge.documents import DOCUMENT_TYPES, VCDM_V2_CONTEXT, context_url
+from wallet_bridge.mobile_id import MOBILE_ID_CONFIGURATION, mobile_id_configuration
 from wallet_bridge.offers import PRE_AUTHORIZED_GRANT
 from wallet_bridge.proofs import PROOF_ALGS
 
@@ -59,6 +60,7 @@ def credential_issuer_metadata(config: WalletConfig) -> dict[str, Any]:
                 ],
             },
         }
+    configurations[MOBILE_ID_CONFIGURATION] = mobile_id_configuration(config.issuer, SIGNING_ALG, list(PROOF_ALGS))
     return {
         "credential_issuer": config.issuer,
         "credential_endpoint": config.url(CREDENTIAL_PATH),

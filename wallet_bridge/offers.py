@@ -25,6 +25,7 @@ from storage import Database, insert_unless_present
 from wallet_bridge.config import WalletConfig
 from wallet_bridge.credentials import format_date_time
 from wallet_bridge.documents import DOCUMENT_TYPES
+from wallet_bridge.mobile_id import MOBILE_ID_CONFIGURATION, MOBILE_ID_DOC_TYPE
 from wallet_bridge.oauth_errors import OAuthError, invalid_token
 from wallet_bridge.tables import offers, outbox, sealed_place
 
@@ -80,11 +81,16 @@ class CredentialOffers:
         doc_type: str,
         idempotency_key: str,
         push_url: str | None = None,
+        tx_code: str | None = None,
     ) -> CreatedOffer:
         """A new offer (and its push delivery, when the wallet has a push URL), or the one an earlier
-        request with the same `idempotency_key` created."""
-        document = DOCUMENT_TYPES.get(doc_type)
-        if document is None:
+        request with the same `idempotency_key` created. `tx_code` is only ever given for the demo wallet's
+        seeded mobile ID, whose code is published with the rest of the demo data; otherwise it is random."""
+        if doc_type == MOBILE_ID_DOC_TYPE:
+            configuration_id = MOBILE_ID_CONFIGURATION
+        elif doc_type in DOCUMENT_TYPES:
+            configuration_id = DOCUMENT_TYPES[doc_type].configuration_id
+        else:
             raise ValueError(f"document type {doc_type!r} cannot be sent to a wallet")
         now = self.clock()
         with self.db.transaction() as conn:
@@ -97,7 +103,10 @@ class CredentialOffers:
                 return self._created(row, is_new=False)
             code = secrets.token_urlsafe(32)
             length = self.config.tx_code_length
-            tx_code = f"{secrets.randbelow(10**length):0{length}d}"
+            if tx_code is None:
+                tx_code = f"{secrets.randbelow(10**length):0{length}d}"
+            elif len(tx_code) != length or not tx_code.isdigit():
+                raise ValueError(f"a tx_code has {length} digits")
             offer_id = secrets.token_urlsafe(16)
             values = dict(
                 id=offer_id,
@@ -105,7 +114,7 @@ class CredentialOffers:
                 wallet_id=wallet_id,
                 certificate_id=certificate_id,
                 doc_type=doc_type,
-                configuration_id=document.configuration_id,
+                configuration_id=configuration_id,
                 idempotency_key=idempotency_key,
                 code_hash=self._hash("pre-authorized-code", code),
                 code_sealed=self.box.encrypt(code, sealed_place(offers, "code_sealed", offer_id)),

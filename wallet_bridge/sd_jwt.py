@@ -1,17 +1,33 @@
-"""SD-JWT (RFC 9901) parsing and disclosure matching: `<issuer JWT>~<disclosure>~...~[<KB-JWT>]`.
+"""SD-JWT (RFC 9901): `<issuer JWT>~<disclosure>~...~[<KB-JWT>]` — issuing, presenting and verifying.
 
-Only the verifier side is here: this service issues plain `vc+jwt`, but it verifies SD-JWT credentials
-it is shown (the W3C test vectors include one). Every disclosure must match exactly one digest in the
-signed payload, and every digest at most one disclosure; otherwise a holder could smuggle claims in.
+The issuer side makes the mobile ID (an SD-JWT VC, `dc+sd-jwt`): each selectively disclosable claim becomes a
+salted disclosure whose digest goes into `_sd`, with decoy digests so the number of claims does not show. The
+holder side keeps only the disclosures a verifier asked for and appends a key-binding JWT (`kb+jwt`) over them.
+The verifier side matches disclosures: every disclosure must match exactly one digest in the signed payload, and
+every digest at most one disclosure; otherwise a holder could smuggle claims in.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from domain.crypto import CompactJWS, JWSError, b64url_decode, b64url_encode, parse_compact, strict_json_loads
+from domain.crypto import (
+    CompactJWS,
+    JWSError,
+    PrivateKey,
+    b64url_decode,
+    b64url_encode,
+    parse_compact,
+    sign_compact,
+    strict_json_loads,
+)
+
+KB_JWT_TYP = "kb+jwt"
+DEFAULT_SD_ALG = "sha-256"
 
 _HASHES = {"sha-256": hashlib.sha256, "sha-384": hashlib.sha384, "sha-512": hashlib.sha512}
 
@@ -130,3 +146,58 @@ def resolve_disclosures(
 
 def sd_hash(presented_prefix: str, alg: str = "sha-256") -> str:
     return b64url_encode(_HASHES[alg](presented_prefix.encode("ascii")).digest())
+
+
+# -- issuing -------------------------------------------------------------------------------------------
+
+
+def make_disclosure(name: str | None, value: Any, salt: str | None = None) -> str:
+    """A disclosure: base64url of the JSON array [salt, name, value] (an object property) or [salt, value] (an
+    array element). The salt has 128 bits, so a digest cannot be reversed by trying likely values."""
+    salt = salt if salt is not None else b64url_encode(secrets.token_bytes(16))
+    array = [salt, value] if name is None else [salt, name, value]
+    return b64url_encode(json.dumps(array, ensure_ascii=False).encode("utf-8"))
+
+
+def disclosure_digest(disclosure: str, alg: str = DEFAULT_SD_ALG) -> str:
+    return b64url_encode(_HASHES[alg](disclosure.encode("ascii")).digest())
+
+
+def issue_sd_jwt(header: dict[str, Any], claims: dict[str, Any], disclosable: dict[str, Any], key: PrivateKey,
+                 decoys: int = 2) -> str:
+    """An SD-JWT whose top-level `disclosable` claims are selectively disclosable; `claims` are always visible.
+    The digests are sorted with the decoys, so their order says nothing about which claim is which."""
+    if set(disclosable) & set(claims) or {"_sd", "_sd_alg", "..."} & set(disclosable):
+        raise SDJWTError("a claim is both always visible and selectively disclosable, or has a reserved name")
+    disclosures = [make_disclosure(name, value) for name, value in disclosable.items()]
+    digests = [disclosure_digest(d) for d in disclosures]
+    digests += [b64url_encode(hashlib.sha256(secrets.token_bytes(32)).digest()) for _ in range(decoys)]
+    payload = {**claims, "_sd": sorted(digests), "_sd_alg": DEFAULT_SD_ALG}
+    return sign_compact(header, payload, key) + "~" + "".join(d + "~" for d in disclosures)
+
+
+# -- presenting ----------------------------------------------------------------------------------------
+
+
+def disclosed_claim_name(disclosure: str) -> str | None:
+    """The claim name of an object-property disclosure (None for an array element)."""
+    value = _decode_disclosure(disclosure)
+    return value[1] if len(value) == 3 else None
+
+
+def select_disclosures(sd_jwt: str, names: set[str]) -> str:
+    """The SD-JWT with only the disclosures of the top-level claims in `names` (and no key binding), ending in '~'."""
+    parsed = split_sd_jwt(sd_jwt)
+    kept = [d for d in parsed.disclosures if disclosed_claim_name(d) in names]
+    issuer_jwt = sd_jwt.strip().split("~", 1)[0]
+    return issuer_jwt + "~" + "".join(d + "~" for d in kept)
+
+
+def add_key_binding(presentation: str, key: PrivateKey, *, nonce: str, audience: str, issued_at: int,
+                    alg: str = DEFAULT_SD_ALG) -> str:
+    """Appends a KB-JWT (RFC 9901 §4.3): signed by the holder key, over this exact presentation (`sd_hash`), for
+    one verifier (`aud`) and one transaction (`nonce`)."""
+    if not presentation.endswith("~"):
+        raise SDJWTError("a presentation to bind must end with '~' (and carry no key binding yet)")
+    claims = {"iat": issued_at, "aud": audience, "nonce": nonce, "sd_hash": sd_hash(presentation, alg)}
+    return presentation + sign_compact({"typ": KB_JWT_TYP}, claims, key)

@@ -122,9 +122,44 @@ outbox = Table(
     UniqueConstraint("offer_id", "url"),
 )
 
+# A mobile ID's citizen reference -> the citizen: the reference is a keyed digest of the citizen id (pairwise to
+# this service, never the resident registration number), so only this table turns it back into a citizen.
+citizen_refs = Table(
+    "wallet_citizen_refs",
+    metadata,
+    Column("ref", String(64), primary_key=True),
+    Column("citizen_id", String(64), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# A speaker user's request to be linked by a wallet presentation (OpenID4VP cross-device): the pairing number the
+# speaker read out (a keyed digest, cleared once used or expired), then the authorization request it resolved to
+# (its nonce and state: per-request values, the nonce cleared when it is answered), then the outcome, which the speaker announces once at its next turn.
+pairings = Table(
+    "wallet_pairings",
+    metadata,
+    Column("id", String(64), primary_key=True),  # also the request_uri's last segment: random, 192 bits
+    Column("user_id", String(200), nullable=False, index=True),
+    Column("number_hash", String(64), nullable=True, unique=True),
+    # waiting (number spoken) -> requested (number resolved) -> linked | refused; replaced by a newer request.
+    Column("status", String(16), nullable=False),
+    Column("nonce", String(64), nullable=True),
+    Column("state", String(64), nullable=True, unique=True),
+    # A keyed digest of the accepted vp_token: the same response retried (the wallet lost the answer) gets the
+    # same answer, and changes nothing.
+    Column("response_hash", String(64), nullable=True),
+    Column("citizen_id", String(64), nullable=True),
+    Column("failed_check", String(32), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("announced_at", DateTime(timezone=True), nullable=True),
+)
+
 # The tables the bridge writes, for tests and benchmarks that create only these (with the attempt counters and
 # the signing keys).
-WALLET_TABLES = (status_lists, status_entries, offers, issued_credentials, nonces, rate_limits, signing_keys, outbox)
+WALLET_TABLES = (status_lists, status_entries, offers, issued_credentials, nonces, rate_limits, signing_keys, outbox,
+                 citizen_refs)
 
 
 # The sealed columns, by table: what the schema-version-2 migration re-seals with their place.

@@ -1,13 +1,16 @@
 """Verifying a secured credential and saying which check failed.
 
 Accepted forms: `vc+jwt` (VC-JOSE-COSE: the payload is a VCDM 2.0 credential), `vc+sd-jwt` (the same
-with selective disclosure), and `jwt_vc_json` (a plain JWT whose `vc` claim holds a VCDM 1.1
-credential, as OID4VCI examples use). Checks run in order — format, key, signature, claims, dates,
+with selective disclosure), `dc+sd-jwt` (an IETF SD-JWT VC: a `vct` and plain JWT claims, no JSON-LD), and
+`jwt_vc_json` (a plain JWT whose `vc` claim holds a VCDM 1.1 credential, as OID4VCI examples use). A
+presentation to a verifier also carries a key-binding JWT, checked against a `KeyBindingRequirement`
+(nonce, audience, iat window, sd_hash). Checks run in order — format, key, signature, claims, dates,
 holder binding, status — and nothing after a failed signature is trusted enough to run.
 """
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -28,7 +31,7 @@ from wallet_bridge.credentials import (
     parse_date_time_stamp,
     validate_credential_document,
 )
-from wallet_bridge.sd_jwt import SDJWTError, is_sd_jwt, resolve_disclosures, sd_hash, split_sd_jwt
+from wallet_bridge.sd_jwt import KB_JWT_TYP, SDJWTError, is_sd_jwt, resolve_disclosures, sd_hash, split_sd_jwt
 from wallet_bridge.status_list import ENTRY_TYPE, StatusListError, status_of
 
 CLOCK_SKEW = timedelta(seconds=60)
@@ -38,6 +41,17 @@ CHECK_ORDER = ("format", "key", "signature", "claims", "dates", "holder_binding"
 KeyResolver = Callable[[dict[str, Any], dict[str, Any]], dict[str, Any] | None]
 # status list URL -> the list as a compact vc+jwt (verified here) or an already trusted credential dict.
 StatusListFetcher = Callable[[str], "str | dict[str, Any]"]
+
+
+@dataclass(frozen=True)
+class KeyBindingRequirement:
+    """What a verifier expects of the key-binding JWT of a presentation made for it: its own nonce and audience,
+    and an `iat` no older than `max_age` and no further ahead than `max_skew`."""
+
+    nonce: str
+    audience: str
+    max_age: timedelta = timedelta(minutes=5)
+    max_skew: timedelta = timedelta(seconds=60)
 
 
 @dataclass(frozen=True)
@@ -135,8 +149,10 @@ def verify_credential(
     now: datetime,
     fetch_status_list: StatusListFetcher | None = None,
     holder_jwk: dict[str, Any] | None = None,
+    key_binding: KeyBindingRequirement | None = None,
 ) -> VerificationResult:
-    """Verify a secured credential; `holder_jwk`, when given, must be the key the credential binds."""
+    """Verify a secured credential; `holder_jwk`, when given, must be the key the credential binds; with
+    `key_binding`, the token must be an SD-JWT presentation whose KB-JWT meets it."""
     result = VerificationResult()
     try:
         sd = split_sd_jwt(token) if is_sd_jwt(token) else None
@@ -149,7 +165,9 @@ def verify_credential(
     result.header = jws.header
     typ = jws.header.get("typ")
     if sd is not None:
-        profile = "sd-jwt" if typ in ("vc+sd-jwt", "dc+sd-jwt") else None
+        # A VCDM credential with selective disclosure has an @context; an IETF SD-JWT VC has a vct instead.
+        sd_profile = "sd-jwt" if "@context" in claims else "sd-jwt-vc"
+        profile = sd_profile if typ in ("vc+sd-jwt", "dc+sd-jwt") else None
     elif typ == "vc+jwt":
         profile = "vc+jwt"
     elif typ in (None, "JWT") and isinstance(claims.get("vc"), dict):
@@ -187,7 +205,7 @@ def verify_credential(
         return result
     result.credential = credential
     _check_dates(result, profile, claims, credential, now)
-    _check_holder_binding(result, claims, sd, holder_jwk)
+    _check_holder_binding(result, claims, sd, holder_jwk, key_binding, now)
     _check_status(result, credential, now, resolve_key, fetch_status_list)
     return result
 
@@ -208,6 +226,20 @@ def _check_claims(
             return None
         result.add("claims", True, "VCDM 1.1 credential in the vc claim")
         return credential
+    if profile == "sd-jwt-vc":
+        try:
+            payload, result.disclosed = resolve_disclosures(claims, sd.disclosures)
+        except SDJWTError as exc:
+            result.add("claims", False, f"disclosures: {exc}")
+            return None
+        if not isinstance(payload.get("vct"), str) or not payload["vct"]:
+            result.add("claims", False, "an SD-JWT VC needs a vct")
+            return None
+        if not isinstance(payload.get("iss"), str) or not payload["iss"]:
+            result.add("claims", False, "an SD-JWT VC needs an iss")
+            return None
+        result.add("claims", True, f"SD-JWT VC {payload['vct']}, {len(result.disclosed)} disclosed claim(s)")
+        return {k: v for k, v in payload.items() if k != "cnf"}
     if profile == "sd-jwt":
         try:
             payload, result.disclosed = resolve_disclosures(claims, sd.disclosures)
@@ -271,11 +303,12 @@ def _check_dates(
 
 
 def _check_holder_binding(
-    result: VerificationResult, claims: dict[str, Any], sd: Any, holder_jwk: dict[str, Any] | None
+    result: VerificationResult, claims: dict[str, Any], sd: Any, holder_jwk: dict[str, Any] | None,
+    key_binding: KeyBindingRequirement | None = None, now: datetime | None = None,
 ) -> None:
     cnf = claims.get("cnf")
     if cnf is None:
-        if holder_jwk is not None:
+        if holder_jwk is not None or key_binding is not None:
             result.add("holder_binding", False, "the credential binds no holder key")
         else:
             result.add("holder_binding", None, "the credential binds no holder key")
@@ -292,6 +325,9 @@ def _check_holder_binding(
     if holder_jwk is not None and jwk_thumbprint(holder_jwk) != jwk_thumbprint(bound):
         result.add("holder_binding", False, "the credential is bound to a different holder key")
         return
+    if key_binding is not None and (sd is None or sd.key_binding_jwt is None):
+        result.add("holder_binding", False, "the presentation has no key binding JWT")
+        return
     if sd is not None and sd.key_binding_jwt is not None:
         kb: CompactJWS = sd.key_binding_jwt
         try:
@@ -299,15 +335,41 @@ def _check_holder_binding(
         except JWSError as exc:
             result.add("holder_binding", False, f"key binding JWT: {exc}")
             return
-        if kb.header.get("typ") != "kb+jwt" or not signature_is_valid(kb, bound_key):
+        if kb.header.get("typ") != KB_JWT_TYP or not signature_is_valid(kb, bound_key):
             result.add("holder_binding", False, "the key binding JWT is not signed by the bound key")
             return
         if kb_claims.get("sd_hash") != sd_hash(sd.presented_prefix, claims.get("_sd_alg", "sha-256")):
             result.add("holder_binding", False, "the key binding JWT covers other disclosures")
             return
+        if key_binding is not None:
+            problem = _key_binding_problem(kb_claims, key_binding, now or datetime.now(UTC))
+            if problem:
+                result.add("holder_binding", False, problem)
+                return
         result.add("holder_binding", True, "key binding JWT signed by the bound key")
         return
     result.add("holder_binding", True, f"bound to key {jwk_thumbprint(bound)}")
+
+
+def _key_binding_problem(kb_claims: dict[str, Any], expected: KeyBindingRequirement, now: datetime) -> str | None:
+    """Why the KB-JWT was not made for this verifier and this transaction just now, or None when it was."""
+    nonce = kb_claims.get("nonce")
+    if not isinstance(nonce, str) or not hmac.compare_digest(nonce.encode(), expected.nonce.encode()):
+        return "the key binding JWT's nonce is not this request's"
+    if kb_claims.get("aud") != expected.audience:
+        return "the key binding JWT's aud is not this verifier"
+    iat = kb_claims.get("iat")
+    if not isinstance(iat, int | float) or isinstance(iat, bool):
+        return "the key binding JWT has no iat"
+    try:
+        issued = datetime.fromtimestamp(iat, UTC)
+    except (ValueError, OverflowError, OSError):
+        return "the key binding JWT's iat is outside the accepted window"
+    if issued > now + expected.max_skew:
+        return "the key binding JWT's iat is in the future"
+    if issued < now - expected.max_age:
+        return "the key binding JWT is too old"
+    return None
 
 
 def _check_status(

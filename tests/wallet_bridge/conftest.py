@@ -7,8 +7,10 @@ fixtures (CI clones the repository without ../shared).
 from __future__ import annotations
 
 import json
+import secrets
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -16,13 +18,22 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from werkzeug.serving import make_server
 
+from app import create_app
 from domain.crypto import public_jwk, sign_compact
+from services import Services
+from settings import Settings
 from storage import Database, metadata
 from wallet_bridge.bridge import WalletBridge
 from wallet_bridge.config import WalletConfig
+from wallet_bridge.holder import ReferenceHolder
 from wallet_bridge.issuance import IssuableDocument
+from wallet_bridge.mobile_id import MOBILE_ID_CONFIGURATION
 from wallet_bridge.tables import WALLET_TABLES
+
+KAKAO_TOKEN = "kakao-e2e-" + secrets.token_hex(8)
+DEMO_MOBILE_ID_TX_CODE = "135790"  # data/demo.yaml: published with the demo data
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "credentials"
 ISSUER = "https://minwon.test"
@@ -202,3 +213,37 @@ class PushReceiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+# --- issue 16: linking a speaker by presenting the mobile ID --------------------------------------------------
+
+@pytest.fixture(scope="module")
+def mobile_id_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Services]]:
+    """An app of this test module with the demo data, behind a live server whose address is its issuer URL (the
+    request object's response URI must be where wallets reach it), with a Kakao skill token."""
+    data_dir = tmp_path_factory.mktemp("mobile-id-data")
+    server = make_server("127.0.0.1", 0, lambda environ, start: [], threaded=True)
+    url = f"http://127.0.0.1:{server.server_port}"
+    settings = Settings.from_env({"MINWON_DEMO": "1", "MINWON_DATA_DIR": str(data_dir), "MINWON_ISSUER_URL": url,
+                                  "MINWON_KAKAO_TOKEN": KAKAO_TOKEN}, load_models=False,
+                                 rate_limit_per_minute=100_000)
+    app = create_app(settings)
+    server.app = app  # the port had to exist before the app could know its own issuer URL
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield url, app.extensions["minwon"]
+    server.shutdown()
+    app.extensions["minwon"].wallet.outbox_worker.stop()
+
+
+@pytest.fixture(scope="module")
+def demo_wallet(mobile_id_app, tmp_path_factory) -> ReferenceHolder:
+    """wallet-0001 with the mobile ID the demo seeding offered, redeemed with the published tx_code."""
+    url, _ = mobile_id_app
+    holder = ReferenceHolder(url, "wallet-0001", "demo-wallet-token-0001", tmp_path_factory.mktemp("demo-wallet"))
+    [entry] = holder.mailbox()
+    assert entry["credential_offer"]["credential_configuration_ids"] == [MOBILE_ID_CONFIGURATION]
+    [stored] = holder.run(lambda _entry: DEMO_MOBILE_ID_TX_CODE)
+    assert stored.verification.valid, stored.verification.failed
+    assert stored.verification.status == {"revocation": 0, "suspension": 0}
+    return holder

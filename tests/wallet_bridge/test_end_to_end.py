@@ -41,6 +41,10 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]
     server.app = app  # the port had to exist before the app could know its own issuer URL
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    # The demo seeding put a mobile ID offer into wallet-0001's mailbox; a holder of its own takes it (with the
+    # published tx_code), so these tests see only the offers their spoken requests make.
+    seeded = ReferenceHolder(url, "wallet-0001", "demo-wallet-token-0001", data_dir / "mobile-id-holder")
+    assert len(seeded.run(lambda _entry: "135790")) == 1
     yield url, data_dir
     server.shutdown()
     app.extensions["minwon"].wallet.outbox_worker.stop()

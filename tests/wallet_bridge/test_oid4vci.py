@@ -508,7 +508,15 @@ def test_issuer_metadata(config: WalletConfig) -> None:
     assert configuration["format"] == "vc+jwt"
     assert configuration["cryptographic_binding_methods_supported"] == ["jwk"]
     assert configuration["proof_types_supported"]["jwt"]["proof_signing_alg_values_supported"] == ["ES256"]
-    assert len(metadata["credential_configurations_supported"]) == 7
+    # The seven documents, and the mobile ID as an SD-JWT VC (issue 16), with the keys the spec's example has.
+    assert len(metadata["credential_configurations_supported"]) == 8
+    mobile_id = metadata["credential_configurations_supported"]["MobileIdCredential"]
+    assert mobile_id["format"] == "dc+sd-jwt" and mobile_id["vct"] == f"{ISSUER}/vct/mobile-id"
+    example = fixture_json("oid4vci/credential_issuer_metadata_sd_jwt_long.json")[
+        "credential_configurations_supported"]["SD_JWT_VC_example_in_OpenID4VCI"]
+    assert example["format"] == mobile_id["format"] and set(example) - {"proof_types_supported"} >= {"vct"}
+    assert {claim["path"][0] for claim in mobile_id["credential_metadata"]["claims"]} == {
+        "name", "birthdate", "citizen_ref"}
     spec = fixture_json("oid4vci/credential_issuer_metadata_sd_jwt_long.json")
     shared = set(spec["credential_configurations_supported"]["SD_JWT_VC_example_in_OpenID4VCI"]) & set(
         configuration
