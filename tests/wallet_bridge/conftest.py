@@ -228,6 +228,9 @@ def mobile_id_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
                                   "MINWON_KAKAO_TOKEN": KAKAO_TOKEN}, load_models=False,
                                  rate_limit_per_minute=100_000)
     app = create_app(settings)
+    # The router's model is trained once per process (or shared with the session app's): not in the first turn,
+    # which the test's HTTP client would time out on.
+    app.extensions["minwon"].router.lexical_model()
     server.app = app  # the port had to exist before the app could know its own issuer URL
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
