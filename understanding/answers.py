@@ -33,6 +33,18 @@ _BARE = {"네", "예", "응", "어", "그래", "그래요", "좋아", "좋아요
          "노", "no", "nope"}
 
 
+# Sounds people make while thinking. Said alone they ask for nothing: the router leaves them to the open question
+# (asked again) or the FAQ's "not sure", rather than let a classifier guess a command from a syllable. ("어" is
+# not here: alone it is a yes.)
+_FILLERS = {"음", "흠", "음음", "으음", "어어", "에", "um", "umm", "uh", "uhh", "uhm", "hmm", "hm", "er", "erm", "mm"}
+
+
+def is_filler(text: str) -> bool:
+    """The utterance is only thinking sounds ("음…", "um uh"), nothing a request or an answer is made of."""
+    words = re.findall(r"[\w']+", text.lower())
+    return bool(words) and all(word in _FILLERS for word in words)
+
+
 def is_bare_answer(text: str) -> bool:
     """The whole utterance is only a yes or a no ("응", "아니요", "yes"), with nothing else said."""
     return squash(text) in _BARE

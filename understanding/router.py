@@ -27,6 +27,7 @@ from retrieval.dense import Encoder
 from retrieval.normalize import TextNormalizer
 from retrieval.scoring import embed_queries
 from retrieval.search import query_transcripts
+from understanding.answers import is_filler
 from understanding.examples import IntentExamples
 from understanding.model import DENSE, FAQ, NONE, RouterModel
 from understanding.slots import PLACEHOLDER, SlotReading, SlotVocabulary
@@ -118,7 +119,7 @@ class IntentRouter:
         return self._lexical
 
     def route(self, text: str, alternatives: Sequence[str] = (), *, threshold: float = ROUTE_THRESHOLD) -> Routing:
-        transcripts = query_transcripts(text, list(alternatives))
+        transcripts = [t for t in query_transcripts(text, list(alternatives)) if not is_filler(t)]
         if not transcripts:
             return Routing(decision=FAQ, probability=0.0, candidates=((FAQ, 0.0), (NONE, 0.0)))
         model, probabilities, reading, embeddings = self._classify(transcripts)

@@ -223,3 +223,15 @@ def test_another_request_leaves_the_question_and_no_declines_it(conversation, se
         talk.say(ASKED)
         assert talk.say("음 글쎄")["speech"] == "첫 번째인지 두 번째인지 말씀해 주세요."
         assert talk.say("음 글쎄")["speech"].startswith("알겠어요.")
+
+
+@pytest.mark.parametrize("text", ["음", "음...", "흠", "um", "uh, hmm"])
+def test_thinking_sounds_alone_are_no_request(services, text):
+    """A classifier asked about one syllable guesses (a filler once scored "stop" at 0.49): said alone, a filler
+    goes nowhere, so an open question is asked again and a fresh turn gets the FAQ's "not sure"."""
+    routing = services.router.route(text)
+    assert routing.intent is None and routing.probability == 0.0
+
+
+def test_a_filler_before_a_request_does_not_hide_it(services):
+    assert services.router.route("음 등본 어떻게 됐어").intent == "certificate_status"
