@@ -12,19 +12,24 @@ before the upgrade; after it, failures are a JSON error frame and a close code (
 decodes at most MINWON_STREAM_LIMIT streams at once; one more is told it is busy (spoken, in dialog mode) and
 closed with 1013 at once. Each stream holds one server thread for its life: under gunicorn use the gthread
 worker with more threads than the stream limit (`--threads 8`, the default of `make serve-prod`).
+
+The WebSocket itself is simple-websocket's, on the socket the server hands over (werkzeug's development server or
+gunicorn's). Once the stream is over, nothing more may be written on that socket: flask-sock (0.7.0) lets the
+development server write an HTTP response after the close frame, which Chromium reports as an invalid frame, so
+this route hands the socket over itself.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Blueprint, current_app, g, request
-from flask_sock import Sock
-from simple_websocket import ConnectionClosed
+from flask import Blueprint, Response, current_app, g, request
+from simple_websocket import ConnectionClosed, Server
 
 from channels.native import identifier, identifier_schema, speaker_principal
 from channels.voice import answer_transcript, voice_expectation
@@ -48,7 +53,6 @@ from voice.tts import SpeechSynthesizer, TtsError, split_sentences
 log = logging.getLogger(__name__)
 
 bp = Blueprint("voice_stream", __name__)
-sock = Sock()
 PATH = "/v1/voice/stream"
 SLOTS_KEY = "minwon_streams"
 
@@ -61,10 +65,6 @@ def _configure(setup: Any) -> None:
     app = setup.app
     limits = StreamLimits.from_settings(app.extensions["minwon"].settings)
     app.extensions[SLOTS_KEY] = (limits, StreamSlots(limits.per_worker))
-    # A frame over the limit is closed with 1009 by simple-websocket itself; "minwon.v1" is the subprotocol a
-    # browser offers beside its token (http_api.bearer_token), so the server picks it and never echoes the token.
-    app.config.setdefault("SOCK_SERVER_OPTIONS", {"max_message_size": limits.max_frame_bytes,
-                                                  "subprotocols": [WEBSOCKET_SUBPROTOCOL]})
 
 
 def stream_slots() -> tuple[StreamLimits, StreamSlots]:
@@ -105,9 +105,36 @@ def _before_upgrade() -> None:
     g.stream_request = StreamRequest(dialog, hands_free, locale, session_id, request_id, device_id, user_id)
 
 
-@sock.route(PATH, bp=bp)
-def voice_stream(ws: Any) -> None:
-    req: StreamRequest = g.stream_request
+class _SocketHandedOver(Response):
+    """What the WSGI server gets back once the WebSocket is over: the socket is no longer HTTP, so instead of a
+    response this ends the exchange the way each server drops a connection without writing to it."""
+
+    def __init__(self, mode: str) -> None:
+        super().__init__()
+        self.mode = mode
+
+    def __call__(self, environ: Any, start_response: Any) -> Any:
+        if self.mode == "gunicorn":
+            raise StopIteration()
+        raise ConnectionError()     # werkzeug's handler treats it as a dropped connection and writes nothing
+
+
+@bp.route(PATH, websocket=True)
+def voice_stream() -> Response:
+    limits, _slots = stream_slots()
+    # A frame over the limit is closed with 1009 by simple-websocket itself; "minwon.v1" is the subprotocol a
+    # browser offers beside its token (http_api.bearer_token), so the server picks it and never echoes the token.
+    ws = Server.accept(request.environ, subprotocols=[WEBSOCKET_SUBPROTOCOL],
+                       max_message_size=limits.max_frame_bytes)
+    try:
+        _stream(ws, g.stream_request)
+    finally:
+        with contextlib.suppress(ConnectionClosed, OSError):
+            ws.close()
+    return _SocketHandedOver(ws.mode)
+
+
+def _stream(ws: Any, req: StreamRequest) -> None:
     limits, slots = stream_slots()
     if not slots.try_acquire():
         _refuse_busy(ws, req)
