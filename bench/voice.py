@@ -164,7 +164,8 @@ def _stream_address(url: str, query: str) -> str:
     return url.replace("http://", "ws://", 1) + "/v1/voice/stream?" + query
 
 
-def stream_one(url: str, wav: bytes, query: str = "dialog=1&locale=ko-KR") -> dict[str, Any]:
+def stream_one(url: str, wav: bytes, query: str = "dialog=1&locale=ko-KR",
+               config: dict[str, Any] | None = None) -> dict[str, Any]:
     """One spoken turn streamed at real-time pace. Times are from the end of speech: the moment the last piece
     of audio was sent (each piece leaves when a speaker would have finished saying it), eof right behind it."""
     import simple_websocket
@@ -178,7 +179,7 @@ def stream_one(url: str, wav: bytes, query: str = "dialog=1&locale=ko-KR") -> di
 
     def send() -> None:
         try:
-            ws.send(json.dumps({"config": {"sample_rate": TARGET_RATE}}))
+            ws.send(json.dumps({"config": {"sample_rate": TARGET_RATE, **(config or {})}}))
             started = time.perf_counter()
             for n, piece in enumerate(pieces):
                 time.sleep(max(0.0, started + (n + 1) * STREAM_CHUNK_S - time.perf_counter()))
@@ -288,6 +289,22 @@ def streams_at_once(url: str, wavs: list[bytes], query: str = "locale=ko-KR") ->
     return rows
 
 
+def limited_streamed_vs_uploaded(url: str, clips: list[tuple[str, bytes]], phrases: list[str]) -> dict[str, Any]:
+    """Short answers in limited mode (a phrase list, as the dialog's yes/no and PIN questions listen): end of speech
+    → final transcript, streamed versus uploaded to /v1/asr."""
+    http = requests.Session()
+    streamed, uploaded = [], []
+    for _text, wav in clips:
+        streamed.append(stream_one(url, wav, query="locale=ko-KR", config={"phrase_list": phrases}))
+        started = time.perf_counter()
+        body = http.post(f"{url}/v1/asr", params={"phrase": phrases}, data=wav, timeout=120,
+                         headers={"Content-Type": "audio/wav"}).json()
+        uploaded.append({"final": time.perf_counter() - started, "text": body["text"]})
+    same = sum(1 for a, b in zip(streamed, uploaded, strict=True) if a.get("text") == b["text"])
+    return {"clips": len(clips), "streamed": _latency(streamed, "final"), "uploaded": _latency(uploaded, "final"),
+            "same_transcript": f"{same}/{len(clips)}"}
+
+
 def concurrent_streams(url: str, clips: list[tuple[str, bytes]], levels: tuple[int, ...] = (1, 2, 4),
                        rounds: int = 2) -> dict[str, Any]:
     """`level` streams at once on one worker (transcript only, no dialog, so that synthesis does not queue them),
@@ -311,13 +328,15 @@ def over_the_limit(url: str, wav: bytes, limit: int) -> dict[str, Any]:
             "refused_busy": sum(1 for r in rows if r.get("error") == "busy" and r.get("close") == 1013)}
 
 
-def run_streaming(clips: list[tuple[str, bytes]], limit: int = 4) -> dict[str, Any]:
+def run_streaming(clips: list[tuple[str, bytes]], limited: list[tuple[str, bytes]], limit: int = 4) -> dict[str, Any]:
     """The streaming part alone on its own server (`python -m bench.voice --streaming`); run() includes it."""
     env = {"MINWON_STREAM_LIMIT": str(limit), "MINWON_TTS_CACHE_ENTRIES": "0"}
     with GunicornServer(workers=1, threads=8, env=env) as server:
         stream_one(server.url, clips[0][1])     # warm-up: pages the model in, starts the synthesis worker
         results = {"server": {"workers": 1, "threads": 8, "MINWON_STREAM_LIMIT": limit, "tts_cache": "off"},
                    "paths": streamed_vs_uploaded(server, clips),
+                   "limited": limited_streamed_vs_uploaded(server.url, limited,
+                                                           YES_NO_PHRASES["ko"] + PIN_PHRASES + ["도움말"]),
                    "concurrency": concurrent_streams(server.url, clips),
                    "over_limit": over_the_limit(server.url, clips[0][1], limit)}
     return results
@@ -440,7 +459,7 @@ def run(repeats: int = 3, out_dir: Path | None = None) -> dict[str, Any]:
                                                      "Here is what I can do for you"])
             results["memory"] = serving_memory(server)
         open_16k = [(t, tts.synthesize(t, "ko", sample_rate=TARGET_RATE)) for t in OPEN_CLIPS]
-        results["streaming"] = run_streaming(open_16k)
+        results["streaming"] = run_streaming(open_16k, clips["limited"])
         commands = command_phrases("ko-KR")
         results["recognition_choices"] = recognition_choices(recognizer, tts, commands)
     finally:
@@ -485,6 +504,11 @@ def streaming_table(streaming: dict[str, Any]) -> list[str]:
         lines.append(f"  {name:9} {cells}   CPU {row['cpu_s_per_audio_s']}")
     lines.append(f"  same transcript: streamed vs uploaded {paths['same_transcript_streamed_vs_uploaded']}, "
                  f"upload vs upload again {paths['same_transcript_upload_vs_upload']}")
+    limited = streaming["limited"]
+    lines.append(f"  limited mode ({limited['clips']} short answers, end of speech → transcript): streamed p50 "
+                 f"{limited['streamed'].get('p50_ms')} / p95 {limited['streamed'].get('p95_ms')} ms, uploaded p50 "
+                 f"{limited['uploaded'].get('p50_ms')} / p95 {limited['uploaded'].get('p95_ms')} ms, same transcript "
+                 f"{limited['same_transcript']}")
     for level, row in streaming["concurrency"].items():
         lines.append(f"  {level} concurrent stream(s): final transcript p50 {row['final'].get('p50_ms')} ms, "
                      f"p95 {row['final'].get('p95_ms')} ms over {row['streams']} streams {row['errors'] or ''}")
@@ -501,9 +525,10 @@ if __name__ == "__main__":
         synthesizer = SpeechSynthesizer()
         try:
             clips = [(t, synthesizer.synthesize(t, "ko", sample_rate=TARGET_RATE)) for t in OPEN_CLIPS]
+            limited = [(t, synthesizer.synthesize(t, "ko", sample_rate=TARGET_RATE)) for t in LIMITED_CLIPS]
         finally:
             synthesizer.close()
-        streaming = run_streaming(clips)
+        streaming = run_streaming(clips, limited)
         out = ROOT / "bench" / "out"
         out.mkdir(parents=True, exist_ok=True)
         (out / "voice_streaming.json").write_text(json.dumps(streaming, indent=2, ensure_ascii=False))

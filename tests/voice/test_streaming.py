@@ -344,3 +344,41 @@ def test_fifty_connections_at_once_are_refused_beyond_the_limit_and_nothing_leak
     assert threads_after <= threads_before, "every connection's threads ended"
     assert recognisers_after <= recognisers_before
     assert rss_after - rss_before < 150, f"RSS grew by {rss_after - rss_before:.0f} MB"
+
+
+def test_hands_free_ends_the_turn_on_the_server_without_eof(live_server, synthesizer):
+    """hands_free=1: Vosk's endpoint after speech (or the silence timeout) ends the turn; the client never sends eof."""
+    speech = decode_audio(synthesizer.synthesize("도움말", "ko", sample_rate=16000), "audio/wav").samples
+    pcm = np.concatenate([speech, np.zeros(16000 * 3, dtype=np.int16)]).astype("<i2").tobytes()
+    ws = connect(live_server, "dialog=1&hands_free=1", token=TOKEN_KO)
+    ws.send(json.dumps({"config": {"sample_rate": 16000}}))
+    answers = []
+    for chunk in chunks(pcm, 16000, 0.1):
+        ws.send_binary(chunk)
+        kind, answer = receive(ws)
+        answers.append(answer)
+        if "utterance" in answer:
+            break
+    assert "utterance" in answers[-1], "the server ended the turn by itself"
+    frames = receive_until_close(ws)
+    assert frames[0][0] == "text" and "response" in frames[0][1]
+    assert frames[-1] == ("close", 1000)
+
+
+def test_a_spoken_pin_is_never_echoed(live_server, services, new_citizen, synthesizer):
+    from tests.conftest import device_token
+
+    _citizen, user_id = new_citizen(pin="2345")
+    token = device_token(services, user_id)
+    asked = requests.post(f"{live_server}/v1/converse", json={"text": "내 증명서 상태 알려줘"}, timeout=60,
+                          headers={"Authorization": f"Bearer {token}"}).json()
+    assert asked["expects"] == "pin", asked
+    pcm, rate = pcm_of(synthesizer.synthesize("이 삼 사 오", "ko", sample_rate=16000))
+    ws = connect(live_server, f"dialog=1&session_id={asked['session_id']}", token=token)
+    answers = stream_realtime(ws, pcm, rate)
+    frames = receive_until_close(ws)
+    texts = [a.get("partial") or a.get("text") for a in answers] + [frames[0][1]["transcript"]]
+    texts += [w["word"] for a in answers for w in a.get("result", [])]
+    texts += [answers[-1]["utterance"]["text"], answers[-1]["utterance"]["heard"]]
+    assert all(t in ("", None, "••••") for t in texts), texts
+    assert any(t == "••••" for t in texts), "something was heard, and shown masked"

@@ -448,8 +448,10 @@ async function sendAudio(samples) {
 
 // ---- streamed turns ----------------------------------------------------------------------------------
 
+// Every spoken turn streams when the browser has WebSockets; otherwise (or when a stream is refused) the
+// recording is uploaded once it ends, as before.
 function streamingOn() {
-  return streamingAvailable() && $("stream-speech").checked;
+  return streamingAvailable();
 }
 
 // Opens a streamed spoken turn: the turn appears in the log at once and shows the partial transcript while the
