@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 bp = Blueprint("voice_stream", __name__)
 PATH = "/v1/voice/stream"
 SLOTS_KEY = "minwon_streams"
+CLOSE_WAIT_S = 2.0
 
 BUSY_SPEECH = {"ko": "지금은 요청이 많아 답해 드릴 수 없어요. 잠시 뒤에 다시 말씀해 주세요.",
                "en": "I'm busy right now. Please try again in a moment."}
@@ -131,6 +132,11 @@ def voice_stream() -> Response:
     finally:
         with contextlib.suppress(ConnectionClosed, OSError):
             ws.close()
+        # The closing handshake: simple-websocket's reader keeps reading (and dropping audio still in flight)
+        # until the client answers the close or hangs up. Closing the socket before that, with the client's
+        # frames unread, would reset the connection, and a reset can destroy the error frame and close code
+        # the client has not read yet. A client that never answers is cut off after CLOSE_WAIT_S.
+        ws.thread.join(CLOSE_WAIT_S)
     return _SocketHandedOver(ws.mode)
 
 
