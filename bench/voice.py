@@ -23,6 +23,7 @@ make. espeak-ng Korean is hard for the model (see the README), so open-mode RTF 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import statistics
 import threading
@@ -167,14 +168,16 @@ def _stream_address(url: str, query: str) -> str:
 def stream_one(url: str, wav: bytes, query: str = "dialog=1&locale=ko-KR",
                config: dict[str, Any] | None = None) -> dict[str, Any]:
     """One spoken turn streamed at real-time pace. Times are from the end of speech: the moment the last piece
-    of audio was sent (each piece leaves when a speaker would have finished saying it), eof right behind it."""
-    import simple_websocket
+    of audio was sent (each piece leaves when a speaker would have finished saying it), eof right behind it.
+    (websocket-client, not simple-websocket's client: the latter loses frames that arrive with its handshake
+    answer, such as an immediate "busy".)"""
+    import websocket
 
     pcm = decode_audio(wav, "audio/wav").pcm_bytes
     size = int(TARGET_RATE * STREAM_CHUNK_S) * 2
     pieces = [pcm[i:i + size] for i in range(0, len(pcm), size)]
-    ws = simple_websocket.Client.connect(_stream_address(url, query),
-                                         headers={"Authorization": f"Bearer {STREAM_TOKEN}"})
+    ws = websocket.create_connection(_stream_address(url, query), header=[f"Authorization: Bearer {STREAM_TOKEN}"],
+                                     enable_multithread=True, timeout=120)
     marks: dict[str, float] = {}
 
     def send() -> None:
@@ -183,10 +186,10 @@ def stream_one(url: str, wav: bytes, query: str = "dialog=1&locale=ko-KR",
             started = time.perf_counter()
             for n, piece in enumerate(pieces):
                 time.sleep(max(0.0, started + (n + 1) * STREAM_CHUNK_S - time.perf_counter()))
-                ws.send(piece)
+                ws.send_binary(piece)
             marks["speech_end"] = time.perf_counter()
             ws.send(json.dumps({"eof": 1}))
-        except simple_websocket.ConnectionClosed:
+        except (websocket.WebSocketException, OSError):
             pass     # refused (busy): the receiver records why
 
     sender = threading.Thread(target=send)
@@ -194,12 +197,15 @@ def stream_one(url: str, wav: bytes, query: str = "dialog=1&locale=ko-KR",
     result: dict[str, Any] = {"audio_s": len(pcm) / 2 / TARGET_RATE}
     try:
         while True:
-            message = ws.receive()
+            frame = ws.recv_frame()
             now = time.perf_counter()
-            if isinstance(message, bytes):
+            if frame.opcode == websocket.ABNF.OPCODE_CLOSE:
+                result["close"] = int.from_bytes(frame.data[:2], "big") if len(frame.data) >= 2 else None
+                break
+            if frame.opcode == websocket.ABNF.OPCODE_BINARY:
                 marks.setdefault("audio", now)
                 continue
-            body = json.loads(message)
+            body = json.loads(frame.data.decode())
             if "utterance" in body:
                 marks["final"] = now
                 result["text"] = body["utterance"]["text"]
@@ -207,9 +213,11 @@ def stream_one(url: str, wav: bytes, query: str = "dialog=1&locale=ko-KR",
                 marks["reply"] = now
             elif "error" in body:
                 result["error"] = body["error"]["code"]
-    except simple_websocket.ConnectionClosed:
-        result["close"] = ws.close_reason
+    except (websocket.WebSocketException, OSError):
+        result.setdefault("close", None)
     sender.join()
+    with contextlib.suppress(websocket.WebSocketException, OSError):
+        ws.close()
     for name in ("final", "reply", "audio"):
         if name in marks and "speech_end" in marks:
             result[name] = marks[name] - marks["speech_end"]

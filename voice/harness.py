@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import os
 import queue
@@ -218,38 +219,44 @@ class StreamFailed(Exception):
 
 def stream_turn(address: str, device_token: str | None, chunks: Iterable[bytes]) -> tuple[dict | None, list[bytes]]:
     """Streams one utterance and prints what comes back; returns the dialog reply (None from a plain Vosk
-    server) and the reply's speech, one WAV per sentence (played as each arrives unless collected)."""
-    import simple_websocket
+    server) and the reply's speech, one WAV per sentence."""
+    import websocket  # websocket-client (requirements-dev.txt, as sounddevice is)
 
-    headers = {"Authorization": f"Bearer {device_token}"} if device_token else None
+    headers = [f"Authorization: Bearer {device_token}"] if device_token else []
     try:
-        ws = simple_websocket.Client.connect(address, headers=headers)
-    except (OSError, simple_websocket.ConnectionError) as exc:
-        raise StreamFailed(f"cannot open the stream at {address}: {exc}") from None
+        ws = websocket.create_connection(address, header=headers, enable_multithread=True, timeout=120)
+    except (OSError, websocket.WebSocketException) as exc:
+        status = getattr(exc, "status_code", None)
+        raise StreamFailed(f"cannot open the stream at {address}: "
+                           f"{f'HTTP {status}' if status else type(exc).__name__}") from None
     failure: list[str] = []
 
     def send() -> None:
         try:
             ws.send(json.dumps({"config": {"sample_rate": TARGET_RATE}}))
             for chunk in chunks:
-                ws.send(chunk)
+                ws.send_binary(chunk)
             ws.send(json.dumps({"eof": 1}))
-        except (simple_websocket.ConnectionClosed, OSError):
+        except (websocket.WebSocketException, OSError):
             pass    # the server ended the turn itself (hands-free) or refused the stream: the receiver says why
         except MicrophoneUnavailable as exc:
             failure.append(str(exc))
-            ws.close()
+            with contextlib.suppress(websocket.WebSocketException, OSError):
+                ws.close()
 
     sender = threading.Thread(target=send, daemon=True)
     sender.start()
-    reply, speech, heard, last_partial = None, [], [], ""
+    reply, speech, last_partial, close_code = None, [], "", None
     try:
         while True:
-            message = ws.receive()
-            if isinstance(message, bytes):
-                speech.append(message)
+            frame = ws.recv_frame()
+            if frame.opcode == websocket.ABNF.OPCODE_CLOSE:
+                close_code = int.from_bytes(frame.data[:2], "big") if len(frame.data) >= 2 else None
+                break
+            if frame.opcode == websocket.ABNF.OPCODE_BINARY:
+                speech.append(frame.data)
                 continue
-            body = json.loads(message)
+            body = json.loads(frame.data.decode())
             if "partial" in body:
                 if body["partial"] and body["partial"] != last_partial:
                     print(f"\r… {body['partial']}\033[K", end="", flush=True)
@@ -261,15 +268,16 @@ def stream_turn(address: str, device_token: str | None, chunks: Iterable[bytes])
             elif "text" in body or "alternatives" in body:
                 text = body.get("text", (body.get("alternatives") or [{}])[0].get("text", ""))
                 if text:
-                    heard.append(text)
                     print(f"\r▸ {text}\033[K")
-    except simple_websocket.ConnectionClosed:
+    except (websocket.WebSocketException, OSError):
         pass
     sender.join(5)
+    with contextlib.suppress(websocket.WebSocketException, OSError):
+        ws.close()
     if failure:
         raise MicrophoneUnavailable(failure[0])
-    if ws.close_reason not in (1000, None):
-        raise StreamFailed(f"the stream was closed with {ws.close_reason} ({ws.close_message or 'no reason'})")
+    if close_code != 1000:
+        raise StreamFailed(f"the stream was closed with {close_code}")
     print("\r\033[K", end="")
     return reply, speech
 
