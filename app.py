@@ -15,7 +15,7 @@ from typing import Any
 from flask import Flask, g, request
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from channels import api_docs, console, mydata, native
+from channels import api_docs, console, mydata, native, voice_stream
 from channels import voice as voice_channel
 from channels.alexa import webhook as alexa_webhook
 from channels.alexa.interaction_model import DEFAULT_INVOCATION_NAME, MODEL_PATH, AlexaCatalog, write_model
@@ -39,7 +39,8 @@ from wallet_bridge import endpoints as wallet_endpoints
 log = logging.getLogger("minwon")
 
 BLUEPRINTS = (native.bp, api_docs.bp, alexa_webhook.bp, kakao_webhook.bp, nugu_webhook.bp, wallet_endpoints.bp,
-              mydata.bp, retrieval_endpoints.bp, voice_endpoints.bp, voice_channel.bp, console.bp)
+              mydata.bp, retrieval_endpoints.bp, voice_endpoints.bp, voice_channel.bp, voice_stream.bp,
+              console.bp)
 
 
 def create_app(settings: Settings | None = None, *, start: bool = True) -> Flask:

@@ -128,11 +128,26 @@ def is_json_integer(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+# Browsers cannot set headers on a WebSocket handshake; the one thing they can send is the list of subprotocols,
+# so a page offers its device token as one of them ("minwon.bearer.<token>", beside "minwon.v1", which the
+# server picks, so the token is never echoed back).
+WEBSOCKET_SUBPROTOCOL = "minwon.v1"
+WEBSOCKET_BEARER_PREFIX = "minwon.bearer."
+
+
 def bearer_token() -> str | None:
-    """The token of an `Authorization: Bearer …` header (scheme case-insensitive), or None."""
+    """The token of an `Authorization: Bearer …` header (scheme case-insensitive), or, on a WebSocket
+    handshake only, of a `minwon.bearer.<token>` subprotocol; else None."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     token = token.strip()
-    return token if scheme.lower() == "bearer" and token else None
+    if scheme.lower() == "bearer" and token:
+        return token
+    if request.headers.get("Upgrade", "").lower() == "websocket":
+        offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")]
+        for protocol in offered:
+            if protocol.startswith(WEBSOCKET_BEARER_PREFIX) and len(protocol) > len(WEBSOCKET_BEARER_PREFIX):
+                return protocol[len(WEBSOCKET_BEARER_PREFIX):]
+    return None
 
 
 def require_admin_key() -> None:

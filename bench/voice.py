@@ -6,6 +6,11 @@
   so that load from other work on the machine hits both alike.
 - Streamed input: each clip is uploaded chunked at real-time pace (100 ms of audio every 100 ms) and
   the time from the last chunk to the transcript is measured (target p95 ≤ 300 ms).
+- Streaming beside uploading (issue 17): the same clips streamed over /v1/voice/stream at real-time pace
+  (dialog mode) versus uploaded to /v1/voice once they end: end of speech → final transcript, → reply JSON,
+  → first reply audio byte (p50/p95), worker CPU per second of audio, whether the two paths heard the same
+  (and, as the floor, whether two uploads of one clip did), then 1, 2 and 4 concurrent streams on one worker
+  and one stream over the limit.
 - Speech synthesis: time per second of audio produced, and the time of a cache hit, through /v1/tts.
 - Peak RSS (VmHWM) of the serving worker with the speech models loaded, and of its synthesis worker
   (target ≤ 1.5 GB).
@@ -18,8 +23,10 @@ make. espeak-ng Korean is hard for the model (see the README), so open-mode RTF 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import statistics
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -148,6 +155,201 @@ def streamed_latency(url: str, clips: list[tuple[str, bytes]], params: dict[str,
             "max_ms": _ms(max(latencies))}
 
 
+# --- streamed versus uploaded (issue 17) --------------------------------------------------------
+
+STREAM_TOKEN = "demo-device-token-ko"
+STREAM_CHUNK_S = 0.1
+
+
+def _stream_address(url: str, query: str) -> str:
+    return url.replace("http://", "ws://", 1) + "/v1/voice/stream?" + query
+
+
+def stream_one(url: str, wav: bytes, query: str = "dialog=1&locale=ko-KR",
+               config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One spoken turn streamed at real-time pace. Times are from the end of speech: the moment the last piece
+    of audio was sent (each piece leaves when a speaker would have finished saying it), eof right behind it.
+    (websocket-client, not simple-websocket's client: the latter loses frames that arrive with its handshake
+    answer, such as an immediate "busy".)"""
+    import websocket
+
+    pcm = decode_audio(wav, "audio/wav").pcm_bytes
+    size = int(TARGET_RATE * STREAM_CHUNK_S) * 2
+    pieces = [pcm[i:i + size] for i in range(0, len(pcm), size)]
+    ws = websocket.create_connection(_stream_address(url, query), header=[f"Authorization: Bearer {STREAM_TOKEN}"],
+                                     enable_multithread=True, timeout=120)
+    marks: dict[str, float] = {}
+
+    def send() -> None:
+        try:
+            ws.send(json.dumps({"config": {"sample_rate": TARGET_RATE, **(config or {})}}))
+            started = time.perf_counter()
+            for n, piece in enumerate(pieces):
+                time.sleep(max(0.0, started + (n + 1) * STREAM_CHUNK_S - time.perf_counter()))
+                ws.send_binary(piece)
+            marks["speech_end"] = time.perf_counter()
+            ws.send(json.dumps({"eof": 1}))
+        except (websocket.WebSocketException, OSError):
+            pass     # refused (busy): the receiver records why
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    result: dict[str, Any] = {"audio_s": len(pcm) / 2 / TARGET_RATE}
+    try:
+        while True:
+            frame = ws.recv_frame()
+            now = time.perf_counter()
+            if frame.opcode == websocket.ABNF.OPCODE_CLOSE:
+                result["close"] = int.from_bytes(frame.data[:2], "big") if len(frame.data) >= 2 else None
+                break
+            if frame.opcode == websocket.ABNF.OPCODE_BINARY:
+                marks.setdefault("audio", now)
+                continue
+            body = json.loads(frame.data.decode())
+            if "utterance" in body:
+                marks["final"] = now
+                result["text"] = body["utterance"]["text"]
+            elif "response" in body:
+                marks["reply"] = now
+            elif "error" in body:
+                result["error"] = body["error"]["code"]
+    except (websocket.WebSocketException, OSError):
+        result.setdefault("close", None)
+    sender.join()
+    with contextlib.suppress(websocket.WebSocketException, OSError):
+        ws.close()
+    for name in ("final", "reply", "audio"):
+        if name in marks and "speech_end" in marks:
+            result[name] = marks[name] - marks["speech_end"]
+    return result
+
+
+def upload_one(http: requests.Session, url: str, wav: bytes) -> dict[str, Any]:
+    """The same turn as today's console sends it: the whole recording to /v1/voice once speech has ended."""
+    started = time.perf_counter()
+    response = http.post(f"{url}/v1/voice", params={"locale": "ko-KR"}, data=wav, timeout=120,
+                         headers={"Content-Type": "audio/wav", "Accept": "application/json",
+                                  "Authorization": f"Bearer {STREAM_TOKEN}"})
+    done = time.perf_counter() - started
+    response.raise_for_status()
+    body = response.json()
+    timings = body["timings_ms"]
+    # The recognition and dialog times are the server's own; the audio arrives with the response (base64).
+    return {"text": body["transcript"], "final": timings["asr"] / 1000,
+            "reply": (timings["asr"] + timings["dialog"]) / 1000, "audio": done,
+            "audio_s": decode_audio(wav, "audio/wav").duration_s}
+
+
+def _latency(rows: list[dict[str, Any]], name: str) -> dict[str, float]:
+    values = [r[name] for r in rows if name in r]
+    return {"p50_ms": _ms(_pct(values, 0.5)), "p95_ms": _ms(_pct(values, 0.95)), "n": len(values)} if values else {}
+
+
+def _cpu_s(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
+
+
+def streamed_vs_uploaded(server: GunicornServer, clips: list[tuple[str, bytes]]) -> dict[str, Any]:
+    assert server.process is not None
+    worker = psutil.Process(server.process.pid).children()[0]
+    http = requests.Session()
+    streamed, uploaded, repeated = [], [], []
+    stream_cpu = upload_cpu = 0.0
+    for _text, wav in clips:
+        before = _cpu_s(worker)
+        uploaded.append(upload_one(http, server.url, wav))
+        upload_cpu += _cpu_s(worker) - before
+        before = _cpu_s(worker)
+        streamed.append(stream_one(server.url, wav))
+        stream_cpu += _cpu_s(worker) - before
+        repeated.append(upload_one(http, server.url, wav))
+    audio_s = sum(r["audio_s"] for r in streamed)
+    same = sum(1 for s, u in zip(streamed, uploaded, strict=True) if s.get("text") == u["text"])
+    uploads_same = sum(1 for a, b in zip(uploaded, repeated, strict=True) if a["text"] == b["text"])
+    return {
+        "clips": len(clips), "audio_s": round(audio_s, 2),
+        "streamed": {name: _latency(streamed, name) for name in ("final", "reply", "audio")}
+                    | {"cpu_s_per_audio_s": round(stream_cpu / audio_s, 3)},
+        "uploaded": {name: _latency(uploaded, name) for name in ("final", "reply", "audio")}
+                    | {"cpu_s_per_audio_s": round(upload_cpu / audio_s, 3)},
+        "same_transcript_streamed_vs_uploaded": f"{same}/{len(clips)}",
+        "same_transcript_upload_vs_upload": f"{uploads_same}/{len(clips)}",
+        "transcripts": [{"said": t, "streamed": s.get("text"), "uploaded": u["text"], "uploaded_again": r["text"]}
+                        for (t, _), s, u, r in zip(clips, streamed, uploaded, repeated, strict=True)],
+    }
+
+
+def streams_at_once(url: str, wavs: list[bytes], query: str = "locale=ko-KR") -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    lock = threading.Lock()
+
+    def run(wav: bytes) -> None:
+        row = stream_one(url, wav, query=query)
+        with lock:
+            rows.append(row)
+
+    threads = [threading.Thread(target=run, args=(wav,)) for wav in wavs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return rows
+
+
+def limited_streamed_vs_uploaded(url: str, clips: list[tuple[str, bytes]], phrases: list[str]) -> dict[str, Any]:
+    """Short answers in limited mode (a phrase list, as the dialog's yes/no and PIN questions listen): end of speech
+    → final transcript, streamed versus uploaded to /v1/asr."""
+    http = requests.Session()
+    streamed, uploaded = [], []
+    for _text, wav in clips:
+        streamed.append(stream_one(url, wav, query="locale=ko-KR", config={"phrase_list": phrases}))
+        started = time.perf_counter()
+        body = http.post(f"{url}/v1/asr", params={"phrase": phrases}, data=wav, timeout=120,
+                         headers={"Content-Type": "audio/wav"}).json()
+        uploaded.append({"final": time.perf_counter() - started, "text": body["text"]})
+    same = sum(1 for a, b in zip(streamed, uploaded, strict=True) if a.get("text") == b["text"])
+    return {"clips": len(clips), "streamed": _latency(streamed, "final"), "uploaded": _latency(uploaded, "final"),
+            "same_transcript": f"{same}/{len(clips)}"}
+
+
+def concurrent_streams(url: str, clips: list[tuple[str, bytes]], levels: tuple[int, ...] = (1, 2, 4),
+                       rounds: int = 2) -> dict[str, Any]:
+    """`level` streams at once on one worker (transcript only, no dialog, so that synthesis does not queue them),
+    over `rounds` rounds of different clips."""
+    out: dict[str, Any] = {}
+    for level in levels:
+        rows: list[dict[str, Any]] = []
+        for round_no in range(rounds):
+            rows += streams_at_once(url, [clips[(round_no * level + i) % len(clips)][1] for i in range(level)])
+            time.sleep(1.0)     # the server frees a stream's slot just after its close reaches the client
+        out[str(level)] = {"streams": len(rows), "final": _latency(rows, "final"),
+                           "errors": sorted({r["error"] for r in rows if "error" in r})}
+    return out
+
+
+def over_the_limit(url: str, wav: bytes, limit: int) -> dict[str, Any]:
+    """One stream more than the worker's limit, all at once: the extra one is told it is busy at once."""
+    time.sleep(1.0)
+    rows = streams_at_once(url, [wav] * (limit + 1))
+    return {"opened": limit + 1, "served": sum(1 for r in rows if r.get("close") == 1000),
+            "refused_busy": sum(1 for r in rows if r.get("error") == "busy" and r.get("close") == 1013)}
+
+
+def run_streaming(clips: list[tuple[str, bytes]], limited: list[tuple[str, bytes]], limit: int = 4) -> dict[str, Any]:
+    """The streaming part alone on its own server (`python -m bench.voice --streaming`); run() includes it."""
+    env = {"MINWON_STREAM_LIMIT": str(limit), "MINWON_TTS_CACHE_ENTRIES": "0"}
+    with GunicornServer(workers=1, threads=8, env=env) as server:
+        stream_one(server.url, clips[0][1])     # warm-up: pages the model in, starts the synthesis worker
+        results = {"server": {"workers": 1, "threads": 8, "MINWON_STREAM_LIMIT": limit, "tts_cache": "off"},
+                   "paths": streamed_vs_uploaded(server, clips),
+                   "limited": limited_streamed_vs_uploaded(server.url, limited,
+                                                           YES_NO_PHRASES["ko"] + PIN_PHRASES + ["도움말"]),
+                   "concurrency": concurrent_streams(server.url, clips),
+                   "over_limit": over_the_limit(server.url, clips[0][1], limit)}
+    return results
+
+
 # --- TTS -----------------------------------------------------------------------------------------
 
 def tts_timing(url: str, prompts: list[str]) -> dict[str, Any]:
@@ -264,6 +466,8 @@ def run(repeats: int = 3, out_dir: Path | None = None) -> dict[str, Any]:
                                                      "본인 확인을 위해 네 자리 비밀번호를 말씀해 주세요",
                                                      "Here is what I can do for you"])
             results["memory"] = serving_memory(server)
+        open_16k = [(t, tts.synthesize(t, "ko", sample_rate=TARGET_RATE)) for t in OPEN_CLIPS]
+        results["streaming"] = run_streaming(open_16k, clips["limited"])
         commands = command_phrases("ko-KR")
         results["recognition_choices"] = recognition_choices(recognizer, tts, commands)
     finally:
@@ -287,6 +491,7 @@ def table(results: dict[str, Any]) -> str:
     lines.append(f"peak RSS: worker {memory['worker_peak_rss_mb']} MB + synthesis worker "
                  f"{memory['tts_worker_peak_rss_mb']} MB = {memory['total_peak_rss_mb']} MB; model load "
                  f"{results['model_load_s']} s")
+    lines.extend(streaming_table(results["streaming"]))
     choices = results["recognition_choices"]
     yn, spot = choices["yes_no_limited"], choices["command_spotting_open"]
     lines.append(f"limited yes/no: {yn['correct']}/{yn['of']} right, {yn['false_accepts']}/{yn['of_other']} "
@@ -296,5 +501,45 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def streaming_table(streaming: dict[str, Any]) -> list[str]:
+    paths = streaming["paths"]
+    lines = [f"streamed vs uploaded, {paths['clips']} clips, {paths['audio_s']} s of audio, one stream "
+             "(end of speech → final transcript / reply JSON / first reply audio byte, p50 / p95 ms; worker CPU s "
+             "per audio s):"]
+    for name in ("streamed", "uploaded"):
+        row = paths[name]
+        cells = "   ".join(f"{row[k]['p50_ms']:>7} / {row[k]['p95_ms']:>7}" for k in ("final", "reply", "audio"))
+        lines.append(f"  {name:9} {cells}   CPU {row['cpu_s_per_audio_s']}")
+    lines.append(f"  same transcript: streamed vs uploaded {paths['same_transcript_streamed_vs_uploaded']}, "
+                 f"upload vs upload again {paths['same_transcript_upload_vs_upload']}")
+    limited = streaming["limited"]
+    lines.append(f"  limited mode ({limited['clips']} short answers, end of speech → transcript): streamed p50 "
+                 f"{limited['streamed'].get('p50_ms')} / p95 {limited['streamed'].get('p95_ms')} ms, uploaded p50 "
+                 f"{limited['uploaded'].get('p50_ms')} / p95 {limited['uploaded'].get('p95_ms')} ms, same transcript "
+                 f"{limited['same_transcript']}")
+    for level, row in streaming["concurrency"].items():
+        lines.append(f"  {level} concurrent stream(s): final transcript p50 {row['final'].get('p50_ms')} ms, "
+                     f"p95 {row['final'].get('p95_ms')} ms over {row['streams']} streams {row['errors'] or ''}")
+    over = streaming["over_limit"]
+    lines.append(f"  over the limit: {over['opened']} opened, {over['served']} served, {over['refused_busy']} "
+                 "refused busy (1013)")
+    return lines
+
+
 if __name__ == "__main__":
-    run()
+    import sys
+
+    if "--streaming" in sys.argv:
+        synthesizer = SpeechSynthesizer()
+        try:
+            clips = [(t, synthesizer.synthesize(t, "ko", sample_rate=TARGET_RATE)) for t in OPEN_CLIPS]
+            limited = [(t, synthesizer.synthesize(t, "ko", sample_rate=TARGET_RATE)) for t in LIMITED_CLIPS]
+        finally:
+            synthesizer.close()
+        streaming = run_streaming(clips, limited)
+        out = ROOT / "bench" / "out"
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "voice_streaming.json").write_text(json.dumps(streaming, indent=2, ensure_ascii=False))
+        print("\n".join(streaming_table(streaming)))
+    else:
+        run()

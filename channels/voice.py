@@ -17,7 +17,7 @@ from flask import Blueprint, Response, jsonify, request
 from channels.native import identifier, identifier_schema, speaker_principal
 from http_api import ApiError, check_rate, client_address, error_responses, locale_schema, parse_locale, services
 from skills.engine import Reply, Turn
-from voice.asr import Expectation, SpeechRecognizer
+from voice.asr import Expectation, SpeechRecognizer, Transcript
 from voice.commands import command_phrases
 from voice.endpoints import AUDIO_BODY, model, query_parameter, recognise_body
 from voice.tts import SpeechSynthesizer, TtsError
@@ -45,6 +45,31 @@ def _wants_wav() -> bool:
     return best is not None and best != "application/json"
 
 
+def voice_expectation(expected: Any) -> tuple[Expectation, bool]:
+    """What to listen for on this turn, and whether it is the PIN step (whose digits are never echoed)."""
+    return _expectation(expected), expected.expects == "pin"
+
+
+def answer_transcript(transcript: Transcript, *, user_id: str, session_id: str | None, locale: str | None,
+                      device_id: str | None, request_id: str | None, pin_step: bool) -> tuple[Reply, dict[str, Any]]:
+    """Runs the dialog turn on what was recognised (the same turn as /v1/converse): the reply, and the JSON
+    body /v1/voice and /v1/voice/stream share (without the audio and timings)."""
+    turn = Turn(user_id=user_id, text=transcript.text, session_id=session_id, locale=locale, channel="voice",
+                device_id=device_id, request_id=request_id, origin=client_address(),
+                alternatives=list(transcript.alternatives))
+    reply: Reply = services().dialog.converse(turn)
+    return reply, {
+        "transcript": PIN_MASK if pin_step and transcript.text else transcript.text,
+        "understood": transcript.understood,
+        "confidence": round(transcript.confidence, 3),
+        "asr_mode": transcript.mode,
+        # What the recogniser produced before the floor and phrase matching; never shown for a PIN.
+        "heard": PIN_MASK if pin_step and transcript.heard else transcript.heard,
+        "locale": reply.locale,
+        "response": reply.to_api(),
+    }
+
+
 @bp.post("/v1/voice")
 def voice() -> Any:
     state = services()
@@ -59,16 +84,13 @@ def voice() -> Any:
     synthesizer: SpeechSynthesizer = model("tts")
     expected = state.dialog.expected_input(session_id, user_id)
     listen_locale = locale or expected.locale
+    expectation, pin_step = voice_expectation(expected)
     started = time.perf_counter()
-    transcript = recognise_body(recognizer, listen_locale, _expectation(expected), command_phrases(listen_locale))
+    transcript = recognise_body(recognizer, listen_locale, expectation, command_phrases(listen_locale))
     recognised = time.perf_counter()
-    turn = Turn(user_id=user_id, text=transcript.text, session_id=session_id, locale=locale, channel="voice",
-                device_id=device_id, request_id=request_id, origin=client_address(),
-                alternatives=list(transcript.alternatives))
-    reply: Reply = state.dialog.converse(turn)
+    reply, body = answer_transcript(transcript, user_id=user_id, session_id=session_id, locale=locale,
+                                    device_id=device_id, request_id=request_id, pin_step=pin_step)
     answered = time.perf_counter()
-    pin_step = expected.expects == "pin"
-    shown = PIN_MASK if pin_step and transcript.text else transcript.text
     wants_wav = _wants_wav()
     try:
         wav = synthesizer.synthesize(reply.speech, reply.locale) if reply.speech else b""
@@ -79,22 +101,15 @@ def voice() -> Any:
         wav = b""
     if wants_wav:
         response = Response(wav, mimetype="audio/wav")
-        response.headers["X-Transcript"] = quote(shown, safe="")
+        response.headers["X-Transcript"] = quote(body["transcript"], safe="")
         response.headers["X-Session-Id"] = reply.session_id
         response.headers["X-End-Session"] = "true" if reply.end_session else "false"
         return response
     return jsonify({
-        "transcript": shown,
-        "understood": transcript.understood,
-        "confidence": round(transcript.confidence, 3),
-        "asr_mode": transcript.mode,
-        # What the recogniser produced before the floor and phrase matching; never shown for a PIN.
-        "heard": PIN_MASK if pin_step and transcript.heard else transcript.heard,
-        "locale": reply.locale,
+        **body,
         "timings_ms": {"asr": round((recognised - started) * 1000, 1),
                        "dialog": round((answered - recognised) * 1000, 1),
                        "tts": round((time.perf_counter() - answered) * 1000, 1)},
-        "response": reply.to_api(),
         "audio_b64": base64.b64encode(wav).decode() if wav else None,
     })
 

@@ -360,7 +360,7 @@ def _overlaps(a: dict, b: dict) -> bool:
 
 
 @dataclass
-class _Segment:
+class Segment:
     """One endpointed stretch of speech and its N-best alternatives, best first."""
 
     raw_texts: list[str]          # as decoded, noise tokens and <UNK> included
@@ -379,12 +379,12 @@ class _Segment:
         return out
 
 
-def _segment(result: dict) -> _Segment | None:
+def _segment(result: dict) -> Segment | None:
     alternatives = result.get("alternatives") or []
     if not alternatives or not alternatives[0].get("text"):
         return None
     spoken = [_speech_words(a.get("result", [])) for a in alternatives]
-    return _Segment(
+    return Segment(
         raw_texts=[a.get("text", "") for a in alternatives],
         texts=[" ".join(w["word"] for w in words) for words in spoken],
         scores=[float(a.get("confidence", 0.0)) for a in alternatives],
@@ -393,7 +393,7 @@ def _segment(result: dict) -> _Segment | None:
     )
 
 
-def _combine_alternatives(segments: list[_Segment], n_best: int) -> list[str]:
+def _combine_alternatives(segments: list[Segment], n_best: int) -> list[str]:
     """Whole-utterance alternatives: the best text with one segment swapped for one of its alternatives."""
     best = [s.texts[0] for s in segments]
     scored = []
@@ -411,6 +411,10 @@ def _combine_alternatives(segments: list[_Segment], n_best: int) -> list[str]:
     return out[: max(n_best - 1, 0)]
 
 
+# Audio goes to Vosk in blocks of 0.1 s (see RecognitionStream.accept).
+FEED_BYTES = TARGET_RATE // 10 * 2
+
+
 class RecognitionStream:
     """One request's recognition: `accept()` 16 kHz int16 audio as it arrives, then `finish()`."""
 
@@ -423,30 +427,72 @@ class RecognitionStream:
         self._sequence = sequence
         self._margin = config.decoy_margin if margin is None else margin
         self._spotter = spotter
-        self._segments: list[_Segment] = []
+        self._segments: list[Segment] = []
         self._samples = 0
+        self._pending = bytearray()
         self.decode_s = 0.0
 
     @property
     def mode(self) -> str:
         return "open" if self._grammar is None else "limited"
 
-    def accept(self, pcm: np.ndarray | bytes) -> None:
+    def accept(self, pcm: np.ndarray | bytes) -> Segment | None:
+        """Decode more audio; returns the stretch of speech Vosk's endpointing closed in it, if any.
+
+        Vosk checks for an endpoint once per call, and its online i-vectors follow the call sizes too, so the
+        audio is fed in fixed blocks whatever size the pieces arrive in: an upload read 32 KB at a time and a
+        WebSocket stream of 20 ms frames are decoded alike."""
         data = pcm if isinstance(pcm, bytes) else np.asarray(pcm, dtype="<i2").tobytes()
         if not data:
-            return
+            return None
         self._samples += len(data) // 2
+        self._pending += data
+        whole = len(self._pending) - len(self._pending) % FEED_BYTES
+        if not whole:
+            return None
+        blocks, self._pending = bytes(self._pending[:whole]), self._pending[whole:]
+        closed = None
+        for start in range(0, whole, FEED_BYTES):
+            closed = self._feed(blocks[start:start + FEED_BYTES]) or closed
+        return closed
+
+    def _feed(self, block: bytes) -> Segment | None:
         started = time.perf_counter()
-        if self._recognizer.AcceptWaveform(data):
-            self._take(json.loads(self._recognizer.Result()))
+        closed = None
+        if self._recognizer.AcceptWaveform(block):
+            closed = self._take(json.loads(self._recognizer.Result()))
         self.decode_s += time.perf_counter() - started
         if self._spotter is not None:
-            self._spotter.accept(data)
+            self._spotter.accept(block)
+        return closed
+
+    def partial(self) -> str:
+        """The best guess for the speech since the last endpoint (speech words only), for live display."""
+        started = time.perf_counter()
+        text = json.loads(self._recognizer.PartialResult()).get("partial", "")
+        self.decode_s += time.perf_counter() - started
+        return " ".join(w for w in text.split() if not _NON_SPEECH.match(w))
+
+    @property
+    def audio_s(self) -> float:
+        return self._samples / TARGET_RATE
 
     def finish(self) -> Transcript:
+        self.close_segment()
+        return self.transcript()
+
+    def close_segment(self) -> list[Segment]:
+        """Flush the recogniser (end of the audio): the stretches of speech this closes (none, one, or two when
+        the last partial block also reached an endpoint)."""
+        closed = [self._feed(bytes(self._pending))] if self._pending else []
+        self._pending = bytearray()
         started = time.perf_counter()
-        self._take(json.loads(self._recognizer.FinalResult()))
+        closed.append(self._take(json.loads(self._recognizer.FinalResult())))
         self.decode_s += time.perf_counter() - started
+        return [segment for segment in closed if segment is not None]
+
+    def transcript(self) -> Transcript:
+        """The whole utterance, once `close_segment()` has flushed the recogniser."""
         transcript = self._open_transcript() if self._grammar is None else self._limited_transcript()
         transcript.duration_s = self._samples / TARGET_RATE
         transcript.decode_s = self.decode_s
@@ -463,10 +509,12 @@ class RecognitionStream:
                 transcript.spotted = True
         return transcript
 
-    def _take(self, result: dict) -> None:
+    def _take(self, result: dict) -> Segment | None:
         segment = _segment(result)
         if segment is not None and (segment.texts[0] or self._grammar is not None):
             self._segments.append(segment)
+            return segment
+        return None
 
     def _open_transcript(self) -> Transcript:
         segments = [s for s in self._segments if s.texts[0]]

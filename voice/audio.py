@@ -243,7 +243,7 @@ class AudioStreamDecoder:
 
     def __init__(self, content_type: str | None, max_bytes: int = MAX_BYTES,
                  max_duration_s: float = MAX_DURATION_S, target_rate: int = TARGET_RATE,
-                 reject_silence: bool = True) -> None:
+                 reject_silence: bool = True, raw_format: PcmFormat | None = None) -> None:
         self.max_bytes = max_bytes
         self.max_duration_s = max_duration_s
         self.target_rate = target_rate
@@ -253,7 +253,12 @@ class AudioStreamDecoder:
         self.format: PcmFormat | None = None
         self._is_wav: bool | None = None
         self._declared_media_type = media_type
-        if media_type == RAW_PCM_CONTENT_TYPE:
+        if raw_format is not None:
+            # Headerless PCM whose layout the caller knows (a WebSocket stream's configured sample rate).
+            _check_rate_and_channels(raw_format.rate, raw_format.channels)
+            self.format = raw_format
+            self._is_wav = False
+        elif media_type == RAW_PCM_CONTENT_TYPE:
             self.format = _raw_pcm_format(params)
             self._is_wav = False
         elif media_type in WAV_CONTENT_TYPES:
@@ -274,9 +279,21 @@ class AudioStreamDecoder:
         self._tail = np.zeros(0, dtype=np.int16)
         self._finished = False
 
+    @classmethod
+    def raw_pcm(cls, rate: int, max_duration_s: float = MAX_DURATION_S, reject_silence: bool = False,
+                max_bytes: int = MAX_BYTES) -> AudioStreamDecoder:
+        """Headerless 16-bit little-endian mono PCM at `rate` (the Vosk WebSocket protocol's audio)."""
+        return cls(None, max_bytes=max_bytes, max_duration_s=max_duration_s, reject_silence=reject_silence,
+                   raw_format=PcmFormat(rate=rate, channels=1, bits=16))
+
     @property
     def duration_s(self) -> float:
         return self.output_samples / self.target_rate
+
+    @property
+    def source_duration_s(self) -> float:
+        """Audio received so far, in seconds of the source (what the 30 s limit counts)."""
+        return self.source_frames / self.format.rate if self.format else 0.0
 
     def feed(self, chunk: bytes) -> np.ndarray:
         if self._finished:

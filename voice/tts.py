@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import queue
+import re
 import select
 import struct
 import subprocess
@@ -75,6 +76,15 @@ class TtsConfig:
             timeout_s=float(settings.get("MINWON_TTS_TIMEOUT_S", "10")),
             cache_entries=int(settings.get("MINWON_TTS_CACHE_ENTRIES", "512")),
         )
+
+
+# A sentence ends at . ? ! (or their full-width forms) followed by white space.
+_SENTENCE_END = re.compile(r"(?<=[.?!。？！])\s+")
+
+
+def split_sentences(text: str) -> list[str]:
+    """A reply → its sentences, in order, so the first can be spoken while the rest are synthesised."""
+    return [part for part in (p.strip() for p in _SENTENCE_END.split(" ".join(text.split()))) if part]
 
 
 def voice_for(locale_or_voice: str | None) -> str:

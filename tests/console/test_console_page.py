@@ -319,7 +319,11 @@ def test_voice_detector_cuts_one_utterance_and_ignores_clicks(page):
             Array.from({length: Math.round(seconds * rate)}, (_, i) => amp * Math.sin(2 * Math.PI * 220 * i / rate) + noise())));
         const run = (x, options) => { const vad = new m.VoiceActivityDetector(options); const events = [];
             for (let i = 0; i < x.length; i += 700) events.push(...vad.push(x.subarray(i, i + 700)));
-            return events.map((e) => ({type: e.type, seconds: e.samples ? e.samples.length / rate : null})); };
+            // A streaming caller gets the utterance as the start's pre-roll and then one "audio" event per frame.
+            const streamed = events.filter((e) => e.type === "start" || e.type === "audio")
+                .reduce((n, e) => n + e.samples.length, 0) / rate;
+            return events.filter((e) => e.type !== "audio")
+                .map((e) => ({type: e.type, seconds: e.samples ? e.samples.length / rate : null, streamed})); };
         return {
             speech: run(signal([[1, 0], [0.6, 0.3], [1.5, 0]])),
             click: run(signal([[1, 0], [0.04, 0.5], [1.5, 0]])),
@@ -332,6 +336,8 @@ def test_voice_detector_cuts_one_utterance_and_ignores_clicks(page):
     assert [e["type"] for e in speech] == ["start", "end"], speech
     # 0.6 s of speech, plus up to 0.3 s before it and 0.2 s of quiet after it.
     assert 0.75 <= speech[1]["seconds"] <= 1.15, speech
+    # What was streamed frame by frame is the utterance and its pause (the end trims the pause to 0.2 s).
+    assert speech[1]["seconds"] <= speech[1]["streamed"] <= speech[1]["seconds"] + 0.7, speech
     assert result["click"] == []
     # A short pause between two words does not split the utterance.
     assert [e["type"] for e in result["twoWords"]] == ["start", "end"]

@@ -1,6 +1,9 @@
 """Spoken turns from the console: the fake microphone says "도움말" (espeak-ng), the page records it,
 encodes 16 kHz WAV, sends it to /v1/voice, shows the transcript and plays the Korean reply.
 
+This is the upload path the page falls back to when WebSockets are unavailable: each test takes the page's
+WebSocket away first (the streamed path is tests/console/test_console_streaming.py).
+
 Needs POST /v1/voice and POST /v1/tts (branch `voice`, issue 4) on top of main; until they are merged
 these tests fail with a message saying so (they are never skipped).
 """
@@ -14,7 +17,8 @@ from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
-from tests.console.conftest import browser_errors, open_console, require_route, wait_for
+from tests.console.conftest import browser_errors, require_route, wait_for
+from tests.console.conftest import open_console as open_streaming_console
 
 HANGUL = range(0xAC00, 0xD7A4)
 
@@ -23,6 +27,13 @@ HANGUL = range(0xAC00, 0xD7A4)
 def voice_endpoints(app):
     require_route(app, "/v1/voice", "POST", "POST /v1/voice from branch `voice` (issue 4)")
     require_route(app, "/v1/tts", "POST", "POST /v1/tts from branch `voice` (issue 4)")
+
+
+def open_console(driver, base_url: str) -> None:
+    """The console as a browser without WebSockets has it: spoken turns are uploaded once they end."""
+    open_streaming_console(driver, base_url)
+    driver.execute_script("window.WebSocket = undefined")
+    assert driver.execute_script("return window.minwonConsole.streamingAvailable()") is False
 
 
 def turns(driver):

@@ -50,3 +50,38 @@ def test_an_unreachable_service_is_named(tmp_path, speak_wav):
     run = harness("--url", "http://127.0.0.1:9", "--wav", str(question))
     assert run.returncode == 1
     assert "cannot reach the service at http://127.0.0.1:9" in run.stderr
+
+
+def test_stream_mode_prints_partials_and_plays_the_reply_as_it_arrives(live_server, tmp_path, speak_wav):
+    question = tmp_path / "question.wav"
+    question.write_bytes(speak_wav("도움말"))
+    out = tmp_path / "answer.wav"
+    run = harness("--url", live_server, "--stream", "--wav", str(question), "--out", str(out),
+                  env={"MINWON_DEVICE_TOKEN": "demo-device-token-ko"})
+    assert run.returncode == 0, run.stderr
+    assert "▸ " in run.stdout, "what was recognised is printed as it comes"
+    assert "you:     " in run.stdout and "intent=help" in run.stdout
+    sentences = int(run.stdout.split("sentences=")[1].split()[0])
+    assert sentences >= 2
+    assert decode_audio(out.read_bytes(), "audio/wav").duration_s > 2
+
+
+def test_stream_mode_speaks_to_a_vosk_server_compatible_url(live_server, tmp_path, speak_wav):
+    """A ws:// URL is taken as a plain vosk-server: the protocol without the dialog; here our own route is it."""
+    question = tmp_path / "question.wav"
+    question.write_bytes(speak_wav("주민등록등본은 어떻게 발급받나요"))
+    address = "ws://" + live_server.removeprefix("http://") + "/v1/voice/stream"
+    run = harness("--url", address, "--stream", "--wav", str(question))
+    assert run.returncode == 0, run.stderr
+    # (text=True turns the carriage returns that rewrite the partial line into line breaks)
+    partials = [line for line in run.stdout.splitlines() if line.startswith("… ") and len(line) > 6]
+    assert len(partials) >= 2 and "▸ " in run.stdout, run.stdout
+    assert "service:" not in run.stdout
+
+
+def test_stream_mode_names_a_refused_stream(live_server, tmp_path, speak_wav):
+    question = tmp_path / "question.wav"
+    question.write_bytes(speak_wav("도움말"))
+    run = harness("--url", live_server, "--stream", "--wav", str(question), "--device-token", "not-a-token")
+    assert run.returncode == 1
+    assert "cannot open the stream" in run.stderr and "not-a-token" not in run.stderr

@@ -193,7 +193,9 @@ export class VoiceActivityDetector {
     return this.utterance !== null;
   }
 
-  // Feeds 16 kHz samples; returns events: {type: "start"}, {type: "end", samples}, {type: "too_long"}.
+  // Feeds 16 kHz samples; returns events: {type: "start", samples (pre-roll)}, {type: "audio", samples (each
+  // frame of the utterance)}, {type: "end", samples (the whole utterance)}, {type: "discard"} (too little voice after a start),
+  // {type: "too_long"}.
   push(samples) {
     const events = [];
     let data = this.pending.length ? concat([this.pending, samples]) : samples;
@@ -226,7 +228,8 @@ export class VoiceActivityDetector {
         this.recent = [];
         this.voiced = this.loudRun;
         this.quietRun = 0;
-        return { type: "start" };
+        // The pre-roll and the frames so far, so that a streaming caller can send the utterance from its start.
+        return { type: "start", samples: concat(this.utterance) };
       }
       return null;
     }
@@ -244,17 +247,19 @@ export class VoiceActivityDetector {
       this.quietRun = 0;
       return { type: "too_long" };
     }
-    if (this.quietRun >= this.hangoverFrames) {
-      // Keep 200 ms of the trailing quiet: recognisers like a little silence after the last word.
-      const keep = this.utterance.length - this.quietRun + Math.ceil(200 / this.frameMs);
-      const frames = this.utterance.slice(0, keep);
-      const voiced = this.voiced;
-      this.utterance = null;
-      this.loudRun = 0;
-      if (voiced < this.minVoicedFrames) return null;
-      return { type: "end", samples: concat(frames) };
+    if (this.quietRun < this.hangoverFrames) {
+      // Each frame of an utterance as it comes, for a caller that streams it.
+      return { type: "audio", samples: frame };
     }
-    return null;
+    // Keep 200 ms of the trailing quiet: recognisers like a little silence after the last word.
+    const keep = this.utterance.length - this.quietRun + Math.ceil(200 / this.frameMs);
+    const frames = this.utterance.slice(0, keep);
+    const voiced = this.voiced;
+    this.utterance = null;
+    this.loudRun = 0;
+    // Too little voice to be speech (a click, a cough): a streaming caller drops what it sent.
+    if (voiced < this.minVoicedFrames) return { type: "discard" };
+    return { type: "end", samples: concat(frames) };
   }
 }
 

@@ -1,9 +1,12 @@
-// The console page: push-to-talk and hands-free speech to /v1/voice, typed turns to /v1/console/converse
+// The console page: push-to-talk and hands-free speech streamed to /v1/voice/stream while the citizen speaks
+// (partial transcripts live, the reply's first sentence playing as soon as it arrives), or uploaded to /v1/voice
+// when WebSockets are unavailable or streaming is switched off; typed turns to /v1/console/converse
 // (the /v1/converse contract, recorded as the console channel),
 // the conversation with what was heard and done, and the demo citizen's data, refreshed after each turn.
 
 import { MicCapture, MicError, VoiceActivityDetector, concat, encodeWav } from "./audio.js";
 import { formatDate, formatDateTime, lang, particleIGa, particleRo, t } from "./i18n.js";
+import { SentencePlayer, VoiceStream, streamingAvailable } from "./stream.js";
 
 const config = JSON.parse(document.getElementById("console-config").textContent);
 const WORKLET_URL = new URL("./capture-worklet.js", import.meta.url).href;
@@ -91,8 +94,13 @@ function renderSpeakerOptions() {
 
 // The Authorization header of the selected speaker's device token (none for the guest).
 function authHeaders() {
+  const token = deviceToken();
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
+
+function deviceToken() {
   const speaker = speakers().find((s) => s.user_id === state.userId);
-  return speaker && speaker.device_token ? { Authorization: `Bearer ${speaker.device_token}` } : {};
+  return speaker && speaker.device_token ? speaker.device_token : null;
 }
 
 function selectSpeaker(userId) {
@@ -229,7 +237,8 @@ function addFact(list, key, value, attrs = {}) {
 
 function timingsText(timings) {
   const parts = [];
-  for (const [key, name] of [["asr", "t_asr"], ["dialog", "t_dialog"], ["tts", "t_tts"], ["round_trip", "t_round_trip"]]) {
+  for (const [key, name] of [["asr", "t_asr"], ["dialog", "t_dialog"], ["tts", "t_tts"], ["round_trip", "t_round_trip"],
+    ["first_audio", "t_first_audio"]]) {
     if (typeof timings[key] === "number") {
       const part = el("span", { class: "timing", "data-timing": key });
       part.append(label(name), " ", String(Math.round(timings[key])), " ms");
@@ -437,6 +446,114 @@ async function sendAudio(samples) {
   return { playback: playReply(turn, base64ToBlob(result.audio_b64, "audio/wav"), reply.speech || "") };
 }
 
+// ---- streamed turns ----------------------------------------------------------------------------------
+
+// Every spoken turn streams when the browser has WebSockets; otherwise (or when a stream is refused) the
+// recording is uploaded once it ends, as before.
+function streamingOn() {
+  return streamingAvailable();
+}
+
+// Opens a streamed spoken turn: the turn appears in the log at once and shows the partial transcript while the
+// citizen is still speaking. `result` resolves, once the reply is shown, to {playback} as sendAudio does, or to
+// null when the stream failed before the reply (the caller then uploads the recording instead).
+function startStreamTurn({ handsFree = false, onReply = () => {} } = {}) {
+  clearError();
+  const turn = addTurn("voice", "");
+  turn.dataset.transport = "stream";
+  const query = new URLSearchParams({ dialog: "1", locale: state.locale, request_id: newRequestId() });
+  if (state.sessionId) query.set("session_id", state.sessionId);
+  if (handsFree) query.set("hands_free", "1");
+  const heard = [];
+  const marks = {};
+  let player = null;
+  let resolveResult;
+  const result = new Promise((resolve) => { resolveResult = resolve; });
+  const showHeard = (partial) => {
+    if (turn.dataset.pinHidden === "true") return;
+    const text = [...heard, partial].filter(Boolean).join(" ");
+    if (text) turn.querySelector(".said").replaceChildren(el("q", { "data-role": "partial", text }));
+  };
+  const stream = new VoiceStream({
+    query: query.toString(),
+    token: deviceToken(),
+    handlers: {
+      onPartial: (text) => showHeard(text),
+      onResult: (text) => { heard.push(text); showHeard(""); },
+      onFinal: () => { marks.final = performance.now(); },
+      onReply: (body) => {
+        marks.reply = performance.now();
+        onReply();
+        const reply = { locale: body.locale, ...(body.response || {}) };
+        fillTranscript(turn, body.transcript || "", body.confidence, body.asr_mode, body.heard || "");
+        followReply(reply);
+        const ended = marks.ended ?? marks.reply;
+        const timings = { asr: (marks.final ?? marks.reply) - ended, dialog: body.timings_ms?.dialog,
+          round_trip: marks.reply - ended };
+        fillReply(turn, reply, timings);
+        turn.dataset.sentences = String(body.sentences || 0);
+        refreshOverview(true);
+        if (!body.sentences) {
+          setCaption(reply.speech || "", false);
+          resolveResult({ playback: Promise.resolve("silent") });
+          return;
+        }
+        player = playSentences(turn, reply.speech || "", body.sentences);
+        player.timings = timings;
+        resolveResult({ playback: player.finished });
+      },
+      onAudio: (blob) => {
+        if (!player) return;
+        if (marks.firstAudio === undefined) {
+          marks.firstAudio = performance.now();
+          player.timings.first_audio = marks.firstAudio - (marks.ended ?? marks.reply);
+          turn.querySelector("[data-role=timings]").replaceChildren(timingsText(player.timings));
+        }
+        player.add(blob);
+      },
+      onFailed: (code, replied) => {
+        if (replied) {
+          if (player) player.expect(player.blobs.length);
+          return;
+        }
+        turn.remove();
+        resolveResult(null);
+      },
+    },
+  }).open();
+  return {
+    turn, stream, result,
+    send: (samples) => stream.send(samples),
+    end: () => { marks.ended = performance.now(); stream.end(); },
+    abort: () => { stream.abort(); turn.remove(); resolveResult(null); },
+  };
+}
+
+// The reply's sentences in one audio element, each played as soon as it has arrived (see SentencePlayer).
+function playSentences(turn, speech, count) {
+  const audio = el("audio", { controls: true, preload: "auto", "aria-label": tr("reply_audio") });
+  audio.dataset.role = "reply-audio";
+  turn.querySelector(".assistant").append(audio);
+  const player = new SentencePlayer(audio);
+  player.expect(count);
+  if (Number(turn.dataset.seq) !== state.turnSeq) {
+    turn.dataset.playback = "overtaken";
+    player.stop("overtaken");
+    return player;
+  }
+  stopPlayback();
+  setCaption(speech, true);
+  player.onPlaying = () => { if (!player.stopped) turn.dataset.playback = "playing"; };
+  state.playing = { audio, finish: (outcome) => player.stop(outcome) };
+  player.finished.then((outcome) => {
+    turn.dataset.playback = outcome;
+    setCaption(speech, false);
+    if (state.playing && state.playing.audio === audio) state.playing = null;
+    if (outcome === "blocked") turn.querySelector(".assistant").append(el("p", { class: "hint" }, label("play_blocked")));
+  });
+  return player;
+}
+
 // ---- push-to-talk ------------------------------------------------------------------------------------
 
 function renderPtt() {
@@ -462,13 +579,14 @@ async function startRecording(mode) {
   if (state.recording || state.busy || state.handsFree) return;
   clearError();
   stopPlayback();
-  const recording = { mode, mic: null, chunks: [], released: false, tooLong: false };
+  const recording = { mode, mic: null, chunks: [], released: false, tooLong: false, stream: null };
   state.recording = recording;
   renderPtt();
   const mic = new MicCapture({
     workletUrl: WORKLET_URL,
     onSamples: (samples) => {
       recording.chunks.push(samples);
+      if (recording.stream) recording.stream.send(samples);
       const seconds = recording.chunks.reduce((n, c) => n + c.length, 0) / 16000;
       if (seconds > config.max_recording_s) {
         recording.tooLong = true;
@@ -487,6 +605,11 @@ async function startRecording(mode) {
     return;
   }
   recording.mic = mic;
+  if (streamingOn() && state.recording === recording) {
+    // Opened only once the microphone is: a page without a microphone opens no stream.
+    recording.stream = startStreamTurn();
+    for (const chunk of recording.chunks) recording.stream.send(chunk);
+  }
   renderPtt();
   $("mic-status").textContent = "";
   if (recording.released) stopRecording(recording.mode);
@@ -497,6 +620,7 @@ function cancelRecording() {
   if (!recording) return;
   state.recording = null;
   if (recording.mic) recording.mic.close();
+  if (recording.stream) recording.stream.abort();
   showLevel(-100);
   renderPtt();
 }
@@ -512,19 +636,22 @@ async function stopRecording(mode) {
   const tail = recording.mic.close();
   showLevel(-100);
   const samples = concat([...recording.chunks, tail]);
-  if (recording.tooLong) {
+  if (recording.tooLong || samples.length / 16000 < MIN_RECORDING_S) {
+    if (recording.stream) recording.stream.abort();
     renderPtt();
-    showError("err_too_long", { s: config.max_recording_s });
-    return;
-  }
-  if (samples.length / 16000 < MIN_RECORDING_S) {
-    renderPtt();
-    showError("err_too_short");
+    if (recording.tooLong) showError("err_too_long", { s: config.max_recording_s });
+    else showError("err_too_short");
     return;
   }
   state.busy = true;
   renderPtt();
   try {
+    if (recording.stream) {
+      recording.stream.send(tail);
+      recording.stream.end();
+      // A stream that failed before the reply (refused, cut off) leaves the recording to the upload path.
+      if (await recording.stream.result) return;
+    }
     await sendAudio(samples);
   } finally {
     state.busy = false;
@@ -593,7 +720,7 @@ async function startHandsFree() {
   if (state.handsFree) return;
   clearError();
   const vad = new VoiceActivityDetector({ maxSeconds: config.max_recording_s });
-  const session = { mic: null, vad, paused: false };
+  const session = { mic: null, vad, paused: false, stream: null };
   state.handsFree = session;
   renderPtt();
   const mic = new MicCapture({
@@ -603,11 +730,27 @@ async function startHandsFree() {
       for (const event of vad.push(samples)) {
         if (event.type === "start") {
           $("mic-status").textContent = tr("hf_hearing");
-        } else if (event.type === "too_long") {
+          if (streamingOn()) {
+            // The server's endpointing may end the turn before the detector here does: the reply pauses listening.
+            session.stream = startStreamTurn({ handsFree: true, onReply: () => {
+              const stream = session.stream;
+              session.stream = null;
+              if (stream) handsFreeUtterance(session, null, stream);
+            } });
+            session.stream.send(event.samples);
+          }
+        } else if (event.type === "audio") {
+          if (session.stream) session.stream.send(event.samples);
+        } else if (event.type === "too_long" || event.type === "discard") {
+          if (session.stream) session.stream.abort();
+          session.stream = null;
+          if (event.type === "discard") continue;
           showError("err_too_long", { s: config.max_recording_s });
           $("mic-status").textContent = tr("hf_listening");
         } else if (event.type === "end") {
-          handsFreeUtterance(session, event.samples);
+          const stream = session.stream;
+          session.stream = null;
+          handsFreeUtterance(session, event.samples, stream);
         }
       }
     },
@@ -633,16 +776,33 @@ async function startHandsFree() {
   $("mic-status").dataset.state = "listening";
 }
 
-// While a reply is being fetched and spoken the detector is paused, so the reply is not heard as speech.
-async function handsFreeUtterance(session, samples) {
+function pauseHandsFree(session) {
+  if (session.paused) return;
   session.paused = true;
   session.vad.reset();
   showLevel(-100);
   $("mic-status").textContent = tr("hf_paused");
   $("mic-status").dataset.state = "paused";
+}
+
+// While a reply is being fetched and spoken the detector is paused, so the reply is not heard as speech.
+// A streamed utterance ends either here (the detector heard the pause: eof) or at the server (its endpointing
+// answered first); whichever comes first finishes the turn.
+async function handsFreeUtterance(session, samples, stream = null) {
+  if (stream) {
+    if (stream.finishing) return;
+    stream.finishing = true;
+  }
+  pauseHandsFree(session);
   state.busy = true;
   try {
-    const { playback } = await sendAudio(samples);
+    let outcome = null;
+    if (stream) {
+      stream.end();
+      outcome = await stream.result;
+      if (!outcome && !samples) return;
+    }
+    const { playback } = outcome || await sendAudio(samples);
     state.busy = false;
     await playback;
   } finally {
@@ -865,4 +1025,4 @@ function init() {
 init();
 
 // Exposed for the browser tests, which check the page's own audio path on known signals.
-window.minwonConsole = { state, sendAudio };
+window.minwonConsole = { state, sendAudio, streamingAvailable };
