@@ -36,6 +36,7 @@ from services import Services
 from settings import Settings
 from tests.conftest import ROOT
 from tests.postgres import PostgresCluster
+from understanding.model import LEXICAL, model_directory, save_model
 from wallet_bridge.holder import ReferenceHolder
 from wallet_bridge.tables import issued_credentials, offers
 
@@ -70,6 +71,11 @@ def nodes(postgres: PostgresCluster, tmp_path_factory: pytest.TempPathFactory) -
     a = ServiceNode("node-a", root / "node-a", env, workers=2, threads=8)
     b = ServiceNode("node-b", root / "node-b", env, workers=2, threads=8)
     stores = Services(Settings.from_env({**env, "MINWON_DATA_DIR": str(root / "tool")}, load_models=False))
+    # Each node finds the router's model in its data directory, as after `build-index`, instead of training it in
+    # its first turn (half a minute of CPU under load, longer than a test's request timeout).
+    router_model = stores.router.lexical_model()
+    for node in (a, b):
+        save_model(router_model, model_directory(node.data_dir, LEXICAL))
     try:
         start_nodes([a, b], timeout=180)
         yield TwoNodes(a, b, stores)
