@@ -5,7 +5,8 @@ is handed out without one, an idle one is pinged.
 On a loaded server every round trip is a wait for another process (two context switches), and a row lock held
 over one is held while the thread waits for the interpreter: a certificate turn made 29 round trips (a ping,
 a BEGIN and a ROLLBACK around each of its six reads, the limits in a transaction of their own) before reads
-ran in autocommit, limits were charged one statement each and pre-ping was limited to idle connections.
+ran in autocommit, limits were charged one statement each, pre-ping was limited to idle connections and the
+lockout was taken from the citizen's row the turn reads anyway.
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ from tests.nodes import node_apps
 
 DEMO_PIN = "1357"
 AUTHORIZATION = {"Authorization": f"Bearer {DEMO_DEVICE_TOKENS['demo-user-ko']}"}
-# Six reads (device token, session, link and citizen, lock state, certificates, wallet copies) and the two
+# Five reads (device token, session, link with its citizen and lockout, certificates, wallet copies) and the two
 # limit charges (the speaker user and the calling address), one round trip each, nothing around them.
-CERTIFICATE_TURN_ROUND_TRIPS = 8
+CERTIFICATE_TURN_ROUND_TRIPS = 7
 
 
 class RoundTrips:
