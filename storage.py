@@ -16,8 +16,10 @@ import importlib
 import logging
 import os
 import secrets
+import select as io_select
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -28,7 +30,7 @@ from sqlalchemy import Column, Connection, Integer, MetaData, Table, create_engi
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError
+from sqlalchemy.exc import ArgumentError, InterfaceError, InvalidatePoolError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import QueuePool
 
@@ -55,6 +57,9 @@ Migration = Callable[[Connection, MigrationContext], None]
 CONNECT_TIMEOUT_S = 5
 STATEMENT_TIMEOUT_MS = 30_000
 LOCK_TIMEOUT_MS = 10_000
+# PostgreSQL: a pooled connection that has been idle this long is pinged before it is handed out (see
+# `_ping_idle_connections`); one used more recently is pinged only if its server has sent something since.
+PING_AFTER_IDLE_S = 3.0
 # The transaction-level advisory lock that makes concurrent upgrades (several nodes starting at once) take turns.
 UPGRADE_LOCK_ID = 0x6D696E776F6E  # "minwon"
 
@@ -133,6 +138,7 @@ class Database:
         # process's writers on a lock instead keeps the tail latency down. Other processes still use the
         # busy timeout.
         self._write_lock = threading.Lock() if url.startswith("sqlite") else None
+        self._autocommit_reads = self.engine.dialect.name == "postgresql"
 
     @staticmethod
     def _create_engine(url: str) -> Engine:
@@ -168,17 +174,22 @@ class Database:
 
             return engine
         if url.startswith("postgresql"):
-            # A dead server or a dropped connection is found before a request uses it (pre-ping), a connection
+            # A dead server or a dropped connection is found before a request uses it (pre-ping, see
+            # `_ping_idle_connections`), a connection
             # attempt gives up after CONNECT_TIMEOUT_S instead of the OS's minutes, and no statement holds a
             # pooled connection (or a row lock) longer than STATEMENT_TIMEOUT_MS. Pooled connections are recycled
             # hourly so a server-side idle limit or a failover never hands out a stale one.
-            return create_engine(
-                url, pool_pre_ping=True, pool_size=8, max_overflow=8, pool_timeout=10, pool_recycle=3600,
+            # The pool is last in, first out: under light load the same few connections stay warm and the rest
+            # go idle (and are pinged when next used) instead of every connection being used in turn.
+            engine = create_engine(
+                url, pool_size=8, max_overflow=8, pool_timeout=10, pool_recycle=3600, pool_use_lifo=True,
                 hide_parameters=True,
                 connect_args={"connect_timeout": CONNECT_TIMEOUT_S, "application_name": "minwon-voice",
                               "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}"
                                          f" -c lock_timeout={LOCK_TIMEOUT_MS} -c timezone=UTC"},
             )
+            _ping_idle_connections(engine)
+            return engine
         return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10, hide_parameters=True)
 
     @contextmanager
@@ -200,8 +211,33 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
+        """A connection for reading. On PostgreSQL each statement is its own transaction (autocommit): at READ
+        COMMITTED, the default, a statement sees what was committed when it started whether or not a transaction
+        is open, so a BEGIN before and a ROLLBACK after the reads would only cost two round trips. A reader that
+        needs one snapshot for several statements sets a stricter isolation level before its first statement
+        (`ConsentLedger.verify_chain`). On SQLite, a read transaction (a snapshot, and no write lock)."""
         try:
             with self.engine.connect() as conn:
+                if self._autocommit_reads:
+                    conn.execution_options(isolation_level="AUTOCOMMIT")
+                yield conn
+        except _UNAVAILABLE as exc:
+            raise _unavailable(exc) from exc
+
+    @contextmanager
+    def autocommit(self) -> Iterator[Connection]:
+        """A connection on which every statement commits on its own, for work made of statements that are each
+        atomic and need nothing from each other (a rate-limit charge is one UPSERT): on PostgreSQL no row lock
+        outlives its statement, so a hot row (every request from one address charges the same one) is not held
+        while the thread that locked it waits for the interpreter or the next round trip. On SQLite, one
+        transaction as `transaction()` gives (a writer needs the database's one write lock anyway)."""
+        if not self._autocommit_reads:
+            with self.transaction() as conn:
+                yield conn
+            return
+        try:
+            with self.engine.connect() as conn:
+                conn.execution_options(isolation_level="AUTOCOMMIT")
                 yield conn
         except _UNAVAILABLE as exc:
             raise _unavailable(exc) from exc
@@ -243,6 +279,46 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """Pre-ping for PostgreSQL, without a round trip on every checkout: a pooled connection is pinged (`SELECT 1`)
+    before it is handed out when it has been idle for PING_AFTER_IDLE_S or more, or when its server has sent
+    something while it sat in the pool: an idle PostgreSQL connection receives nothing unless the server is ending
+    it (a shutdown, a restart, an idle or administrator kill sends a FATAL message and closes the socket), so unread
+    input or a closed socket means the connection is dead or dying. A ping that fails invalidates the whole pool
+    (every connection made before it is replaced at its next checkout, as SQLAlchemy's own pre-ping does) and the
+    checkout is retried on a fresh connection. A connection in use every few milliseconds under load is thus not
+    pinged at all (SQLAlchemy's `pool_pre_ping` costs a round trip per checkout, several per request here), and a
+    server that went away between two requests is still found before a request uses its connection."""
+    dialect = engine.dialect
+
+    @event.listens_for(engine, "checkin")
+    def _idle_from(_dbapi_connection, record):  # noqa: ANN001
+        record.info["minwon_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_stale(dbapi_connection, record, _proxy):  # noqa: ANN001
+        idle_since = record.info.get("minwon_idle_since")
+        if idle_since is None:
+            return  # connected for this checkout (a new or replaced connection's info starts empty)
+        if time.monotonic() - idle_since < PING_AFTER_IDLE_S and not _server_has_spoken(dbapi_connection):
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as exc:
+            raise InvalidatePoolError("the database connection failed its ping") from exc
+
+
+def _server_has_spoken(dbapi_connection: Any) -> bool:
+    """Whether an idle connection's socket has input waiting or is gone (no round trip: a poll of the socket)."""
+    try:
+        if dbapi_connection.closed:
+            return True
+        readable, _, _ = io_select.select([dbapi_connection.fileno()], [], [], 0)
+    except Exception:  # noqa: BLE001 - a socket that cannot even be polled is as good as dead: ping it
+        return True
+    return bool(readable)
 
 
 # -- working with several nodes on one database ----------------------------------------------------------

@@ -241,7 +241,8 @@ def run(concurrency: tuple[int, ...] = (1, 8, 32, 64), per_level: int = 400, lea
     is off. Writes bench/out/load.json and load.png and prints the table."""
     out_dir = out_dir or ROOT / "bench" / "out"
     out_dir.mkdir(parents=True, exist_ok=True)
-    results: dict[str, Any] = {"machine": machine(), "configurations": {}}
+    # Other jobs on the same cores stretch the figures: the load average says how busy the machine was.
+    results: dict[str, Any] = {"machine": machine(), "load_average_before": os.getloadavg(), "configurations": {}}
     configurations = results["configurations"]
     with GunicornServer() as server:
         results["rss_mb_after_start"] = server.worker_rss_mb()
@@ -270,6 +271,7 @@ def run(concurrency: tuple[int, ...] = (1, 8, 32, 64), per_level: int = 400, lea
                         configurations[TWO_NODES] = measure(cluster.url, concurrency, per_level)
                 finally:
                     shutil.rmtree(state, ignore_errors=True)
+    results["load_average_after"] = os.getloadavg()
     results["targets"] = targets(results)
     (out_dir / "load.json").write_text(json.dumps(results, indent=2, ensure_ascii=False))
     print(table(results))
@@ -333,6 +335,9 @@ def table(results: dict[str, Any]) -> str:
         lines.append(f"SQLite worker RSS MB after start {results['rss_mb_after_start']}; after {memory['requests']} "
                      f"requests {memory['rss_mb_after']} (growth {memory['growth_pct']} %); fds "
                      f"{memory['fds_before']} → {memory['fds_after']}")
+    if "load_average_before" in results:
+        before, after = (tuple(round(x, 1) for x in results[k]) for k in ("load_average_before", "load_average_after"))
+        lines.append(f"load average (1, 5, 15 min) before {before}, after {after}")
     for check in results.get("targets", []):
         lines.append(f"{'met ' if check['met'] else 'MISSED'} {check['target']}: {check['value']}")
     return "\n".join(lines)

@@ -54,8 +54,8 @@ class RateLimit:
     """One budget: `limit` events per `window_s` seconds, `burst` of them at once (default: `limit`).
 
     `hit`, `count` and `exhausted` run in the caller's transaction (the token endpoint and link codes count
-    in the transaction that checks the guess); `RequestLimits` charges HTTP budgets in a transaction of its
-    own. `name` keeps budgets with the same keys apart (a user's requests and the same user's link-code guesses)."""
+    in the transaction that checks the guess); `RequestLimits` charges HTTP budgets with `hit` on a connection
+    of its own, each charge one statement that commits by itself. `name` keeps budgets with the same keys apart (a user's requests and the same user's link-code guesses)."""
 
     def __init__(self, name: str, limit: int, window_s: float, secret_key: bytes, *, burst: int | None = None,
                  clock: Clock = utc_now) -> None:
@@ -82,9 +82,13 @@ class RateLimit:
         statements = _statements(conn)
         if conn.execute(statements.charge, self._parameters(digest, now)).first() is not None:
             return None
-        # Refused: ON CONFLICT DO UPDATE locked the row (PostgreSQL) or the writer lock is ours (SQLite), so the
-        # instant read here is the one the refusal was based on.
-        tat = conn.execute(statements.read, {"key": digest}).scalar_one()
+        # Refused. In a transaction the row is still locked (ON CONFLICT DO UPDATE on PostgreSQL, the writer lock on
+        # SQLite), so this is the instant the refusal was based on; on an autocommit connection (`RequestLimits`)
+        # it may be a moment newer, which can only make the wait a little longer, and the row may even be gone
+        # (purged once its instant passed), which means the budget is back: the shortest wait.
+        tat = conn.execute(statements.read, {"key": digest}).scalar()
+        if tat is None:
+            return 1
         return max(1, math.ceil((tat - self.tolerance_us - now) / 1_000_000))
 
     def count(self, conn: Connection, key: str) -> None:
@@ -150,9 +154,15 @@ def purge_expired(conn: Connection, now: datetime) -> int:
 
 
 class RequestLimits:
-    """The HTTP layer's budgets by kind ("user", "device", "ip", "register"), charged in one short transaction of
-    their own: never inside a caller's transaction, so a refused request has written nothing else, and a
-    request's own transaction does not hold the counter rows while it works."""
+    """The HTTP layer's budgets by kind ("user", "device", "ip", "register"), charged before the request does its
+    work and never inside a caller's transaction, so a refused request has written nothing else and a request's
+    own transaction does not hold the counter rows while it works.
+
+    Each charge is one atomic UPSERT that commits by itself (`Database.autocommit`): the row of a busy key (every
+    request from one address charges the same one) is locked only while its statement runs, not from the first
+    charge to a COMMIT a thread switch later, and a charge costs one round trip instead of a BEGIN, the charges and
+    a COMMIT. The numbers are the same as in one transaction: each statement counts its event or refuses it on the
+    row as the last writer left it, on whatever node."""
 
     def __init__(self, db: Database, budgets: Mapping[str, RateLimit], clock: Clock = utc_now) -> None:
         self.db = db
@@ -165,7 +175,7 @@ class RequestLimits:
         charges = list(charges)
         if not charges:
             return 0
-        with self.db.transaction() as conn:
+        with self.db.autocommit() as conn:
             for kind, key in charges:
                 wait = self.budgets[kind].hit(conn, key)
                 if wait is not None:

@@ -85,6 +85,13 @@ class Citizen:
     locale: str
     privacy: str
     birth_date: str | None = None  # YYYY-MM-DD, when known (a mobile ID needs it)
+    # The end of a PIN lockout as stored when this record was read (None: none was set); `locked_on` says whether
+    # it still holds. A turn reads its citizen once (`Accounts.link_of`) and checks the lockout on that record.
+    locked_until: datetime | None = None
+
+    def locked_on(self, now: datetime) -> datetime | None:
+        """The end of the lockout when the citizen is locked out at `now`, else None."""
+        return self.locked_until if self.locked_until is not None and self.locked_until > now else None
 
 
 def link_user_in(conn: Connection, user_id: str, citizen_id: str) -> None:
@@ -168,7 +175,8 @@ class Accounts:
         return Citizen(row["id"], self.cipher.decrypt(row["name_enc"], ("citizens", "name_enc", row["id"])), row["locale"],
                        row["privacy"],
                        None if birth_date is None else self.cipher.decrypt(
-                           birth_date, ("citizens", "birth_date_enc", row["id"])))
+                           birth_date, ("citizens", "birth_date_enc", row["id"])),
+                       aware(row["locked_until"]))
 
     def citizen_for_user(self, user_id: str) -> Citizen | None:
         link = self.link_of(user_id)
@@ -238,6 +246,7 @@ class Accounts:
         return LinkAttempt(self.citizen(citizen_id))
 
     def lock_state(self, citizen_id: str) -> datetime | None:
+        """The end of the citizen's PIN lockout, read now, or None when not locked out."""
         with self.db.read() as conn:
             until = aware(conn.execute(select(citizens.c.locked_until).where(citizens.c.id == citizen_id)).scalar())
         return until if until and until > utc_now() else None

@@ -224,7 +224,9 @@ class DialogContext:
             # Channels tell the platform (NUGU's result code, Alexa's card) that linking is missing.
             reply.skill = LINK_REQUIRED_SKILL
             return reply
-        if until := self.engine.accounts.lock_state(self.citizen.id):
+        # The lockout as read with the citizen at the start of this turn (one query for the link, the citizen and
+        # its lockout, whichever node set it); a PIN checked in this turn answers its own lockout.
+        if until := self.citizen.locked_on(utc_now()):
             return locked_notice(self, until, just_locked=False)
         if self.session.pin_given_for(self.citizen.id):
             return None

@@ -178,3 +178,18 @@ def test_postgresql_stopping_mid_wallet_send_leaves_no_offer_without_its_push_an
     with services.db.read() as conn:
         assert conn.execute(select(func.count()).select_from(offers).where(offers.c.doc_type != "mobile-id")).scalar() == 1
         assert conn.execute(select(outbox.c.url)).scalars().all() == ["https://wallet.example/push"]
+
+
+@pytest.mark.parametrize("mode", ["fast", "immediate"])
+def test_a_server_restarted_between_two_requests_is_noticed_before_the_next_one_uses_its_connection(
+        app, own_cluster, mode):
+    """Pre-ping without a round trip per checkout: the pooled connections were used a moment ago (no ping by
+    age), but the server that ended them said so on their sockets, so each is pinged, found dead and replaced
+    before the request uses it; the request does not see the restart."""
+    talk = speaker(app)
+    session = talk.say("도움말")
+    assert session["intent"] == "help"
+    own_cluster.stop_server(mode)
+    own_cluster.start_server()
+    assert converse(app, "도움말", talk.session_id, f"after-{mode}-restart").status_code == 200
+    assert converse(app, "도움말", talk.session_id, f"after-{mode}-restart-2").status_code == 200
