@@ -16,6 +16,9 @@ import requests
 
 from domain.certificates import Certificate
 from domain.clock import korean_today
+from domain.notifications import NotificationSettings
+from skills.engine import Turn
+from skills.spoken import native_korean_count
 from tests.conftest import ROOT
 from tests.security.test_logs import assert_not_logged, captured_logs
 
@@ -91,9 +94,9 @@ def test_end_to_end_issued_then_headline_pin_reading_and_the_app_shows_it_read(l
         assert listed["unread"] == 1 and [n["kind"] for n in listed["notifications"]] == ["certificate_issued"]
 
         speaker = Speaker(live_server, who["device"])
-        opening = speaker.say("", event="launch")
-        assert opening["speech"] == "새 알림이 한 건 있어요. 들으시겠어요?"
-        assert opening["expects"] == "confirmation" and opening["intent"] == "launch"
+        opening = speaker.say("안녕")
+        assert opening["speech"] == "안녕하세요. 새 알림이 한 건 있어요. 들으시겠어요?"
+        assert opening["expects"] == "confirmation" and opening["intent"] == "greeting"
         pin_prompt = speaker.say("응")
         assert pin_prompt["expects"] == "pin" and "알림" not in pin_prompt["speech"]
         reading = speaker.say(who["pin"])
@@ -103,17 +106,20 @@ def test_end_to_end_issued_then_headline_pin_reading_and_the_app_shows_it_read(l
         after = app_get(live_server, who).json()
         assert after["unread"] == 0 and after["notifications"][0]["read"] is True
         # The next session has nothing to announce.
-        assert Speaker(live_server, who["device"]).say("", event="launch")["speech"].startswith("민원 음성 도우미")
+        assert Speaker(live_server, who["device"]).say("안녕")["speech"].startswith("안녕하세요. 민원 안내")
     assert_not_logged(logs, who["pin"], who["app"], who["device"], SCOURT_KEY, "김알림", "가족관계증명서",
                       "family-relation-certificate", until)
 
 
-def test_greeting_leads_with_the_question_and_no_declines_for_now(live_server, services, citizen):
+def test_launch_leads_with_the_question_and_no_declines_for_now(live_server, services, citizen):
     who = citizen()
     services.report_certificate_state("scourt", who["certificate"], "r-" + who["id"], "refused", None)
+    # A launch (Alexa's LaunchRequest, Kakao's welcome block) as the channels hand it to the engine.
+    opening = services.dialog.converse(Turn(user_id=who["user"], event="launch", channel="alexa"))
+    assert opening.speech == "새 알림이 한 건 있어요. 들으시겠어요?"
+    assert opening.expects == "confirmation" and opening.intent == "launch"
     speaker = Speaker(live_server, who["device"])
-    opening = speaker.say("안녕")
-    assert opening["speech"] == "안녕하세요. 새 알림이 한 건 있어요. 들으시겠어요?"
+    speaker.session_id = opening.session_id
     declined = speaker.say("아니")
     assert "알림 들려줘" in declined["speech"] and declined["expects"] is None
     assert services.notifications.unread_count(who["id"]) == 1
@@ -127,12 +133,13 @@ def test_a_request_first_is_handled_as_today_and_the_hint_follows_its_completion
     who = citizen()
     services.report_certificate_state("scourt", who["certificate"], "r-" + who["id"], "issued", None)
     speaker = Speaker(live_server, who["device"])
-    asked = speaker.say("내 증명서 상태 알려줘")
+    asked = speaker.say("내 정보 어디에 공유하고 있어")
     # The PIN prompt is today's, word for word, with no headline in it.
     assert asked["speech"] == "본인 확인을 위해 네 자리 비밀번호를 말씀해 주세요."
-    assert asked["expects"] == "pin" and asked["intent"] == "certificate_status"
+    assert asked["expects"] == "pin" and asked["intent"] == "consent_list"
     answer = speaker.say(who["pin"])
-    assert answer["intent"] == "certificate_status" and answer["expects"] is None
+    assert answer["intent"] == "consent_list" and answer["expects"] is None
+    assert answer["speech"].startswith("지금 정보를 공유하고 있는 곳이 없어요.")
     assert answer["speech"].endswith("새 알림이 한 건 있어요. 들으려면 '알림 들려줘'라고 말씀하세요.")
     # Once per session.
     assert "새 알림" not in speaker.say("도움말")["speech"]
@@ -191,9 +198,9 @@ def test_headlines_before_the_pin_say_nothing_personal(live_server, services, ci
             valid_until=korean_today() + timedelta(days=4)))
     services.notify_scan()
     speaker = Speaker(live_server, who["device"])
-    opening = speaker.say("", event="launch")
-    assert opening["speech"] == "새 알림이 두 건 있어요. 들으시겠어요?"
-    assert not any(word in opening["speech"] for word in PERSONAL_WORDS_KO)
+    opening = speaker.say("안녕하세요")
+    assert opening["speech"] == "안녕하세요. 새 알림이 두 건 있어요. 들으시겠어요?"
+    assert not any(word in opening["speech"] + opening["ssml"] for word in PERSONAL_WORDS_KO)
     assert not any(word in (opening.get("display") or {}).get("body", "") for word in PERSONAL_WORDS_KO)
     speaker.say("네")
     reading = speaker.say(who["pin"])["speech"]
@@ -279,3 +286,17 @@ def test_cli_notify_scan_and_certificate_state(tmp_path):
     assert repeated.returncode == 0 and '"repeated": true' in repeated.stdout
     foreign = run("certificate-state", "nts", "cert-0001-frc", "refused")
     assert foreign.returncode == 1 and "no certificate" in foreign.stderr
+
+
+def test_the_demo_citizen_hears_the_seeded_reminders(live_server, services):
+    """`make run`'s demo: the income certificate ending in ten days (and the expired eligibility certificate) are
+    announced when the demo speaker opens a session (the shared test app turns the demo's headlines off)."""
+    store = services.notifications
+    store.save_settings("citizen-0001", NotificationSettings())
+    try:
+        opening = Speaker(live_server, "demo-device-token-ko").say("안녕")
+        count = store.unread_count("citizen-0001")
+        assert count >= 2
+        assert opening["speech"] == f"안녕하세요. 새 알림이 {native_korean_count(count, '건')} 있어요. 들으시겠어요?"
+    finally:
+        store.save_settings("citizen-0001", NotificationSettings(spoken_headlines=False))
