@@ -199,7 +199,8 @@ OPENAPI_COMPONENTS = {
     },
 }
 
-_CITIZEN_ID = {"name": "citizen_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_CITIZEN_ID = {"name": "citizen_id", "in": "path", "required": True, "schema": {"type": "string"},
+               "description": "one path segment (an id with '/' matches no route: 404)"}
 _SETTINGS = _json("#/components/schemas/NotificationSettings", "the settings")
 
 OPENAPI_PATHS = {
@@ -216,7 +217,7 @@ OPENAPI_PATHS = {
         "summary": "The citizen's notifications, unread first.",
         "security": [{"CitizenToken": []}], "parameters": [_CITIZEN_ID],
         "responses": {"200": _json("#/components/schemas/NotificationList", "the notifications"),
-                      **error_responses(401, 403, 429, 503)},
+                      **error_responses(401, 403, 404, 429, 503)},
     }},
     "/v1/citizens/{citizen_id}/notifications/{notification_id}/read": {"post": {
         "summary": "Marks one of the citizen's notifications read (again: no change).",
@@ -228,11 +229,11 @@ OPENAPI_PATHS = {
     }},
     "/v1/citizens/{citizen_id}/notification-settings": {
         "get": {"summary": "The citizen's notification settings.", "security": [{"CitizenToken": []}],
-                "parameters": [_CITIZEN_ID], "responses": {"200": _SETTINGS, **error_responses(401, 403, 429, 503)}},
+                "parameters": [_CITIZEN_ID], "responses": {"200": _SETTINGS, **error_responses(401, 403, 404, 429, 503)}},
         "put": {"summary": "Changes the citizen's notification settings (fields left out keep their value).",
                 "security": [{"CitizenToken": []}], "parameters": [_CITIZEN_ID],
                 "requestBody": {"required": True, "content": {"application/json": {
                     "schema": {"$ref": "#/components/schemas/NotificationSettings"}}}},
-                "responses": {"200": _SETTINGS, **error_responses(400, 401, 403, 413, 415, 429, 503)}},
+                "responses": {"200": _SETTINGS, **error_responses(400, 401, 403, 404, 413, 415, 429, 503)}},
     },
 }
