@@ -223,3 +223,23 @@ def test_dates_in_facts_are_iso(stores, stores_citizen):
     stores.notify_scan()
     [item] = stores.notifications.for_citizen(citizen_id)
     assert date.fromisoformat(item.facts["date"]) == korean_today() + timedelta(days=1)
+
+
+def test_an_offer_unclaimed_for_a_day_is_told_once(database_url, tmp_path):
+    """The demo seeding puts a mobile ID offer into wallet-0001; a day later nobody has collected it."""
+    from domain.notifications import OFFER_UNCLAIMED
+    from services import Services
+    from tests.nodes import node_settings
+    from wallet_bridge.notices import SOURCES
+
+    state = Services(node_settings(tmp_path, database_url))
+    try:
+        state.initialize()
+        assert not [n for n in state.notifications.for_citizen("citizen-0001") if n.kind == OFFER_UNCLAIMED]
+        later = Notifications(state.db, clock=lambda: datetime.now(UTC) + timedelta(hours=25))
+        assert later.scan(SOURCES) >= 1
+        assert later.scan(SOURCES) == 0
+        unclaimed = [n for n in state.notifications.for_citizen("citizen-0001") if n.kind == OFFER_UNCLAIMED]
+        assert len(unclaimed) == 1 and set(unclaimed[0].facts) == {"doc_type"}
+    finally:
+        state.stop()
