@@ -15,7 +15,7 @@ from typing import Any
 from flask import Flask, g, request
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from channels import api_docs, console, mydata, native, voice_stream
+from channels import api_docs, console, mydata, native, notifications, voice_stream
 from channels import voice as voice_channel
 from channels.alexa import webhook as alexa_webhook
 from channels.alexa.interaction_model import DEFAULT_INVOCATION_NAME, MODEL_PATH, AlexaCatalog, write_model
@@ -39,8 +39,8 @@ from wallet_bridge import endpoints as wallet_endpoints
 log = logging.getLogger("minwon")
 
 BLUEPRINTS = (native.bp, api_docs.bp, alexa_webhook.bp, kakao_webhook.bp, nugu_webhook.bp, wallet_endpoints.bp,
-              mydata.bp, retrieval_endpoints.bp, voice_endpoints.bp, voice_channel.bp, voice_stream.bp,
-              console.bp)
+              mydata.bp, notifications.bp, retrieval_endpoints.bp, voice_endpoints.bp, voice_channel.bp,
+              voice_stream.bp, console.bp)
 
 
 def create_app(settings: Settings | None = None, *, start: bool = True) -> Flask:
@@ -259,6 +259,41 @@ def _citizen_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _notify_scan(_args: argparse.Namespace) -> int:
+    state = tool_services()
+    # One pass by hand, beside the periodic job: what is already raised is not raised again.
+    print(state.notify_scan())
+    state.stop()
+    return 0
+
+
+def _certificate_state(args: argparse.Namespace) -> int:
+    from datetime import date
+
+    try:
+        valid_until = date.fromisoformat(args.valid_until) if args.valid_until else None
+    except ValueError:
+        print("--valid-until must be a date (YYYY-MM-DD)", file=sys.stderr)
+        return 1
+    if args.state != "issued" and valid_until is not None:
+        print("--valid-until is only for an issued certificate", file=sys.stderr)
+        return 1
+    state = tool_services()
+    request_id = args.request_id or f"cli:{secrets.token_urlsafe(12)}"
+    report = state.report_certificate_state(args.agency_id, args.certificate_id, request_id, args.state, valid_until)
+    state.stop()
+    if report.outcome == "not_found":
+        print(f"no certificate {args.certificate_id} issued by {args.agency_id}", file=sys.stderr)
+        return 1
+    if report.outcome == "conflict":
+        print("conflict: the request id was used for another report, or the application is no longer in progress",
+              file=sys.stderr)
+        return 1
+    print(json.dumps({"certificate_id": args.certificate_id, "state": args.state, "request_id": request_id,
+                      "repeated": report.outcome == "repeated"}))
+    return 0
+
+
 def _alexa_model(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     invocation = args.invocation_name or settings.get("MINWON_ALEXA_INVOCATION_NAME", DEFAULT_INVOCATION_NAME)
@@ -316,6 +351,17 @@ def build_parser() -> argparse.ArgumentParser:
     token = sub.add_parser("citizen-token", help="issue an app token that lets a citizen read their consents")
     token.add_argument("citizen_id")
     token.set_defaults(func=_citizen_token)
+    scan = sub.add_parser("notify-scan", help="one pass of the notification scan; prints the notifications raised")
+    scan.set_defaults(func=_notify_scan)
+    cert_state = sub.add_parser("certificate-state",
+                                help="an issuing agency's report: an application was issued or refused")
+    cert_state.add_argument("agency_id")
+    cert_state.add_argument("certificate_id")
+    cert_state.add_argument("state", choices=["issued", "refused"])
+    cert_state.add_argument("--valid-until", default=None, help="the last valid day of an issued certificate")
+    cert_state.add_argument("--request-id", default=None,
+                            help="the agency's id of this report: running it again with the same id changes nothing")
+    cert_state.set_defaults(func=_certificate_state)
     model = sub.add_parser("alexa-model", help="generate the Alexa en-US interaction model from data/intents")
     model.add_argument("--output", type=Path, default=MODEL_PATH)
     model.add_argument("--invocation-name", default="")

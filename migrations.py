@@ -30,6 +30,7 @@ TABLE_MODULES = (
     "domain.consent_ledger",
     "domain.citizen_tokens",
     "domain.mydata",
+    "domain.notifications",
     "domain.wallets",
     "wallet_bridge.tables",
 )
@@ -89,5 +90,12 @@ def _v4_mobile_id(conn: Connection, _context: MigrationContext) -> None:
     conn.execute(text(f"ALTER TABLE citizens ADD COLUMN birth_date_enc {column_type}"))
 
 
-MIGRATIONS: list[Migration] = [_v2_security_audit, _v3_several_nodes, _v4_mobile_id]
+def _v5_notifications(_conn: Connection, _context: MigrationContext) -> None:
+    """Version 5, proactive notifications (issue 18): the `notifications`, `notification_settings`,
+    `scheduler_leases` and `certificate_state_reports` tables are new (made by create_all before this runs), and a
+    certificate may now be in the state "refused" (a value of an existing column, no change to its type). Nothing
+    existing changes; the first scan after the upgrade raises what is already due."""
+
+
+MIGRATIONS: list[Migration] = [_v2_security_audit, _v3_several_nodes, _v4_mobile_id, _v5_notifications]
 SCHEMA_VERSION = 1 + len(MIGRATIONS)

@@ -13,23 +13,26 @@ Life cycle, in the manner of wyoming-vosk's state object:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
+from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from channels.kakao.callback import CallbackWorker
 from domain.attempts import RateLimit, RequestLimits
-from domain.certificates import CertificateRecords
+from domain.certificates import CertificateRecords, StateReport, report_state
 from domain.citizen_tokens import CitizenTokens
 from domain.citizens import Accounts
-from domain.clock import utc_now
+from domain.clock import korean_today, utc_now
 from domain.consent_ledger import ConsentLedger
 from domain.demo import seed_demo
 from domain.devices import DeviceTokens
 from domain.mydata import AgencyKeys, CitizenData
+from domain.notifications import SCAN_LEASE, Notifications, certificate_state_changed
 from domain.wallets import WalletRegistry
 from migrations import MIGRATIONS, TABLE_MODULES
 from observability import Metrics, set_log_ref_key
@@ -38,10 +41,11 @@ from retrieval.service_loader import corpus_dir as faq_corpus_dir
 from settings import PROJECT_DATA, Settings
 from skills.registry import DialogStores, build_dialog_engine
 from skills.sessions import SessionStore
-from storage import Database, MigrationContext, StorageUnavailable, describe_url
+from storage import Database, MigrationContext, StorageUnavailable, describe_url, instance_id
 from understanding.service import build_router
 from wallet_bridge.bridge import WalletBridge, wallet_config
 from wallet_bridge.certificate_documents import CertificateDocuments
+from wallet_bridge.notices import SOURCES as WALLET_NOTICE_SOURCES
 
 if TYPE_CHECKING:
     from retrieval.search import FaqSearcher
@@ -61,6 +65,9 @@ STORAGE_RETRY_S = 5.0
 # keys that were busy in the last ten minutes or so.
 PURGE_INTERVAL_S = 600.0
 DEVICE_REGISTRATIONS_PER_MINUTE = 10
+# The notification scan runs this often (MINWON_NOTIFY_SCAN_S) on the one node holding its lease; a lease lives
+# two intervals, so a node that died hands the job on within two intervals.
+NOTIFY_SCAN_INTERVAL_S = 300.0
 
 
 class Services:
@@ -80,6 +87,9 @@ class Services:
         self.agency_keys = AgencyKeys(self.db, key, self.settings.get("MINWON_AGENCY_KEYS"))
         self.citizen_data = CitizenData(self.db, self.accounts.cipher)
         self.wallets = WalletRegistry(self.db, key)
+        self.notifications = Notifications(self.db, self.clock)
+        self.node_id = instance_id()
+        self.notify_scan_interval_s = float(self.settings.get("MINWON_NOTIFY_SCAN_S", str(NOTIFY_SCAN_INTERVAL_S)))
         # Every request to a URL from outside (wallet push, Kakao callback, Alexa certificate) follows this policy.
         self.outbound = OutboundPolicy.from_settings(self.settings)
         self.wallet = WalletBridge(
@@ -105,7 +115,7 @@ class Services:
         self.router = build_router(self.settings.data_dir, faq_corpus_dir(self.settings))
         self.dialog = build_dialog_engine(
             DialogStores(self.db, self.accounts, self.sessions, self.certificates, self.consents, self.wallet,
-                         self.clock),
+                         self.clock, self.notifications),
             router=self.router, faq_searcher=self.faq_searcher, observe_turn=self.metrics.observe_turn,
         )
         self.components: dict[str, Any] = {}
@@ -139,6 +149,8 @@ class Services:
         ):
             log.info("demo data seeded")
             self._offer_demo_mobile_ids()
+            # The demo's income certificate ends in ten days: its reminder is due from the first minute.
+            self.notify_scan()
         self.initialized = True
 
     def _offer_demo_mobile_ids(self) -> None:
@@ -189,6 +201,7 @@ class Services:
     def _start_initialized(self, background: bool) -> None:
         self.wallet.outbox_worker.start()
         self._spawn("session-purge", self._purge_periodically)
+        self._spawn("notify-scan", self._scan_periodically)
         if not self.settings.load_models:
             self._ready.set()
             return
@@ -201,6 +214,12 @@ class Services:
         """Ends every worker thread and subprocess this object started; safe to call twice."""
         self._stopping.set()
         self.wallet.outbox_worker.stop()
+        for thread in self._threads:
+            if thread.name == "notify-scan":
+                thread.join(timeout=30)
+        with contextlib.suppress(StorageUnavailable):
+            # Handed on at once rather than when the lease lapses.
+            self.notifications.release_lease(SCAN_LEASE, self.node_id)
         self.kakao_callbacks.shutdown()
         for thread in self._threads:
             thread.join(timeout=30)
@@ -213,6 +232,39 @@ class Services:
         """Deletes expired dialog sessions, old stored replies, the rows of full rate-limit budgets and wallet
         pairings a day past their end; returns the rows removed."""
         return self.sessions.purge_expired() + self.rate_limits.purge() + self.wallet.pairings.purge()
+
+    def notify_scan(self) -> int:
+        """One pass of the notification scan (also `app.py notify-scan`); returns the notifications it raised. Safe
+        beside the periodic job: a notification that is already there is not raised again."""
+        return self.notifications.scan(WALLET_NOTICE_SOURCES)
+
+    def report_certificate_state(self, agency_id: str, certificate_id: str, request_id: str, state: str,
+                                 valid_until: date | None) -> StateReport:
+        """An issuing agency's report on its application (the HTTP endpoint and `app.py certificate-state`): the
+        certificate and the citizen's notification change in one transaction; a retry changes nothing."""
+        return report_state(self.db, agency_id, certificate_id, request_id, state, valid_until,
+                            korean_today(self.clock), self.clock(), certificate_state_changed)
+
+    def scan_if_leader(self) -> int | None:
+        """A scan pass when this node holds (or takes) the scan lease; None when another node holds it."""
+        hold = timedelta(seconds=2 * self.notify_scan_interval_s)
+        if not self.notifications.claim_lease(SCAN_LEASE, self.node_id, hold):
+            return None
+        return self.notify_scan()
+
+    def _scan_periodically(self) -> None:
+        # The first pass at once: what fell due while no node ran is raised at start.
+        wait = 0.0
+        while not self._stopping.wait(wait):
+            wait = self.notify_scan_interval_s
+            try:
+                raised = self.scan_if_leader()
+                if raised:
+                    log.info("notifications raised", extra={"count": raised})
+            except StorageUnavailable:
+                log.warning("notification scan skipped: storage busy")
+            except Exception:  # noqa: BLE001 - one failed pass must not end the job; the next pass finds the same
+                log.exception("notification scan failed")
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)

@@ -28,7 +28,7 @@ bp = Blueprint("mydata", __name__)
 MAX_ID_CHARS = 64
 
 
-def _unauthorized(what: str) -> ApiError:
+def unauthorized(what: str) -> ApiError:
     return ApiError(401, "unauthorized", f"Send a valid {what} as 'Authorization: Bearer <token>'.",
                     {"WWW-Authenticate": "Bearer"})
 
@@ -46,7 +46,7 @@ def share() -> Any:
     key = bearer_token()
     agency = state.agency_keys.agency_for(key) if key else None
     if agency is None:
-        raise _unauthorized("agency API key")
+        raise unauthorized("agency API key")
     check_rate(user=f"agency:{agency}")
     body = json_object()
     citizen_id = _identifier(body, "citizen_id")
@@ -77,12 +77,13 @@ def share() -> Any:
     })
 
 
-def _citizen_from_token(citizen_id: str) -> None:
+def citizen_from_token(citizen_id: str) -> None:
+    """401 without a valid citizen app token, 403 when the token is another citizen's (after its rate check)."""
     state = services()
     token = bearer_token()
     owner = state.citizen_tokens.citizen_for(token) if token else None
     if owner is None:
-        raise _unauthorized("citizen app token")
+        raise unauthorized("citizen app token")
     check_rate(user=f"citizen:{owner}")
     if owner != citizen_id:
         raise ApiError(403, "forbidden", "This token does not give access to that citizen's records.")
@@ -90,7 +91,7 @@ def _citizen_from_token(citizen_id: str) -> None:
 
 @bp.get("/v1/citizens/<citizen_id>/consents")
 def list_consents(citizen_id: str) -> Any:
-    _citizen_from_token(citizen_id)
+    citizen_from_token(citizen_id)
     ledger = services().consents
     ledger.expire_due(citizen_id)
     consents = []
@@ -103,7 +104,7 @@ def list_consents(citizen_id: str) -> Any:
 
 @bp.get("/v1/citizens/<citizen_id>/consents/<record_id>/receipts")
 def consent_receipts(citizen_id: str, record_id: str) -> Any:
-    _citizen_from_token(citizen_id)
+    citizen_from_token(citizen_id)
     ledger = services().consents
     record = ledger.record(citizen_id, record_id)
     if record is None:

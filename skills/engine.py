@@ -169,6 +169,30 @@ def locked_notice(ctx: DialogContext, until: datetime, *, just_locked: bool) -> 
                    f"Too many wrong PINs. Personal information is locked for {en_span}. Please try again later.")
 
 
+class NoticeHeadlines(Protocol):
+    """What the engine asks about the citizen's unread notifications, once per session (the notices skill)."""
+
+    def headline_count(self, citizen_id: str) -> int:
+        """Unread notifications to announce; 0 when there are none or spoken headlines are off."""
+        ...
+
+    def lead(self, ctx: DialogContext, count: int, reply: Reply) -> Reply:
+        """The opening reply (launch, greeting) that asks whether to read them."""
+        ...
+
+    def hint(self, ctx: DialogContext, count: int) -> str:
+        """The sentence added to the reply that completes a request."""
+        ...
+
+
+# Session attribute: the unread notifications were announced (or heard, or deferred) in this session.
+NOTICES_ATTRIBUTE = "notices_told"
+NOTICE_INTENTS = ("notices_read", "notices_defer", "notices_off")
+# A session that opens with one of these gets the headline as its question.
+OPENING_INTENTS = ("launch", "greeting")
+# Replies that complete nothing the citizen asked for: no headline is added to them.
+NO_HINT_INTENTS = ("not_understood", "session_end", "stop", "repeat", "cancel", "faq_not_sure")
+
 # Called after every turn with (skill, intent, started): the metrics hook.
 TurnObserver = Callable[[str, str, float], None]
 # speaker user -> the outcome of a wallet linking not yet told to them (marked told), or None.
@@ -258,6 +282,7 @@ class DialogEngine:
     def __init__(
         self, db: Database, accounts: Accounts, sessions: SessionStore, router: IntentRouter, skills: list[Skill],
         fallback: Skill, observe_turn: TurnObserver | None = None, link_outcomes: LinkOutcomes | None = None,
+        notices: NoticeHeadlines | None = None,
     ) -> None:
         self.db = db
         self.accounts = accounts
@@ -267,6 +292,7 @@ class DialogEngine:
         self.fallback = fallback
         self.observe_turn = observe_turn
         self.link_outcomes = link_outcomes
+        self.notices = notices
         self._confirming = {s.name: s for s in [*self.skills, fallback] if isinstance(s, ConfirmingSkill)}
         self._clarifying = {s.name: s for s in [*self.skills, fallback] if isinstance(s, ClarifyingSkill)}
 
@@ -323,7 +349,7 @@ class DialogEngine:
             session.locale = turn.locale
         ctx = DialogContext(self, turn, session, citizen)
         told = self._link_outcome(ctx)
-        reply = self._dispatch(ctx)
+        reply = self._notice_headline(ctx, self._dispatch(ctx))
         if told:
             reply.speech = f"{told} {reply.speech}".strip()
         reply.session_id = session.id
@@ -366,6 +392,31 @@ class DialogEngine:
             return ""  # linked, then relinked some other way before this turn: the older news is stale
         return ctx.text("지갑으로 계정을 연결하지 못했어요. 다시 하려면 계정 연결해 줘 라고 말씀해 주세요.",
                         "I couldn't link your account with the wallet. To try again, say link my account.")
+
+    def _notice_headline(self, ctx: DialogContext, reply: Reply) -> Reply:
+        """Once per session of a linked citizen: the count of unread notifications, nothing more (a speaker is
+        shared, so no document, agency or date before the PIN). A session opened by a launch or a greeting is
+        answered with the question whether to read them; otherwise the request is handled as it would be, and the
+        headline is added to the reply that completes it — never to a PIN, confirmation or other question."""
+        session = ctx.session
+        if self.notices is None or ctx.citizen is None or session.attributes.get(NOTICES_ATTRIBUTE):
+            return reply
+        if reply.intent in NOTICE_INTENTS or ctx.intent in NOTICE_INTENTS:
+            session.attributes[NOTICES_ATTRIBUTE] = True  # asked for them, or put them off, in its own words
+            return reply
+        opening = session.is_new and reply.intent in OPENING_INTENTS and session.pending is None
+        completes = (session.pending is None and reply.expects is None and not reply.end_session
+                     and reply.intent not in NO_HINT_INTENTS and reply.skill != LINK_REQUIRED_SKILL)
+        if not (opening or completes):
+            return reply
+        session.attributes[NOTICES_ATTRIBUTE] = True
+        count = self.notices.headline_count(ctx.citizen.id)
+        if count <= 0:
+            return reply
+        if opening:
+            return self.notices.lead(ctx, count, reply)
+        reply.speech = f"{reply.speech} {self.notices.hint(ctx, count)}".strip()
+        return reply
 
     def expected_input(self, session_id: str | None, user_id: str) -> ExpectedInput:
         session = self.sessions.load(session_id, user_id)

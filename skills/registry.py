@@ -13,6 +13,7 @@ from domain.certificates import CertificateRecords
 from domain.citizens import Accounts
 from domain.clock import Clock
 from domain.consent_ledger import ConsentLedger
+from domain.notifications import Notifications
 from settings import PROJECT_DATA
 from skills.builtin import (
     CancelSkill,
@@ -28,6 +29,7 @@ from skills.clarify import ClarifySkill
 from skills.consent import ConsentSkill
 from skills.engine import DialogEngine, Skill, TurnObserver
 from skills.faq import FaqSkill, load_topic_names
+from skills.notices import NoticeSkill
 from skills.sessions import SessionStore
 from skills.wallet import SendToWalletSkill
 from storage import Database
@@ -49,6 +51,7 @@ class DialogStores:
     consents: ConsentLedger
     wallet: WalletBridge
     clock: Clock
+    notifications: Notifications
 
 
 def build_dialog_engine(
@@ -58,11 +61,13 @@ def build_dialog_engine(
     # Anything no skill claims is a question for the FAQ; without a loaded index, the plain fallback.
     faq = FaqSkill(load_topic_names(PROJECT_DATA / "retrieval" / "topic_names.yaml"),
                    unavailable=NotUnderstoodSkill(), searcher=faq_searcher)
+    notices = NoticeSkill(stores.notifications)
     skills: list[Skill] = [
         WelcomeSkill(), HelpSkill(), SmallTalkSkill(), CancelSkill(), RepeatSkill(), LinkAccountSkill(stores.wallet.pairings),
         SendToWalletSkill(stores.wallet),
         CertificateStatusSkill(stores.certificates, stores.wallet.wallet_copies, stores.clock),
-        ConsentSkill(stores.consents), ClarifySkill(faq),
+        ConsentSkill(stores.consents), notices, ClarifySkill(faq),
     ]
     return DialogEngine(stores.db, stores.accounts, stores.sessions, router, skills, fallback=faq,
-                        observe_turn=observe_turn, link_outcomes=stores.wallet.pairings.take_outcome)
+                        observe_turn=observe_turn, link_outcomes=stores.wallet.pairings.take_outcome,
+                        notices=notices)
