@@ -144,7 +144,7 @@ def build_index(
                     key=index_key(corpus, encoder.identity, out_of_domain_path), build_seconds=elapsed)
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -177,7 +177,7 @@ def save_index(index: FaqIndex, directory: Path) -> None:
             "phrasings": int(len(index.row_entry)),
             "build_seconds": round(index.build_seconds, 2),
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "sha256": {name: _sha256(staging / name) for name in _FILES},
+            "sha256": {name: file_sha256(staging / name) for name in _FILES},
         }
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
         retired = None
@@ -193,11 +193,28 @@ def save_index(index: FaqIndex, directory: Path) -> None:
 
 
 def stored_key(directory: Path) -> str | None:
-    """The key of the index stored in ``directory``, or None when there is none."""
+    """The key of the artefact (FAQ index, router model) stored in ``directory``, or None when there is none."""
     try:
         return json.loads((Path(directory) / "manifest.json").read_text()).get("key")
     except (OSError, ValueError, AttributeError):
         return None
+
+
+def verified_manifest(directory: Path, expected_key: str, files: tuple[str, ...], corrupt: type[Exception],
+                      what: str) -> dict:
+    """The manifest of a stored artefact directory (the FAQ index, a router model) once it is shown to be the one
+    `expected_key` names and every file in `files` matches its recorded checksum; else `corrupt` is raised."""
+    try:
+        manifest = json.loads((directory / "manifest.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise corrupt(f"unreadable manifest in {directory}: {exc}") from exc
+    if not isinstance(manifest, dict) or manifest.get("key") != expected_key:
+        raise corrupt(f"{what} in {directory} was built from different inputs")
+    for name in files:
+        path = directory / name
+        if not path.is_file() or file_sha256(path) != manifest.get("sha256", {}).get(name):
+            raise corrupt(f"{path} is missing or does not match its checksum")
+    return manifest
 
 
 def load_index(directory: Path, corpus: Corpus, expected_key: str) -> FaqIndex:
@@ -205,16 +222,7 @@ def load_index(directory: Path, corpus: Corpus, expected_key: str) -> FaqIndex:
     import faiss
 
     directory = Path(directory)
-    try:
-        manifest = json.loads((directory / "manifest.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise IndexCorrupt(f"unreadable manifest in {directory}: {exc}") from exc
-    if not isinstance(manifest, dict) or manifest.get("key") != expected_key:
-        raise IndexCorrupt(f"index in {directory} was built from different inputs")
-    for name in _FILES:
-        path = directory / name
-        if not path.is_file() or _sha256(path) != manifest.get("sha256", {}).get(name):
-            raise IndexCorrupt(f"{path} is missing or does not match its checksum")
+    manifest = verified_manifest(directory, expected_key, _FILES, IndexCorrupt, "index")
     try:
         flat = faiss.read_index(str(directory / "dense.faiss"))
         vectors = flat.reconstruct_n(0, flat.ntotal)

@@ -38,7 +38,7 @@ from scipy import sparse
 
 from retrieval.corpus import Corpus, FaqEntry
 from retrieval.dense import Encoder
-from retrieval.index import index_lock
+from retrieval.index import file_sha256, index_lock, stored_key, verified_manifest
 from retrieval.normalize import NORMALIZER_VERSION, TextNormalizer
 from settings import PROJECT_DATA
 from understanding.examples import IntentExamples
@@ -295,13 +295,6 @@ def model_directory(data_dir: Path, kind: str) -> Path:
     return Path(data_dir) / "index" / "router" / kind
 
 
-def stored_key(directory: Path) -> str | None:
-    try:
-        return json.loads((Path(directory) / "manifest.json").read_text()).get("key")
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
 def save_model(model: RouterModel, directory: Path) -> None:
     """Writes the model atomically (a temporary sibling directory, then a rename)."""
     directory = Path(directory)
@@ -319,7 +312,7 @@ def save_model(model: RouterModel, directory: Path) -> None:
         manifest = {"format": MODEL_FORMAT, "kind": model.kind, "key": model.key, "rows": model.rows,
                     "classes": list(model.classes), "train_seconds": round(model.train_seconds, 2),
                     "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    "sha256": {name: _sha256(staging / name) for name in _FILES}}
+                    "sha256": {name: file_sha256(staging / name) for name in _FILES}}
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
         retired = None
         if directory.exists():
@@ -335,16 +328,7 @@ def save_model(model: RouterModel, directory: Path) -> None:
 
 def load_model(directory: Path, expected_key: str, normalizer: TextNormalizer | None) -> RouterModel:
     directory = Path(directory)
-    try:
-        manifest = json.loads((directory / "manifest.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise ModelCorrupt(f"unreadable manifest in {directory}: {exc}") from exc
-    if not isinstance(manifest, dict) or manifest.get("key") != expected_key:
-        raise ModelCorrupt(f"router model in {directory} was built from different inputs")
-    for name in _FILES:
-        path = directory / name
-        if not path.is_file() or _sha256(path) != manifest.get("sha256", {}).get(name):
-            raise ModelCorrupt(f"{path} is missing or does not match its checksum")
+    manifest = verified_manifest(directory, expected_key, _FILES, ModelCorrupt, "router model")
     try:
         with np.load(directory / "model.npz", allow_pickle=False) as z:
             arrays = {name: z[name] for name in z.files}
@@ -382,6 +366,3 @@ def load_or_train(data_dir: Path, inputs: TrainingInputs, kind: str, normalizer:
                 return model
     raise AssertionError("unreachable")
 
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
