@@ -37,7 +37,6 @@ from domain.wallets import WalletRegistry
 from migrations import MIGRATIONS, TABLE_MODULES
 from observability import Metrics, set_log_ref_key
 from outbound import OutboundPolicy
-from retrieval.service_loader import corpus_dir as faq_corpus_dir
 from settings import PROJECT_DATA, Settings
 from skills.registry import DialogStores, build_dialog_engine
 from skills.sessions import SessionStore
@@ -112,7 +111,7 @@ class Services:
             workers=int(self.settings.get("MINWON_KAKAO_WORKERS", "4")), outbound=self.outbound
         )
         # Routes from the first turn (its lexical model is trained or loaded on first use, or by the loader below).
-        self.router = build_router(self.settings.data_dir, faq_corpus_dir(self.settings))
+        self.router = build_router(self.settings)
         self.dialog = build_dialog_engine(
             DialogStores(self.db, self.accounts, self.sessions, self.certificates, self.consents, self.wallet,
                          self.clock, self.notifications),
@@ -313,7 +312,7 @@ def _load_faq(services: Services) -> Any:
     from understanding.service import attach_dense_model
 
     searcher = load_faq_searcher(services.settings)
-    attach_dense_model(services.router, services.settings.data_dir, faq_corpus_dir(services.settings), searcher)
+    attach_dense_model(services.router, services.settings, searcher)
     return searcher
 
 

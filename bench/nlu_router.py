@@ -37,7 +37,7 @@ from retrieval.search import FaqSearcher  # noqa: E402
 from retrieval.service_loader import corpus_dir  # noqa: E402
 from settings import PROJECT_DATA, Settings  # noqa: E402
 from understanding.model import LEXICAL  # noqa: E402
-from understanding.service import attach_dense_model, build_router, router_model, training_inputs  # noqa: E402
+from understanding.service import attach_dense_model, build_router, configured_training_inputs, router_model  # noqa: E402
 
 TARGET_P95_MS = 5.0
 
@@ -94,10 +94,10 @@ def run(repeats: int, out: Path) -> dict:
     settings = Settings.from_env(load_models=False).ensure_data_dir()
     corpus = corpus_dir(settings)
     searcher = FaqSearcher.load_or_build(settings.data_dir, corpus)
-    router = build_router(settings.data_dir, corpus)
-    attach_dense_model(router, settings.data_dir, corpus, searcher)
-    lexical = build_router(settings.data_dir, corpus)
-    router_model(settings.data_dir, training_inputs(corpus), LEXICAL)
+    router = build_router(settings)
+    attach_dense_model(router, settings, searcher)
+    lexical = build_router(settings)
+    router_model(settings.data_dir, configured_training_inputs(settings), LEXICAL)
     lexical.lexical_model()
     matcher, revision = old_matcher()
     nlu, faq = utterances()

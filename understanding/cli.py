@@ -14,9 +14,9 @@ from settings import Settings
 def build_router_models(settings: Settings, corpus_dir: Path, searcher: Any, force: bool) -> dict[str, Any]:
     """`build-index` trains (or finds current) both router models beside the FAQ index; a summary for its output."""
     from understanding.model import DENSE, LEXICAL, model_directory
-    from understanding.service import router_model, training_inputs
+    from understanding.service import intents_dir, router_model, training_inputs
 
-    inputs = training_inputs(corpus_dir)
+    inputs = training_inputs(corpus_dir, intents_dir(settings))
     summary: dict[str, Any] = {}
     for kind in (LEXICAL, DENSE):
         model = router_model(settings.data_dir, inputs, kind, searcher if kind == DENSE else None, force=force)
@@ -58,9 +58,9 @@ def _eval_nlu(args: argparse.Namespace) -> int:
     except (CorpusError, ValueError, ImportError) as exc:
         print(exc, file=sys.stderr)
         return 1
-    router = build_router(settings.data_dir, corpus)
+    router = build_router(settings)
     if args.model == DENSE:
-        attach_dense_model(router, settings.data_dir, corpus, searcher)
+        attach_dense_model(router, settings, searcher)
     else:
         router.lexical_model()
     report: dict[str, Any] = {"model": args.model if args.model == LEXICAL else DENSE,

@@ -9,7 +9,8 @@ from pathlib import Path
 from retrieval.corpus import load_corpus
 from retrieval.index import DEFAULT_OUT_OF_DOMAIN
 from retrieval.search import FaqSearcher
-from settings import PROJECT_DATA
+from retrieval.service_loader import corpus_dir
+from settings import PROJECT_DATA, Settings
 from understanding.examples import IntentExamples
 from understanding.model import DENSE, LEXICAL, RouterModel, TrainingInputs, load_or_train
 from understanding.router import IntentRouter
@@ -24,8 +25,21 @@ _MODELS: dict[tuple[str, int], RouterModel] = {}
 _MODELS_LOCK = threading.Lock()
 
 
-def training_inputs(corpus_dir: Path, out_of_domain_path: Path = DEFAULT_OUT_OF_DOMAIN) -> TrainingInputs:
-    return TrainingInputs.load(INTENTS_DIR, SLOTS_DIR, load_corpus(corpus_dir), out_of_domain_path)
+def intents_dir(settings: Settings) -> Path:
+    """``MINWON_INTENTS_DIR`` or the examples shipped in ``data/intents``. Another directory lets a developer try
+    phrasings (and `eval-nlu` them) without editing the reviewed ones; the router then knows only its intents."""
+    configured = settings.get("MINWON_INTENTS_DIR", "")
+    return Path(configured) if configured else INTENTS_DIR
+
+
+def training_inputs(corpus: Path, intents: Path = INTENTS_DIR,
+                    out_of_domain_path: Path = DEFAULT_OUT_OF_DOMAIN) -> TrainingInputs:
+    return TrainingInputs.load(intents, SLOTS_DIR, load_corpus(corpus), out_of_domain_path)
+
+
+def configured_training_inputs(settings: Settings) -> TrainingInputs:
+    """What the configured service trains its router on: its FAQ corpus and its intent examples."""
+    return training_inputs(corpus_dir(settings), intents_dir(settings))
 
 
 def router_model(data_dir: Path, inputs: TrainingInputs, kind: str, searcher: FaqSearcher | None = None,
@@ -43,14 +57,14 @@ def router_model(data_dir: Path, inputs: TrainingInputs, kind: str, searcher: Fa
         return model
 
 
-def build_router(data_dir: Path, corpus_dir: Path) -> IntentRouter:
+def build_router(settings: Settings) -> IntentRouter:
     """The router with its lexical model (trained or loaded on first use); `attach_dense_model` adds the other."""
-    return IntentRouter(IntentExamples.load(INTENTS_DIR), SlotVocabulary.load(SLOTS_DIR),
-                        lambda: router_model(data_dir, training_inputs(corpus_dir), LEXICAL))
+    return IntentRouter(IntentExamples.load(intents_dir(settings)), SlotVocabulary.load(SLOTS_DIR),
+                        lambda: router_model(settings.data_dir, configured_training_inputs(settings), LEXICAL))
 
 
-def attach_dense_model(router: IntentRouter, data_dir: Path, corpus_dir: Path, searcher: FaqSearcher) -> RouterModel:
+def attach_dense_model(router: IntentRouter, settings: Settings, searcher: FaqSearcher) -> RouterModel:
     """Trains or loads the dense model with the searcher's normaliser and encoder, and routes with it."""
-    model = router_model(data_dir, training_inputs(corpus_dir), DENSE, searcher)
+    model = router_model(settings.data_dir, configured_training_inputs(settings), DENSE, searcher)
     router.attach(model, searcher.normalizer, searcher.encoder)
     return model

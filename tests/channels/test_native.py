@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 from sqlalchemy import func, select
@@ -26,7 +27,10 @@ def test_health_ok(client):
     assert response.get_json()["status"] == "ok"
 
 
-def test_health_is_503_until_components_load(tmp_path):
+def test_health_is_503_until_components_load(tmp_path, services):
+    # The shared app's FAQ index and router models, as `build-index` leaves them on a node: the components load
+    # from them instead of building and training everything again (minutes).
+    shutil.copytree(services.settings.data_dir / "index", tmp_path / "index")
     app = create_app(make_settings(tmp_path), start=False)
     state = app.extensions["minwon"]
     state.add_loader("slow", lambda _s: "loaded")

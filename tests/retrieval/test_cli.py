@@ -10,6 +10,7 @@ import sys
 
 from retrieval.dense import packaged_minilm_dir
 from tests.retrieval.conftest import CORPUS_DIR, ROOT
+from understanding.service import INTENTS_DIR
 
 DEVSET = """\
 - {query: "여권 처음 만드는 곳", locale: ko-KR, topic: passport-issuance, kind: colloquial-ko}
@@ -26,6 +27,18 @@ NLU_DEVSET = """\
 """
 
 
+def few_intents(tmp_path) -> dict[str, str]:
+    """The environment of a router trained on two intents' examples in both languages: seconds instead of minutes
+    (minutes more with MiniLM), and these tests are about the commands; what the router learns from all the
+    examples is tested in tests/understanding against the shared app's models."""
+    intents = tmp_path / "intents"
+    for locale in ("ko-KR", "en-US"):
+        (intents / locale).mkdir(parents=True)
+        for intent in ("certificate_status", "stop"):
+            shutil.copy(INTENTS_DIR / locale / f"{intent}.yaml", intents / locale)
+    return {"MINWON_INTENTS_DIR": str(intents)}
+
+
 def run_app(*args: str, data_dir, timeout: int = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "MINWON_DEMO": "1", "MINWON_DATA_DIR": str(data_dir), **(env or {})}
     return subprocess.run([sys.executable, "app.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
@@ -38,7 +51,8 @@ def test_build_index_then_eval_retrieval(tmp_path):
     for topic in ("passport-issuance", "driver-license-renewal", "move-in-report"):
         shutil.copy(CORPUS_DIR / f"{topic}.yaml", corpus)
     data = tmp_path / "data"
-    built = run_app("build-index", "--corpus", str(corpus), data_dir=data)
+    intents = few_intents(tmp_path)
+    built = run_app("build-index", "--corpus", str(corpus), data_dir=data, env=intents)
     assert built.returncode == 0, built.stderr
     summary = json.loads(built.stdout)
     written_entries = [line for p in corpus.glob("*.yaml")
@@ -48,6 +62,8 @@ def test_build_index_then_eval_retrieval(tmp_path):
     built_at = json.loads(manifest.read_text())["built_at"]
     # The router's models are trained beside the index, from the same corpus and models.
     assert set(summary["router"]) == {"lexical", "dense"} and all(m["rows"] > 0 for m in summary["router"].values())
+    # MINWON_INTENTS_DIR's two intents, the FAQ and "none": the configured examples, not the shipped ones.
+    assert all(m["classes"] == 4 for m in summary["router"].values())
     router_manifests = {kind: data / "index" / "router" / kind / "manifest.json" for kind in summary["router"]}
     router_built = {kind: json.loads(path.read_text())["built_at"] for kind, path in router_manifests.items()}
 
@@ -55,7 +71,7 @@ def test_build_index_then_eval_retrieval(tmp_path):
     devset.write_text(DEVSET, encoding="utf-8")
     out = tmp_path / "eval.json"
     evaluated = run_app("eval-retrieval", "--corpus", str(corpus), "--devset", str(devset), "--out", str(out),
-                        data_dir=data)
+                        data_dir=data, env=intents)
     assert evaluated.returncode == 0, evaluated.stderr
     assert json.loads(manifest.read_text())["built_at"] == built_at  # the stored index was reused
     for column in ("lexical", "dense", "hybrid"):
@@ -72,7 +88,7 @@ def test_build_index_then_eval_retrieval(tmp_path):
         (dev / f"{split}.yaml").write_text(NLU_DEVSET, encoding="utf-8")
     nlu_out = tmp_path / "nlu.json"
     evaluated = run_app("eval-nlu", "--dev", str(dev), "--out", str(nlu_out), data_dir=data,
-                        env={"MINWON_FAQ_CORPUS_DIR": str(corpus)})
+                        env={"MINWON_FAQ_CORPUS_DIR": str(corpus), **intents})
     assert evaluated.returncode == 0, evaluated.stderr
     assert "targets:" in evaluated.stdout and "certificate_status" in evaluated.stdout
     nlu = json.loads(nlu_out.read_text(encoding="utf-8"))
@@ -115,7 +131,8 @@ def test_the_configured_encoder_builds_the_index_and_a_bad_one_is_named(tmp_path
     corpus.mkdir()
     shutil.copy(CORPUS_DIR / "passport-issuance.yaml", corpus)
     minilm = f"sentence-transformers:{packaged_minilm_dir()}"
-    built = run_app("build-index", "--corpus", str(corpus), data_dir=tmp_path / "data", env={"MINWON_ENCODER": minilm})
+    built = run_app("build-index", "--corpus", str(corpus), data_dir=tmp_path / "data",
+                    env={"MINWON_ENCODER": minilm, **few_intents(tmp_path)})
     assert built.returncode == 0, built.stderr
     summary = json.loads(built.stdout)
     assert summary["encoder"].startswith("sentence-transformers==") and summary["dimension"] == 384

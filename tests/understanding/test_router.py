@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import shutil
 from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,9 +16,10 @@ import understanding.model as model_module
 from settings import PROJECT_DATA
 from skills.engine import Turn
 from tests.conftest import citizen_factory
+from understanding.examples import IntentExamples
 from understanding.model import DENSE, FAQ, LEXICAL, NONE, TrainingInputs, load_or_train, model_directory
 from understanding.router import CLARIFY, IntentRouter, Routing, decide
-from understanding.service import INTENTS_DIR, SLOTS_DIR, training_inputs
+from understanding.service import INTENTS_DIR, training_inputs
 
 SAMPLES = ["내 증명서 상태 알려줘", "국세청에 건강보험 정보 공유 꺼 줘", "등본 지갑으로 보내 줘", "stop sharing my income with nts",
            "등본 떼려면 어떻게 해", "내일 비 와?", "연결 코드 일이삼사오육칠팔", "what can you do"]
@@ -25,6 +28,29 @@ SAMPLES = ["내 증명서 상태 알려줘", "국세청에 건강보험 정보 �
 @pytest.fixture(scope="module")
 def inputs() -> TrainingInputs:
     return training_inputs(PROJECT_DATA / "faq")
+
+
+@pytest.fixture(scope="module")
+def few_intents(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three intents' examples in both languages."""
+    intents = tmp_path_factory.mktemp("intents")
+    for locale in ("ko-KR", "en-US"):
+        (intents / locale).mkdir()
+        for intent in ("certificate_status", "consent_off", "help"):
+            shutil.copy(INTENTS_DIR / locale / f"{intent}.yaml", intents / locale)
+    return intents
+
+
+@pytest.fixture(scope="module")
+def small_inputs(few_intents: Path) -> TrainingInputs:
+    """Training inputs a model learns in seconds, for the tests of training and storage themselves (determinism,
+    reuse, retraining), which train several times: three intents, two FAQ topics, the out-of-domain set. What the
+    router learns from everything is tested on the shared app's models."""
+    corpus = few_intents.parent / f"{few_intents.name}-faq"
+    corpus.mkdir()
+    for topic in ("passport-issuance", "move-in-report"):
+        shutil.copy(PROJECT_DATA / "faq" / f"{topic}.yaml", corpus)
+    return training_inputs(corpus, few_intents)
 
 
 @contextmanager
@@ -44,7 +70,8 @@ def counting_trainings():
         model_module.train = real
 
 
-def test_two_trainings_give_the_same_model_and_the_same_answers(inputs):
+def test_two_trainings_give_the_same_model_and_the_same_answers(small_inputs):
+    inputs = small_inputs
     first = model_module.train(inputs, LEXICAL)
     second = model_module.train(inputs, LEXICAL)
     assert first.classes == second.classes and first.temperature == second.temperature
@@ -53,7 +80,8 @@ def test_two_trainings_give_the_same_model_and_the_same_answers(inputs):
     assert np.array_equal(first.classify(readings, None), second.classify(readings, None))
 
 
-def test_a_stored_model_is_reused_until_an_input_changes(inputs, tmp_path):
+def test_a_stored_model_is_reused_until_an_input_changes(small_inputs, few_intents, tmp_path):
+    inputs = small_inputs
     data = tmp_path / "data"
     with counting_trainings() as trained:
         built = load_or_train(data, inputs, LEXICAL)
@@ -64,10 +92,10 @@ def test_a_stored_model_is_reused_until_an_input_changes(inputs, tmp_path):
         assert np.allclose(built.classify(readings, None), again.classify(readings, None), atol=1e-6)
         # One more intent example: another key, so the stored model is stale and a new one is trained.
         intents = tmp_path / "intents"
-        shutil.copytree(INTENTS_DIR, intents)
+        shutil.copytree(few_intents, intents)
         with (intents / "ko-KR" / "help.yaml").open("a", encoding="utf-8") as f:
             f.write('  - "뭐 하는 스피커야"\n')
-        changed = TrainingInputs.load(intents, SLOTS_DIR, _corpus(), PROJECT_DATA / "retrieval" / "out_of_domain.yaml")
+        changed = replace(inputs, examples=IntentExamples.load(intents))
         assert changed.key(LEXICAL, None) != inputs.key(LEXICAL, None)
         load_or_train(data, changed, LEXICAL)
         assert trained == [LEXICAL, LEXICAL]
@@ -75,7 +103,8 @@ def test_a_stored_model_is_reused_until_an_input_changes(inputs, tmp_path):
         assert trained == [LEXICAL, LEXICAL]
 
 
-def test_a_corrupt_stored_model_is_retrained(inputs, tmp_path):
+def test_a_corrupt_stored_model_is_retrained(small_inputs, tmp_path):
+    inputs = small_inputs
     data = tmp_path / "data"
     load_or_train(data, inputs, LEXICAL)
     stored = model_directory(data, LEXICAL) / "model.npz"
@@ -87,12 +116,6 @@ def test_a_corrupt_stored_model_is_retrained(inputs, tmp_path):
 
 def test_the_encoder_is_part_of_the_key(inputs):
     assert inputs.key(DENSE, "encoder-a") != inputs.key(DENSE, "encoder-b") != inputs.key(LEXICAL, None)
-
-
-def _corpus():
-    from retrieval.corpus import load_corpus
-
-    return load_corpus(PROJECT_DATA / "faq")
 
 
 # -- decisions -------------------------------------------------------------------------------------------
