@@ -197,7 +197,8 @@ OPENAPI_COMPONENTS = {
             "state": {"type": "string", "enum": list(PUSH_STATES), "description":
                       "pending (waiting for its next attempt), held (quiet hours, sent when they end), sent, failed "
                       "(refused or unreachable for a day), not_configured (the service has no credentials for the "
-                      "platform: nothing sent), no_recipient (no linked account on the platform: nothing sent)"},
+                      "platform: nothing sent), no_recipient (no linked account on the platform: nothing sent), "
+                      "opted_out (the channel was turned off before it went out: nothing sent)"},
             "attempts": {"type": "integer", "minimum": 0},
             "updated_at": {"type": "string", "format": "date-time"},
             "next_attempt_at": {"type": ["string", "null"], "format": "date-time",

@@ -12,8 +12,8 @@ rows one at a time and sends them through `outbound.py` (https to public address
 redirects). A failure (a 4xx or 5xx, a refused or failed connection) is retried with exponential backoff, and after
 a day the push is marked failed; an Alexa 401/403 gets a fresh token and one more try at once. Quiet hours (the
 citizen's, 21:00–08:00 Korean time by default) hold a push until they end. A platform this service has no
-credentials for is recorded as not configured, and one the citizen has no address on as no recipient: nothing is
-sent, nothing fails.
+credentials for is recorded as not configured, one the citizen has no address on as no recipient, and one the
+citizen turned off before the push went out as opted out: nothing is sent, nothing fails.
 
 Several nodes: the claim (storage.py, shared with the wallet's offer pushes) lets one node send a row at a time; a
 node that crashed mid-send leaves a claim that runs out and the row is sent again. A platform that got a repeat can
@@ -39,6 +39,7 @@ from domain.push_deliveries import (
     HELD,
     NO_RECIPIENT,
     NOT_CONFIGURED,
+    OPTED_OUT,
     PENDING,
     SENT,
     PushClaim,
@@ -202,7 +203,10 @@ class PushDelivery:
         left in, None when the claim had run out and another node has the row now."""
         extra = {"push_id": claim.row_id, "channel": claim.channel, "attempt": claim.attempt}
         now = self.clock()
-        held_until = self.notifications.settings(claim.citizen_id).quiet_until(now)
+        chosen = self.notifications.settings(claim.citizen_id)
+        if claim.channel not in chosen.channels:
+            return self._record(claim, OPTED_OUT, extra, attempt_counted=False)
+        held_until = chosen.quiet_until(now)
         if held_until is not None:
             return self._record(claim, HELD, extra, status="quiet_hours", next_attempt_at=held_until,
                                 attempt_counted=False)

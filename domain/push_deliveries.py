@@ -14,7 +14,8 @@ app sees:
 - failed: the platform kept refusing or could not be reached for a day (retried with backoff until then);
 - not_configured: this service has no credentials for the platform; nothing was sent;
 - no_recipient: the citizen has no account on the platform that the service can address (no linked speaker of
-  that platform, no wallet push URL); nothing was sent.
+  that platform, no wallet push URL); nothing was sent;
+- opted_out: the citizen turned the channel off before the push went out; nothing was sent.
 """
 
 from __future__ import annotations
@@ -67,9 +68,9 @@ notification_pushes = Table(
     UniqueConstraint("notification_id", "channel", name="uq_notification_pushes_channel"),
 )
 
-PENDING, HELD, SENT, FAILED, NOT_CONFIGURED, NO_RECIPIENT = (
-    "pending", "held", "sent", "failed", "not_configured", "no_recipient")
-PUSH_STATES = (PENDING, HELD, SENT, FAILED, NOT_CONFIGURED, NO_RECIPIENT)
+PENDING, HELD, SENT, FAILED, NOT_CONFIGURED, NO_RECIPIENT, OPTED_OUT = (
+    "pending", "held", "sent", "failed", "not_configured", "no_recipient", "opted_out")
+PUSH_STATES = (PENDING, HELD, SENT, FAILED, NOT_CONFIGURED, NO_RECIPIENT, OPTED_OUT)
 WAITING = (PENDING, HELD)
 
 

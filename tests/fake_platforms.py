@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from channels.pushes import PushConfig
+from outbound import OutboundPolicy
 
 KAKAO_BOT_ID = "bot-test-0001"
 KAKAO_REST_KEY = "kakao-rest-key-test-9f8e7d"
@@ -163,3 +164,16 @@ def fake_platforms() -> Iterator[FakePlatforms]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def pushes_to_fakes(services: Any) -> Iterator[FakePlatforms]:
+    """A running service's pushes aimed at the fakes (plain http to loopback allowed for them) for the block; its
+    own settings again afterwards."""
+    before = services.pushes.config, services.pushes.outbound
+    with fake_platforms() as fake:
+        services.pushes.use(fake.config(), OutboundPolicy(allow_loopback_http=True))
+        try:
+            yield fake
+        finally:
+            services.pushes.use(*before)

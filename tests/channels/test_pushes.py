@@ -18,7 +18,7 @@ from channels.pushes import GENERIC_TEXT, PushConfig, PushDelivery
 from domain.certificates import Certificate
 from domain.clock import KST
 from domain.notifications import CREDENTIAL_REVOKED, NotificationSettings, raise_notification
-from domain.push_deliveries import FAILED, HELD, NO_RECIPIENT, NOT_CONFIGURED, PENDING, SENT, PushQueue
+from domain.push_deliveries import FAILED, HELD, NO_RECIPIENT, NOT_CONFIGURED, OPTED_OUT, PENDING, SENT, PushQueue
 from outbound import OutboundPolicy
 from services import Services
 from tests.fake_platforms import (
@@ -257,6 +257,16 @@ def test_citizens_nobody_can_reach_keep_their_notifications_for_the_app(node, pl
     assert platforms.received == []
     for who in (unlinked, no_pushes):
         assert [n.kind for n in node.notifications.for_citizen(who["id"])] == ["certificate_issued"]
+
+
+def test_a_channel_turned_off_before_the_push_went_out_sends_nothing(node, platforms):
+    pushes = delivery(node, TestClock(NOON_KST), platforms.config())
+    who = citizen(node)
+    issue(node, who)
+    node.notifications.save_settings(who["id"], NotificationSettings(channels=("alexa",)))
+    assert pushes.dispatch_due().outcomes == {OPTED_OUT: 1, SENT: 1}
+    assert push_states(node, who) == {"kakao": OPTED_OUT, "alexa": SENT}
+    assert platforms.all("kakao") == []
 
 
 def test_the_wallet_gets_credential_events_only(node, platforms):
