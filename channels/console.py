@@ -95,6 +95,16 @@ def _instant(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
+def _notice_names(facts: dict[str, Any]) -> dict[str, str] | None:
+    """What a notice is about, per language: its document, or its consent's recipient and data item."""
+    if "doc_type" in facts:
+        return _names("document", facts["doc_type"])
+    if "recipient" in facts and "data_item" in facts:
+        recipient, item = _names("recipient", facts["recipient"]), _names("data_item", facts["data_item"])
+        return {lang: f"{recipient.get(lang, '')} · {item.get(lang, '')}" for lang in ("ko", "en")}
+    return None
+
+
 @bp.get("/v1/console/speakers/<user_id>/overview")
 def speaker_overview(user_id: str) -> Any:
     state = services()
@@ -139,7 +149,7 @@ def speaker_overview(user_id: str) -> Any:
     pushes = state.pushes.queue.states_for(citizen.id)
     notices = [
         {"id": notice.id, "kind": notice.kind, "created_at": _instant(notice.created_at), "read": notice.read_at is not None,
-         "names": _names("document", notice.facts["doc_type"]) if "doc_type" in notice.facts else None,
+         "names": _notice_names(notice.facts),
          "pushes": [{"channel": p.channel, "state": p.state} for p in pushes.get(notice.id, [])]}
         for notice in state.notifications.for_citizen(citizen.id)
     ]

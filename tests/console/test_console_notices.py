@@ -49,7 +49,7 @@ def test_my_data_lists_notices_with_their_delivery_state_per_channel(browser, li
             card = wait_for(lambda: notice_card(browser, notice.id), message="the notice in My data")
             assert card["read"] == "false"
             assert card["pushes"] == {"kakao": "sent", "alexa": "no_recipient"}
-            assert "동의 곧 끝남" in card["text"] and "카카오톡: 보냄" in card["text"]
+            assert "동의 곧 끝남 · 국민건강보험공단 · 소득 정보" in card["text"] and "카카오톡: 보냄" in card["text"]
             assert "알렉사: 받을 계정 없음" in card["text"]
             # The seeded reminders are listed too, without pushes (nobody had opted in when they were raised).
             kinds = [c.get_attribute("data-kind") for c in browser.find_elements(By.CSS_SELECTOR,
