@@ -99,8 +99,8 @@ def _v5_notifications(_conn: Connection, _context: MigrationContext) -> None:
 
 
 def _v6_notification_pushes(_conn: Connection, _context: MigrationContext) -> None:
-    """Version 6, notification pushes (issue 18, item 3): the `notification_pushes` outbox is new (made by
-    create_all before this runs). Notifications raised before the upgrade were raised when nothing was pushed, and
+    """Version 6, notification pushes (issue 18, item 3): the `notification_pushes` outbox and `push_addresses` (the
+    sealed platform ids of linked users whose user id is a digest) are new (made by create_all before this runs). Notifications raised before the upgrade were raised when nothing was pushed, and
     stay unpushed: nobody opted into a push channel before there were pushes."""
 
 

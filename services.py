@@ -34,7 +34,7 @@ from domain.demo import seed_demo
 from domain.devices import DeviceTokens
 from domain.mydata import AgencyKeys, CitizenData
 from domain.notifications import SCAN_LEASE, Notifications, certificate_state_changed
-from domain.push_deliveries import PushQueue
+from domain.push_deliveries import PushAddresses, PushQueue
 from domain.wallets import WalletRegistry
 from migrations import MIGRATIONS, TABLE_MODULES
 from observability import Metrics, set_log_ref_key
@@ -101,9 +101,10 @@ class Services:
             outbound=self.outbound, wallets=self.wallets,
         )
         # Notification pushes (Kakao, Alexa, the wallet): the same claimed-outbox delivery as the wallet's offers.
+        self.push_addresses = PushAddresses(self.db, self.accounts.cipher, self.clock)
         self.pushes = PushDelivery(PushQueue(self.db, self.clock), self.notifications, self.accounts, self.wallets,
                                    PushConfig.from_settings(self.settings), self.clock, outbound=self.outbound,
-                                   node_id=self.node_id)
+                                   node_id=self.node_id, addresses=self.push_addresses)
         self.push_worker = OutboxWorker(self.pushes, name="notification-pushes")
         # A speaker linked by a wallet presentation starts afresh: nothing said or proven before counts.
         self.wallet.pairings.on_linked = self.sessions.end_all_for

@@ -42,6 +42,7 @@ from domain.push_deliveries import (
     OPTED_OUT,
     PENDING,
     SENT,
+    PushAddresses,
     PushClaim,
     PushQueue,
 )
@@ -170,8 +171,9 @@ class PushReport:
 class PushDelivery:
     def __init__(self, queue: PushQueue, notifications: Notifications, accounts: Accounts, wallets: WalletRegistry,
                  config: PushConfig, clock: Clock, outbound: OutboundPolicy | None = None,
-                 node_id: str | None = None) -> None:
+                 node_id: str | None = None, addresses: PushAddresses | None = None) -> None:
         self.queue, self.notifications, self.accounts, self.wallets = queue, notifications, accounts, wallets
+        self.addresses = addresses
         self.config = config
         self.clock = clock
         self.outbound = outbound or OutboundPolicy()
@@ -249,7 +251,7 @@ class PushDelivery:
                        {"Idempotency-Key": f"notice:{claim.notification_id}"})
             return True
         users = [key for user in self.accounts.linked_users(claim.citizen_id)
-                 if (key := platform_user_key(user, claim.channel)) is not None]
+                 if (key := self._platform_key(user, claim.channel)) is not None]
         if not users:
             return False
         if claim.channel == KAKAO:
@@ -261,6 +263,14 @@ class PushDelivery:
         else:
             return False
         return True
+
+    def _platform_key(self, user_id: str, platform: str) -> str | None:
+        """The platform's id of a linked speaker user: inside the user id, or (a digested one) as its channel stored
+        it; None when the user is another platform's or its id was never stored."""
+        key = platform_user_key(user_id, platform)
+        if key is None and self.addresses is not None and user_id.startswith(f"{platform}:h:"):
+            key = self.addresses.address_of(user_id)
+        return key
 
     def _alexa(self, event: dict[str, Any]) -> None:
         token = self.alexa_tokens.get()

@@ -32,12 +32,14 @@ from sqlalchemy import (
     Integer,
     String,
     Table,
+    Text,
     UniqueConstraint,
     and_,
     select,
 )
 
 from domain.clock import Clock, aware, utc_now
+from domain.crypto import FieldCipher, FieldIntegrityError
 from storage import (
     Database,
     claim_row,
@@ -66,6 +68,17 @@ notification_pushes = Table(
     Column("claimed_by", String(64), nullable=True),
     Column("claimed_until", DateTime(timezone=True), nullable=True),
     UniqueConstraint("notification_id", "channel", name="uq_notification_pushes_channel"),
+)
+
+# A speaker user's own platform id, when the service keeps only a digest of it in its user id (an Alexa userId is
+# longer than the 200 characters a user id may have, so channels/speaker_ids.py digests it): what a push to that
+# user must name. Encrypted (bound to its row), written only for linked users, by their platform's channel.
+push_addresses = Table(
+    "push_addresses",
+    metadata,
+    Column("user_id", String(200), primary_key=True),
+    Column("address_enc", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
 PENDING, HELD, SENT, FAILED, NOT_CONFIGURED, NO_RECIPIENT, OPTED_OUT = (
@@ -159,3 +172,37 @@ class PushQueue:
                 row["channel"], row["state"], row["attempts"], aware(row["updated_at"]),
                 aware(row["next_attempt_at"]) if waiting else None))
         return found
+
+
+class PushAddresses:
+    """The platform ids of linked speaker users whose service user id is a digest (see `push_addresses`)."""
+
+    def __init__(self, db: Database, cipher: FieldCipher, clock: Clock = utc_now) -> None:
+        self.db, self.cipher, self.clock = db, cipher, clock
+        # Users whose address this process has stored: a linked user's later turns cost nothing.
+        self._known: set[str] = set()
+
+    def known(self, user_id: str) -> bool:
+        """Whether this process has stored the user's address already (no database access)."""
+        return user_id in self._known
+
+    def remember(self, user_id: str, address: str) -> None:
+        """Keeps `address` for `user_id` once (the digest is of the address, so it never changes)."""
+        if user_id in self._known:
+            return
+        sealed = self.cipher.encrypt(address, (push_addresses.name, "address_enc", user_id))
+        with self.db.transaction() as conn:
+            insert_unless_present(conn, push_addresses, {"user_id": user_id, "address_enc": sealed,
+                                                         "created_at": self.clock()})
+        self._known.add(user_id)
+
+    def address_of(self, user_id: str) -> str | None:
+        with self.db.read() as conn:
+            sealed = conn.execute(select(push_addresses.c.address_enc).where(
+                push_addresses.c.user_id == user_id)).scalar()
+        if sealed is None:
+            return None
+        try:
+            return self.cipher.decrypt(sealed, (push_addresses.name, "address_enc", user_id))
+        except FieldIntegrityError:
+            return None  # not this row's: never sent anywhere

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from channels.pushes import GENERIC_TEXT, PushConfig, PushDelivery
+from channels.speaker_ids import speaker_user_id
 from domain.certificates import Certificate
 from domain.clock import KST
 from domain.notifications import CREDENTIAL_REVOKED, NotificationSettings, raise_notification
@@ -68,7 +69,8 @@ def delivery(node: Services, clock: TestClock, config: PushConfig, node_id: str 
     node.clock = clock
     node.notifications.clock = clock
     return PushDelivery(PushQueue(node.db, clock), node.notifications, node.accounts, node.wallets, config, clock,
-                        outbound=OutboundPolicy(allow_loopback_http=True), node_id=node_id)
+                        outbound=OutboundPolicy(allow_loopback_http=True), node_id=node_id,
+                        addresses=node.push_addresses)
 
 
 def citizen(node: Services, channels: tuple[str, ...] = ("kakao", "alexa"), *, link: bool = True,
@@ -132,6 +134,28 @@ def test_one_kakao_event_and_one_alexa_event_of_the_documented_shape(node, platf
     assert not [word for word in PERSONAL if word in sent]
     assert_not_logged(logs, KAKAO_REST_KEY, ALEXA_CLIENT_SECRET, "Atc|fake-token-1", who["kakao"], who["alexa"],
                       "김푸시")
+
+
+def test_an_alexa_user_id_too_long_to_keep_is_addressed_by_the_id_its_channel_sealed(node, platforms):
+    pushes = delivery(node, TestClock(NOON_KST), platforms.config())
+    who = citizen(node, ("alexa",), link=False)
+    # Real Alexa userIds are longer than a user id may be: the service keeps a digest (channels/speaker_ids.py).
+    long_id = "amzn1.ask.account." + secrets.token_hex(110).upper()
+    user_id = speaker_user_id("alexa", long_id)
+    assert user_id.startswith("alexa:h:")
+    node.accounts.link_user(user_id, who["id"])
+    issue(node, who)
+    assert pushes.dispatch_due().outcomes == {NO_RECIPIENT: 1}  # its id was never stored: nobody to address
+    node.push_addresses.remember(user_id, long_id)
+    other = citizen(node, ("alexa",), link=False)
+    node.accounts.link_user(user_id, other["id"])
+    issue(node, other, "court-2")
+    assert pushes.dispatch_due().outcomes == {SENT: 1}
+    (alexa,) = platforms.accepted("alexa")
+    assert alexa.body["relevantAudience"]["payload"]["user"] == long_id
+    with node.db.read() as conn:
+        stored = conn.exec_driver_sql("SELECT address_enc FROM push_addresses").scalars().all()
+    assert stored and long_id not in stored[0]  # sealed at rest
 
 
 def test_an_english_speaking_citizen_gets_the_english_text(node, platforms):

@@ -215,14 +215,14 @@ def test_upgrade_from_version_four_adds_the_tables(tmp_path):
     context = MigrationContext(b"k" * 32, tmp_path)
     db.upgrade(TABLE_MODULES, MIGRATIONS[:3], context)  # a database at version 4
     with db.transaction() as conn:
-        for table in ("notification_pushes", "notifications", "notification_settings", "scheduler_leases",
+        for table in ("push_addresses", "notification_pushes", "notifications", "notification_settings", "scheduler_leases",
                       "certificate_state_reports"):
             conn.exec_driver_sql(f"DROP TABLE {table}")
     assert db.current_version() == 4
     assert db.upgrade(TABLE_MODULES, MIGRATIONS, context) == SCHEMA_VERSION
     with db.read() as conn:
         assert {"notifications", "notification_settings", "scheduler_leases",
-                "certificate_state_reports", "notification_pushes"} <= set(inspect(conn).get_table_names())
+                "certificate_state_reports", "notification_pushes", "push_addresses"} <= set(inspect(conn).get_table_names())
     db.dispose()
 
 
