@@ -31,6 +31,7 @@ TABLE_MODULES = (
     "domain.citizen_tokens",
     "domain.mydata",
     "domain.notifications",
+    "domain.push_deliveries",
     "domain.wallets",
     "wallet_bridge.tables",
 )
@@ -97,5 +98,12 @@ def _v5_notifications(_conn: Connection, _context: MigrationContext) -> None:
     existing changes; the first scan after the upgrade raises what is already due."""
 
 
-MIGRATIONS: list[Migration] = [_v2_security_audit, _v3_several_nodes, _v4_mobile_id, _v5_notifications]
+def _v6_notification_pushes(_conn: Connection, _context: MigrationContext) -> None:
+    """Version 6, notification pushes (issue 18, item 3): the `notification_pushes` outbox and `push_addresses` (the
+    sealed platform ids of linked users whose user id is a digest) are new (made by create_all before this runs). Notifications raised before the upgrade were raised when nothing was pushed, and
+    stay unpushed: nobody opted into a push channel before there were pushes."""
+
+
+MIGRATIONS: list[Migration] = [_v2_security_audit, _v3_several_nodes, _v4_mobile_id, _v5_notifications,
+                               _v6_notification_pushes]
 SCHEMA_VERSION = 1 + len(MIGRATIONS)

@@ -1,7 +1,9 @@
 """Outbound HTTP: the one way this service calls a URL that somebody else gave it.
 
-Three places do: a wallet's push URL (``wallet_bridge/outbox.py``), a Kakao callback URL
-(``channels/kakao/callback.py``) and an Alexa certificate URL (``channels/alexa/verification.py``). Each
+Three places do: a wallet's push URL (``wallet_bridge/outbox.py``, ``channels/pushes.py``), a Kakao callback URL
+(``channels/kakao/callback.py``) and an Alexa certificate URL (``channels/alexa/verification.py``); the notification
+pushes' platform endpoints (Kakao Event API, Alexa's token and Proactive Events URLs, ``channels/pushes.py``) are
+configuration, and go through the same checks. Each
 URL comes from outside, so each call could be aimed at the service's own network (SSRF). The rules, once:
 
 - **One parser.** The URL is parsed with urllib3's ``parse_url`` (what requests uses) and the request is
@@ -31,6 +33,7 @@ deliver to a receiver on 127.0.0.1. Private, link-local and every other non-publ
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import re
 import socket
@@ -284,6 +287,28 @@ class OutboundPolicy:
         """POSTs ``payload`` as JSON; returns the status code (a redirect is returned, not followed)."""
         with self._send("POST", url, allowed_hosts, timeout_s, headers=headers, json=payload) as response:
             return response.status_code
+
+    def post_form_for_json(
+        self,
+        url: str | ParsedTarget,
+        fields: Mapping[str, str],
+        *,
+        max_bytes: int,
+        allowed_hosts: Iterable[str] | None = None,
+        timeout_s: float | None = None,
+    ) -> tuple[int, Any]:
+        """POSTs ``fields`` form-encoded (an OAuth token request); returns the status and the JSON body (None when
+        the body is not JSON), the body read up to ``max_bytes``."""
+        with self._send("POST", url, allowed_hosts, timeout_s, data=dict(fields)) as response:
+            body = b""
+            for chunk in response.iter_content(8192):
+                body += chunk
+                if len(body) > max_bytes:
+                    raise ResponseTooLarge(f"the response is larger than {max_bytes} bytes")
+            try:
+                return response.status_code, json.loads(body)
+            except ValueError:
+                return response.status_code, None
 
     def get(
         self,

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from channels.kakao.callback import CallbackWorker
+from channels.pushes import PushConfig, PushDelivery
 from domain.attempts import RateLimit, RequestLimits
 from domain.certificates import CertificateRecords, StateReport, report_state
 from domain.citizen_tokens import CitizenTokens
@@ -33,6 +34,7 @@ from domain.demo import seed_demo
 from domain.devices import DeviceTokens
 from domain.mydata import AgencyKeys, CitizenData
 from domain.notifications import SCAN_LEASE, Notifications, certificate_state_changed
+from domain.push_deliveries import PushAddresses, PushQueue
 from domain.wallets import WalletRegistry
 from migrations import MIGRATIONS, TABLE_MODULES
 from observability import Metrics, set_log_ref_key
@@ -45,6 +47,7 @@ from understanding.service import build_router
 from wallet_bridge.bridge import WalletBridge, wallet_config
 from wallet_bridge.certificate_documents import CertificateDocuments
 from wallet_bridge.notices import SOURCES as WALLET_NOTICE_SOURCES
+from wallet_bridge.outbox import OutboxWorker
 
 if TYPE_CHECKING:
     from retrieval.search import FaqSearcher
@@ -96,6 +99,12 @@ class Services:
             CertificateDocuments(self.certificates, self.accounts, self.clock), self.clock,
             outbound=self.outbound, wallets=self.wallets,
         )
+        # Notification pushes (Kakao, Alexa, the wallet): the same claimed-outbox delivery as the wallet's offers.
+        self.push_addresses = PushAddresses(self.db, self.accounts.cipher, self.clock)
+        self.pushes = PushDelivery(PushQueue(self.db, self.clock), self.notifications, self.accounts, self.wallets,
+                                   PushConfig.from_settings(self.settings), self.clock, outbound=self.outbound,
+                                   node_id=self.node_id, addresses=self.push_addresses)
+        self.push_worker = OutboxWorker(self.pushes, name="notification-pushes")
         # A speaker linked by a wallet presentation starts afresh: nothing said or proven before counts.
         self.wallet.pairings.on_linked = self.sessions.end_all_for
         self.metrics = Metrics()
@@ -199,6 +208,7 @@ class Services:
 
     def _start_initialized(self, background: bool) -> None:
         self.wallet.outbox_worker.start()
+        self.push_worker.start()
         self._spawn("session-purge", self._purge_periodically)
         self._spawn("notify-scan", self._scan_periodically)
         if not self.settings.load_models:
@@ -213,6 +223,7 @@ class Services:
         """Ends every worker thread and subprocess this object started; safe to call twice."""
         self._stopping.set()
         self.wallet.outbox_worker.stop()
+        self.push_worker.stop()
         for thread in self._threads:
             if thread.name == "notify-scan":
                 thread.join(timeout=30)

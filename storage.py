@@ -348,3 +348,46 @@ def insert_unless_present(conn: Connection, table: Table, values: dict[str, obje
     statement = (insert_or_update(conn, table).values(**values).on_conflict_do_nothing()
                  .returning(*table.primary_key.columns))
     return conn.execute(statement).first() is not None
+
+
+# -- outbox rows claimed by one node at a time ---------------------------------------------------------------------
+# The wallet's offer pushes and the notification pushes share one delivery mechanism: a row is due when its
+# `next_attempt_at` has come and no unexpired claim holds it; a node claims it in one short transaction (the row
+# locked FOR UPDATE SKIP LOCKED on PostgreSQL, so nodes claiming at once take different rows; SQLite's writer lock
+# does the same), counting the attempt and writing `claimed_by` / `claimed_until`; the outcome is recorded only while
+# the claim is still that node's (same node, same attempt). A node that dies mid-send leaves a claim that runs out,
+# and the row is sent again (at least once). Such a table has the columns id, attempts, next_attempt_at,
+# claimed_by and claimed_until.
+
+
+def unclaimed(table: Table, now: Any) -> Any:
+    """The part of a due-row condition every claimed outbox shares: no unexpired claim holds the row."""
+    return (table.c.claimed_until.is_(None)) | (table.c.claimed_until <= now)
+
+
+def lock_next_due(conn: Connection, table: Table, due: Any, order_by: Sequence[Any]) -> Any:
+    """The first due row (a mapping), locked for this transaction, skipping rows another node has locked."""
+    return conn.execute(select(table).where(due).order_by(*order_by).limit(1)
+                        .with_for_update(skip_locked=True)).mappings().first()
+
+
+def claim_row(conn: Connection, table: Table, row: Any, node_id: str, until: Any) -> int:
+    """Claims a row `lock_next_due` returned for `node_id` until `until`; returns this attempt's number."""
+    attempt = int(row["attempts"]) + 1
+    conn.execute(table.update().where(table.c.id == row["id"])
+                 .values(attempts=attempt, claimed_by=node_id, claimed_until=until))
+    return attempt
+
+
+def record_claimed(conn: Connection, table: Table, row_id: Any, node_id: str, attempt: int,
+                   values: dict[str, Any]) -> bool:
+    """Writes an attempt's outcome and lets go of the claim, unless the claim ran out and another node has claimed
+    the row since (then that node's attempt decides); True when recorded."""
+    return bool(conn.execute(table.update().where(
+        table.c.id == row_id, table.c.claimed_by == node_id, table.c.attempts == attempt,
+    ).values(claimed_until=None, **values)).rowcount)
+
+
+def retry_delay_s(attempts: int, base_s: float, max_s: float) -> float:
+    """Exponential backoff after the `attempts`-th failure: base, 2×base, 4×base … capped at max_s."""
+    return min(base_s * 2 ** max(0, attempts - 1), max_s)

@@ -95,6 +95,16 @@ def _instant(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
+def _notice_names(facts: dict[str, Any]) -> dict[str, str] | None:
+    """What a notice is about, per language: its document, or its consent's recipient and data item."""
+    if "doc_type" in facts:
+        return _names("document", facts["doc_type"])
+    if "recipient" in facts and "data_item" in facts:
+        recipient, item = _names("recipient", facts["recipient"]), _names("data_item", facts["data_item"])
+        return {lang: f"{recipient.get(lang, '')} · {item.get(lang, '')}" for lang in ("ko", "en")}
+    return None
+
+
 @bp.get("/v1/console/speakers/<user_id>/overview")
 def speaker_overview(user_id: str) -> Any:
     state = services()
@@ -136,6 +146,13 @@ def speaker_overview(user_id: str) -> Any:
         }
         for record in sorted(ledger.records(citizen.id), key=lambda r: (r.recipient, r.data_item, r.purpose))
     ]
+    pushes = state.pushes.queue.states_for(citizen.id)
+    notices = [
+        {"id": notice.id, "kind": notice.kind, "created_at": _instant(notice.created_at), "read": notice.read_at is not None,
+         "names": _notice_names(notice.facts),
+         "pushes": [{"channel": p.channel, "state": p.state} for p in pushes.get(notice.id, [])]}
+        for notice in state.notifications.for_citizen(citizen.id)
+    ]
     return jsonify({
         "user_id": user_id,
         "citizen": {"id": citizen.id, "name": citizen.name, "locale": citizen.locale},
@@ -143,6 +160,7 @@ def speaker_overview(user_id: str) -> Any:
         "certificates": certificates,
         "wallet": {"id": wallet.id, "copies": copies} if wallet else None,
         "consents": consents,
+        "notifications": notices,
     })
 
 
@@ -178,6 +196,13 @@ OPENAPI_COMPONENTS = {
                 "id": {"type": "string"}, "recipient": {"type": "string"}, "recipient_names": _NAMES,
                 "data_item": {"type": "string"}, "data_item_names": _NAMES, "purpose": {"type": "string"},
                 "active": {"type": "boolean"}, "since": _INSTANT, "valid_until": _INSTANT}}},
+            "notifications": {"type": "array", "description": "unread first, each with its pushes' delivery states",
+                              "items": {"type": "object", "properties": {
+                                  "id": {"type": "string"}, "kind": {"type": "string"}, "created_at": _INSTANT,
+                                  "read": {"type": "boolean"},
+                                  "names": {"oneOf": [{"type": "null"}, _NAMES]},
+                                  "pushes": {"type": "array", "items": {"type": "object", "properties": {
+                                      "channel": {"type": "string"}, "state": {"type": "string"}}}}}}},
         },
     },
 }

@@ -20,6 +20,7 @@ from flask import Blueprint, jsonify
 from channels.mydata import MAX_ID_CHARS, citizen_from_token, unauthorized
 from domain.certificates import REPORTABLE_STATES
 from domain.notifications import KINDS, PUSH_CHANNELS, NotificationSettings, parse_clock_time
+from domain.push_deliveries import PUSH_STATES, PushState
 from http_api import ApiError, bearer_token, check_rate, error_responses, json_object, services
 
 log = logging.getLogger(__name__)
@@ -80,9 +81,16 @@ def _date(value: Any) -> date | None:
 @bp.get("/v1/citizens/<citizen_id>/notifications")
 def list_notifications(citizen_id: str) -> Any:
     citizen_from_token(citizen_id)
-    items = services().notifications.for_citizen(citizen_id)
+    state = services()
+    items = state.notifications.for_citizen(citizen_id)
+    pushes = state.pushes.queue.states_for(citizen_id)
     return jsonify({"citizen_id": citizen_id, "unread": sum(1 for n in items if n.read_at is None),
-                    "notifications": [n.to_api() for n in items]})
+                    "notifications": [_with_pushes(n.to_api(), pushes.get(n.id, [])) for n in items]})
+
+
+def _with_pushes(item: dict[str, Any], pushes: list[PushState]) -> dict[str, Any]:
+    """A notification with its pushes' delivery states, one per channel it was pushed on (none: not pushed)."""
+    return {**item, "pushes": [p.to_api() for p in pushes]}
 
 
 @bp.post("/v1/citizens/<citizen_id>/notifications/<notification_id>/read")
@@ -95,7 +103,7 @@ def read_notification(citizen_id: str, notification_id: str) -> Any:
     store.mark_read(citizen_id, [notification_id], via="app")
     item = store.get(citizen_id, notification_id)
     assert item is not None
-    return jsonify(item.to_api())
+    return jsonify(_with_pushes(item.to_api(), services().pushes.queue.states_for(citizen_id).get(item.id, [])))
 
 
 @bp.get("/v1/citizens/<citizen_id>/notification-settings")
@@ -171,13 +179,30 @@ OPENAPI_COMPONENTS = {
         },
     },
     "Notification": {
-        "type": "object", "required": ["id", "kind", "subject", "facts", "created_at", "read", "read_at"],
+        "type": "object", "required": ["id", "kind", "subject", "facts", "created_at", "read", "read_at", "pushes"],
         "properties": {
             "id": {"type": "string"}, "kind": {"type": "string", "enum": list(KINDS)},
             "subject": {"type": "string", "description": "the certificate, consent record, credential or offer id"},
             "facts": {"type": "object", "description": "doc_type, recipient, data_item, date, as the kind has them"},
             "created_at": {"type": "string", "format": "date-time"}, "read": {"type": "boolean"},
             "read_at": {"type": ["string", "null"], "format": "date-time"},
+            "pushes": {"type": "array", "items": {"$ref": "#/components/schemas/NotificationPush"},
+                       "description": "one per push channel the citizen had opted into when it was raised"},
+        },
+    },
+    "NotificationPush": {
+        "type": "object", "required": ["channel", "state", "attempts", "updated_at", "next_attempt_at"],
+        "properties": {
+            "channel": {"type": "string", "enum": list(PUSH_CHANNELS)},
+            "state": {"type": "string", "enum": list(PUSH_STATES), "description":
+                      "pending (waiting for its next attempt), held (quiet hours, sent when they end), sent, failed "
+                      "(refused or unreachable for a day), not_configured (the service has no credentials for the "
+                      "platform: nothing sent), no_recipient (no linked account on the platform: nothing sent), "
+                      "opted_out (the channel was turned off before it went out: nothing sent)"},
+            "attempts": {"type": "integer", "minimum": 0},
+            "updated_at": {"type": "string", "format": "date-time"},
+            "next_attempt_at": {"type": ["string", "null"], "format": "date-time",
+                                "description": "when a pending or held push goes out, at the earliest"},
         },
     },
     "NotificationList": {

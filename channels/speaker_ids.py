@@ -30,3 +30,12 @@ def speaker_session_id(platform: str, raw: str) -> str:
     """The key a platform's own session (or conversation) is known by server-side: always a digest, so a
     platform user key inside it is never stored or used as the service's session id."""
     return f"{platform}-h-{_digest(platform, raw, 48)}"
+
+
+def platform_user_key(user_id: str, platform: str) -> str | None:
+    """The platform's own user id inside a service user id of that platform (``kakao:abc`` → ``abc``), for a push
+    addressed to that user; None for another platform's id and for a digest (the platform's id is not kept)."""
+    prefix = f"{platform}:"
+    if not user_id.startswith(prefix) or user_id.startswith(f"{platform}:h:"):
+        return None
+    return user_id[len(prefix):] or None

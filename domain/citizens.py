@@ -201,6 +201,13 @@ class Accounts:
             return conn.execute(
                 select(speaker_links.c.user_id).where(speaker_links.c.user_id == user_id)).first() is not None
 
+    def linked_users(self, citizen_id: str) -> list[str]:
+        """The speaker users linked to the citizen (namespaced platform ids, as channels/speaker_ids.py makes them),
+        oldest link first: whom a platform push can address."""
+        with self.db.read() as conn:
+            return list(conn.execute(select(speaker_links.c.user_id).where(speaker_links.c.citizen_id == citizen_id)
+                                     .order_by(speaker_links.c.linked_at, speaker_links.c.user_id)).scalars())
+
     def set_privacy(self, citizen_id: str, privacy: str) -> None:
         if privacy not in ("full", "brief"):
             raise ValueError("privacy must be 'full' or 'brief'")

@@ -23,7 +23,7 @@ import json
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -45,6 +45,7 @@ from sqlalchemy import (
 from domain.certificates import Certificate, certificates
 from domain.clock import KST, Clock, aware, korean_today, utc_now
 from domain.consent_ledger import consent_records
+from domain.push_deliveries import queue_pushes
 from storage import Database, insert_unless_present, metadata
 
 notifications = Table(
@@ -99,6 +100,7 @@ CONSENT_ENDING_DAYS = 30
 # An expiry further back than this when first seen (a service started on old records) is not news any more.
 EXPIRED_LOOKBACK_DAYS = 30
 PUSH_CHANNELS = ("kakao", "alexa", "wallet")
+WALLET_PUSH_KINDS = (CREDENTIAL_REVOKED, CREDENTIAL_SUSPENDED)
 DEFAULT_QUIET = ("21:00", "08:00")
 SCAN_LEASE = "notify-scan"
 
@@ -138,6 +140,15 @@ class NotificationSettings:
         return {"spoken_headlines": self.spoken_headlines, "channels": list(self.channels),
                 "quiet_hours": {"start": self.quiet_start, "end": self.quiet_end, "timezone": "Asia/Seoul"}}
 
+    def quiet_until(self, moment: datetime) -> datetime | None:
+        """When the quiet hours that `moment` falls in end (the next quiet_end, Korean time); None outside them."""
+        if not self.in_quiet_hours(moment):
+            return None
+        local = moment.astimezone(KST)
+        end = datetime.combine(local.date(), parse_clock_time(self.quiet_end), tzinfo=KST)
+        # In UTC: what is stored is UTC (SQLite keeps no offset).
+        return (end if end > local else end + timedelta(days=1)).astimezone(UTC)
+
     def in_quiet_hours(self, moment: datetime) -> bool:
         """Whether `moment` falls in the quiet hours (Korean time; a span past midnight wraps)."""
         local = moment.astimezone(KST).time()
@@ -162,11 +173,24 @@ def new_notification_id() -> str:
 def raise_notification(conn: Connection, citizen_id: str, kind: str, subject: str, event: str,
                        facts: dict[str, Any], now: datetime) -> bool:
     """Records the notification in the caller's transaction unless this (citizen, kind, subject, event) already has
-    one; True when it was new."""
-    return insert_unless_present(conn, notifications, {
-        "id": new_notification_id(), "citizen_id": citizen_id, "kind": kind, "subject": subject, "event": event,
+    one, and queues its pushes on the channels the citizen opted into; True when it was new."""
+    notification_id = new_notification_id()
+    created = insert_unless_present(conn, notifications, {
+        "id": notification_id, "citizen_id": citizen_id, "kind": kind, "subject": subject, "event": event,
         "facts": json.dumps(facts, ensure_ascii=False, sort_keys=True), "created_at": now,
     })
+    if created:
+        queue_pushes(conn, notification_id, citizen_id, push_channels_for(conn, citizen_id, kind), now)
+    return created
+
+
+def push_channels_for(conn: Connection, citizen_id: str, kind: str) -> list[str]:
+    """The channels a new notification of `kind` is pushed on: those the citizen opted into; the wallet only for
+    its credentials' events (the wallet has nothing to show about a certificate or a consent)."""
+    row = conn.execute(select(notification_settings.c.channels).where(
+        notification_settings.c.citizen_id == citizen_id)).first()
+    chosen = json.loads(row[0]) if row else []
+    return [c for c in PUSH_CHANNELS if c in chosen and (c != "wallet" or kind in WALLET_PUSH_KINDS)]
 
 
 def certificate_state_changed(conn: Connection, certificate: Certificate, now: datetime) -> None:

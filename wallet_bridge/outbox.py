@@ -6,7 +6,8 @@ and retries failures with exponential backoff (at-least-once); the wallet tells 
 `Idempotency-Key` header, which is the offer id. The mailbox (GET …/offers) does not depend on any of
 this: an offer whose push never got through is still there to fetch.
 
-Several nodes dispatch from one database. A node claims one due row at a time: in one short transaction it
+Several nodes dispatch from one database (the claim itself is storage.py's, shared with the notification pushes of
+channels/pushes.py). A node claims one due row at a time: in one short transaction it
 picks the row (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so nodes claiming at once take different rows instead
 of queueing on one; on SQLite the writer's lock on the whole database does the same), counts the attempt and
 writes its name (`claimed_by`) and the end of its lease (`claimed_until`). No other node sends the row while
@@ -25,15 +26,15 @@ import logging
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import requests
-from sqlalchemy import ColumnElement, Connection, and_, or_, select, update
+from sqlalchemy import ColumnElement, Connection, and_, update
 
 from domain.clock import Clock
 from domain.crypto import FieldIntegrityError
 from outbound import OutboundPolicy
-from storage import Database, instance_id
+from storage import Database, claim_row, instance_id, lock_next_due, record_claimed, retry_delay_s, unclaimed
 from wallet_bridge.config import WalletConfig
 from wallet_bridge.offers import CredentialOffers
 from wallet_bridge.tables import outbox
@@ -87,8 +88,8 @@ class OfferOutbox:
 
     def backoff(self, attempts: int) -> timedelta:
         """Delay after the `attempts`-th failure: base, 2×base, 4×base … capped."""
-        seconds = self.config.outbox_base_delay_s * 2 ** max(0, attempts - 1)
-        return timedelta(seconds=min(seconds, self.config.outbox_max_delay_s))
+        return timedelta(seconds=retry_delay_s(attempts, self.config.outbox_base_delay_s,
+                                               self.config.outbox_max_delay_s))
 
     def dispatch_due(self, limit: int = 20) -> DispatchReport:
         """Claims and sends due rows one at a time, at most `limit` of them."""
@@ -106,7 +107,7 @@ class OfferOutbox:
             outbox.c.delivered_at.is_(None),
             outbox.c.given_up_at.is_(None),
             outbox.c.next_attempt_at <= now,
-            or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until <= now),
+            unclaimed(outbox, now),
         )
 
     def claim_next(self, report: DispatchReport | None = None) -> OutboxClaim | None:
@@ -115,13 +116,7 @@ class OfferOutbox:
         while True:
             now = self.clock()
             with self.db.transaction() as conn:
-                row = conn.execute(
-                    select(outbox)
-                    .where(self._due(now))
-                    .order_by(outbox.c.next_attempt_at, outbox.c.id)
-                    .limit(1)
-                    .with_for_update(skip_locked=True)
-                ).mappings().first()
+                row = lock_next_due(conn, outbox, self._due(now), (outbox.c.next_attempt_at, outbox.c.id))
                 if row is None:
                     return None
                 payload, reason = self._payload(conn, row["offer_id"], row["id"])
@@ -132,12 +127,8 @@ class OfferOutbox:
                         report.count(GIVEN_UP)
                     continue
                 until = now + timedelta(seconds=self.config.outbox_claim_lease_s)
-                conn.execute(
-                    update(outbox)
-                    .where(outbox.c.id == row["id"])
-                    .values(attempts=row["attempts"] + 1, claimed_by=self.node_id, claimed_until=until)
-                )
-                return OutboxClaim(row["id"], row["attempts"] + 1, row["offer_id"], row["url"], payload, until)
+                attempt = claim_row(conn, outbox, row, self.node_id, until)
+                return OutboxClaim(row["id"], attempt, row["offer_id"], row["url"], payload, until)
 
     def _payload(self, conn: Connection, offer_id: str, row_id: int) -> tuple[dict[str, Any] | None, str]:
         """The mailbox entry to push, or None and why the row is given up."""
@@ -162,12 +153,7 @@ class OfferOutbox:
         else:
             outcome, values = RETRYING, {"next_attempt_at": now + self.backoff(claim.attempt), "last_status": status}
         with self.db.transaction() as conn:
-            recorded = conn.execute(
-                update(outbox)
-                .where(outbox.c.id == claim.row_id, outbox.c.claimed_by == self.node_id,
-                       outbox.c.attempts == claim.attempt)
-                .values(claimed_until=None, **values)
-            ).rowcount
+            recorded = record_claimed(conn, outbox, claim.row_id, self.node_id, claim.attempt, values)
         extra = {"outbox_id": claim.row_id, "attempt": claim.attempt}
         if not recorded:
             # The lease ran out before this node got here, and another node has claimed the row since: that
@@ -192,18 +178,26 @@ class OfferOutbox:
         return "ok" if 200 <= status < 300 else str(status)
 
 
-class OutboxWorker:
-    """Runs the dispatcher every few seconds on a daemon thread, for as long as the process lives."""
+class Dispatcher(Protocol):
+    """One pass over an outbox: the wallet's offer pushes (`OfferOutbox`) or the notification pushes
+    (channels/pushes.py)."""
 
-    def __init__(self, outbox: OfferOutbox, interval_s: float = 2.0) -> None:
+    def dispatch_due(self) -> object: ...
+
+
+class OutboxWorker:
+    """Runs a dispatcher every few seconds on a daemon thread, for as long as the process lives."""
+
+    def __init__(self, outbox: Dispatcher, interval_s: float = 2.0, name: str = "wallet-outbox") -> None:
         self.outbox = outbox
         self.interval_s = interval_s
+        self.name = name
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="wallet-outbox", daemon=True)
+            self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
             self._thread.start()
 
     def stop(self) -> None:
@@ -216,5 +210,5 @@ class OutboxWorker:
             try:
                 self.outbox.dispatch_due()
             except Exception:  # noqa: BLE001 - a busy database or a bug must not end push delivery for good
-                log.exception("offer push round failed")
+                log.exception("outbox round failed", extra={"outbox": self.name})
             self._stop.wait(self.interval_s)

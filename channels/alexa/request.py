@@ -66,6 +66,8 @@ class AlexaRequest:
     raw_intent: dict[str, Any] | None = None
     reason: str | None = None
     error_type: str | None = None
+    # Alexa's own userId: only for a push to this user (channels/pushes.py); never logged.
+    platform_user: str = field(default="", repr=False)
 
     @property
     def in_dialog(self) -> bool:
@@ -190,6 +192,7 @@ def parse_alexa_request(envelope: dict[str, Any]) -> AlexaRequest:
     parsed = AlexaRequest(
         request_type=request_type,
         user_id=speaker_user_id(PLATFORM, raw_user_id),
+        platform_user=raw_user_id,
         request_id=_text(request.get("requestId")),
         platform_session=speaker_session_id(PLATFORM, raw_session_id) if raw_session_id else None,
         session_new=session.get("new") is True,

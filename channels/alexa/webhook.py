@@ -19,7 +19,7 @@ from flask import Blueprint, current_app, jsonify, request
 from flask.blueprints import BlueprintSetupState
 
 from channels.alexa.interaction_model import AlexaCatalog
-from channels.alexa.request import parse_alexa_request
+from channels.alexa.request import PLATFORM, parse_alexa_request
 from channels.alexa.response import render_alexa, render_delegate, render_empty
 from channels.alexa.verification import (
     AlexaRequestVerifier,
@@ -106,10 +106,22 @@ def alexa() -> Any:
     if parsed.in_dialog and turn.event != "unsupported":
         return jsonify(render_delegate(parsed.raw_intent, parsed.session_attributes))
     outcome = charge_speaker_turn(turn) or converse_for_speaker(state.dialog, turn)
+    remember_push_address(parsed.user_id, parsed.platform_user)
     if parsed.request_type == "SessionEndedRequest":
         return jsonify(render_empty())
     return jsonify(render_alexa(outcome.reply, parsed.session_attributes))
 
+
+
+def remember_push_address(user_id: str, platform_user: str) -> None:
+    """A linked user whose userId the service keeps only as a digest: its userId, sealed, for the proactive events
+    that notify it (channels/pushes.py). Unlinked users' ids are not kept."""
+    if not user_id.startswith(f"{PLATFORM}:h:") or not platform_user:
+        return
+    state = services()
+    if state.push_addresses.known(user_id) or not state.accounts.is_linked(user_id):
+        return
+    state.push_addresses.remember(user_id, platform_user)
 
 
 OPENAPI_PATHS = {

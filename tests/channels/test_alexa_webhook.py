@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from sqlalchemy import func, select
 
 from app import create_app
 from channels.schemas import response_validator
+from channels.speaker_ids import speaker_user_id
 from settings import Settings
 from skills.sessions import dialog_sessions
 from tests.channels.conftest import DEMO_CITIZEN, DEMO_PIN, load_fixture
@@ -246,3 +248,14 @@ def test_verification_off_logs_a_warning_at_every_start_and_accepts_raw_fixtures
 def test_wrong_content_type_and_malformed_body(client, alexa_channel):
     assert client.post("/alexa", data="x", content_type="text/plain").status_code == 415
     assert client.post("/alexa", data=b"{" * 70_000, content_type="application/json").status_code == 413
+
+
+def test_a_linked_user_with_a_long_user_id_has_it_sealed_for_pushes(alexa_user, services):
+    # Real Alexa userIds are longer than a service user id may be, so the service keeps a digest; for the proactive
+    # events of notifications (channels/pushes.py) the userId itself is kept, sealed, once the user is linked.
+    alexa_user.user_id = "amzn1.ask.account." + secrets.token_hex(110).upper()
+    user_id = speaker_user_id("alexa", alexa_user.user_id)
+    valid(alexa_user.launch())
+    assert services.push_addresses.address_of(user_id) is None  # not linked: not kept
+    link(alexa_user, services)
+    assert services.push_addresses.address_of(user_id) == alexa_user.user_id

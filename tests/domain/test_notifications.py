@@ -45,8 +45,8 @@ def rows_for(stores, citizen_id: str) -> list[tuple[str, str, str]]:
             notifications.c.citizen_id == citizen_id)).all())
 
 
-def test_schema_version_is_five():
-    assert SCHEMA_VERSION == 5
+def test_schema_version_is_six():
+    assert SCHEMA_VERSION == 6
 
 
 def test_demo_seeding_makes_the_income_certificate_reminder_due(stores):
@@ -165,6 +165,14 @@ def test_quiet_hours_wrap_past_midnight():
     assert quiet.in_quiet_hours(datetime(2026, 1, 1, 7, 59, tzinfo=UTC) - kst)
     assert not quiet.in_quiet_hours(datetime(2026, 1, 1, 8, 0, tzinfo=UTC) - kst)
     assert not quiet.in_quiet_hours(datetime(2026, 1, 1, 20, 59, tzinfo=UTC) - kst)
+    # Pushes are held until the quiet hours end: the same morning after midnight, the next morning before it.
+    assert quiet.quiet_until(datetime(2026, 1, 1, 22, 0, tzinfo=UTC) - kst) == datetime(2026, 1, 2, 8, 0,
+                                                                                          tzinfo=UTC) - kst
+    assert quiet.quiet_until(datetime(2026, 1, 1, 3, 0, tzinfo=UTC) - kst) == datetime(2026, 1, 1, 8, 0,
+                                                                                         tzinfo=UTC) - kst
+    assert quiet.quiet_until(datetime(2026, 1, 1, 12, 0, tzinfo=UTC) - kst) is None
+    assert NotificationSettings(quiet_start="00:00", quiet_end="00:00").quiet_until(datetime(2026, 1, 1, tzinfo=UTC)) \
+        is None
     for bad in ("24:00", "9:00", "21-00", "ab:cd", ""):
         with pytest.raises(ValueError):
             parse_clock_time(bad)
@@ -207,13 +215,14 @@ def test_upgrade_from_version_four_adds_the_tables(tmp_path):
     context = MigrationContext(b"k" * 32, tmp_path)
     db.upgrade(TABLE_MODULES, MIGRATIONS[:3], context)  # a database at version 4
     with db.transaction() as conn:
-        for table in ("notifications", "notification_settings", "scheduler_leases", "certificate_state_reports"):
+        for table in ("push_addresses", "notification_pushes", "notifications", "notification_settings", "scheduler_leases",
+                      "certificate_state_reports"):
             conn.exec_driver_sql(f"DROP TABLE {table}")
     assert db.current_version() == 4
-    assert db.upgrade(TABLE_MODULES, MIGRATIONS, context) == 5
+    assert db.upgrade(TABLE_MODULES, MIGRATIONS, context) == SCHEMA_VERSION
     with db.read() as conn:
         assert {"notifications", "notification_settings", "scheduler_leases",
-                "certificate_state_reports"} <= set(inspect(conn).get_table_names())
+                "certificate_state_reports", "notification_pushes", "push_addresses"} <= set(inspect(conn).get_table_names())
     db.dispose()
 
 

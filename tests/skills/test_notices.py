@@ -2,13 +2,16 @@
 issued, the next session's first reply has the headline (a count, nothing personal), the PIN, the reading, the
 app API showing it read; the headline as a hint after a request, never in a PIN or confirmation prompt; putting
 them off; turning spoken headlines off; and the attacks: another agency's certificate, another citizen's token or
-notification, retries, and nothing personal in the logs."""
+notification, retries, and nothing personal in the logs. The end-to-end test also checks the pushes: a Kakao event and an Alexa
+proactive event reach fake platform servers exactly once (tests/channels/test_pushes.py has the rest of them)."""
 
 from __future__ import annotations
 
+import json
 import secrets
 import subprocess
 import sys
+import time
 from datetime import timedelta
 
 import pytest
@@ -20,6 +23,7 @@ from domain.notifications import NotificationSettings
 from skills.engine import Turn
 from skills.spoken import native_korean_count
 from tests.conftest import ROOT
+from tests.fake_platforms import pushes_to_fakes
 from tests.security.test_logs import assert_not_logged, captured_logs
 
 SCOURT_KEY = "test-agency-key-scourt-" + secrets.token_hex(4)
@@ -78,8 +82,36 @@ def app_get(base: str, who: dict, citizen_id: str | None = None) -> requests.Res
                         headers={"Authorization": f"Bearer {who['app']}"})
 
 
-def test_end_to_end_issued_then_headline_pin_reading_and_the_app_shows_it_read(live_server, agency_keys, citizen):
+@pytest.fixture()
+def platforms(services):
+    """The shared app's pushes aimed at fake Kakao and Alexa servers on loopback (tests/fake_platforms.py: the real
+    platforms are outside services) for one test; the service's own (unconfigured) settings again afterwards."""
+    with pushes_to_fakes(services) as fake:
+        yield fake
+
+
+def wait_for_pushes(base: str, who: dict, count: int) -> list[dict]:
+    """The app's view of the citizen's first notification's pushes once `count` of them are sent: the background
+    worker sends them within seconds, and a pass of our own (below) may be the one that does."""
+    deadline = time.monotonic() + 30
+    while True:
+        pushes = app_get(base, who).json()["notifications"][0]["pushes"]
+        if sum(p["state"] == "sent" for p in pushes) >= count or time.monotonic() > deadline:
+            return pushes
+        time.sleep(0.2)
+
+
+def test_end_to_end_issued_then_headline_pin_reading_and_the_app_shows_it_read(live_server, services, agency_keys,
+                                                                               citizen, platforms):
     who = citizen()
+    kakao_user, alexa_user = "kakao-e2e-" + secrets.token_hex(4), "amzn1.ask.account.E2E" + secrets.token_hex(4)
+    services.accounts.link_user(f"kakao:{kakao_user}", who["id"])
+    services.accounts.link_user(f"alexa:{alexa_user}", who["id"])
+    # The citizen opts into Kakao and Alexa pushes in the app (no quiet hours: this test runs at any hour).
+    opted = requests.put(f"{live_server}/v1/citizens/{who['id']}/notification-settings", timeout=30,
+                         headers={"Authorization": f"Bearer {who['app']}"},
+                         json={"channels": ["kakao", "alexa"], "quiet_hours": {"start": "00:00", "end": "00:00"}})
+    assert opted.status_code == 200, opted.text
     until = (korean_today() + timedelta(days=90)).isoformat()
     with captured_logs() as logs:
         first = report(live_server, who["certificate"], SCOURT_KEY, request_id="court-1", state="issued",
@@ -107,8 +139,24 @@ def test_end_to_end_issued_then_headline_pin_reading_and_the_app_shows_it_read(l
         assert after["unread"] == 0 and after["notifications"][0]["read"] is True
         # The next session has nothing to announce.
         assert Speaker(live_server, who["device"]).say("안녕")["speech"].startswith("안녕하세요. 민원 안내")
+
+        # The pushes: the worker's pass (ours here, or the service's own background one) sends each once.
+        services.pushes.dispatch_due()
+        pushes = wait_for_pushes(live_server, who, 2)
+        assert {(p["channel"], p["state"], p["attempts"]) for p in pushes} == {("kakao", "sent", 1),
+                                                                             ("alexa", "sent", 1)}
+        services.pushes.dispatch_due()
+        (kakao,) = [r for r in platforms.accepted("kakao") if r.body["user"][0]["id"] == kakao_user]
+        (alexa,) = [r for r in platforms.accepted("alexa")
+                    if r.body["relevantAudience"]["payload"]["user"] == alexa_user]
+        assert kakao.body["event"]["data"]["text"] == "민원 안내에 새 알림이 있어요. 스피커나 앱에서 확인하세요."
+        assert alexa.body["event"]["name"] == "AMAZON.MessageAlert.Activated"
+        assert alexa.body["referenceId"] == after["notifications"][0]["id"]
+        # Nothing personal in either push.
+        pushed = json.dumps([kakao.body, alexa.body], ensure_ascii=False)
+        assert not [word for word in ("김알림", "가족관계", "family", who["certificate"], until) if word in pushed]
     assert_not_logged(logs, who["pin"], who["app"], who["device"], SCOURT_KEY, "김알림", "가족관계증명서",
-                      "family-relation-certificate", until)
+                      "family-relation-certificate", until, kakao_user, alexa_user, "Atc|fake-token")
 
 
 def test_launch_leads_with_the_question_and_no_declines_for_now(live_server, services, citizen):

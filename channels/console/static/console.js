@@ -987,6 +987,21 @@ function renderOverview(changedIds = new Set()) {
     }
     return card;
   }) : [el("li", { class: "empty", text: tr("none") })]));
+
+  // Each notice with its delivery state per push channel (what the citizen's app shows too).
+  const notices = overview.notifications || [];
+  $("notifications").replaceChildren(...(notices.length ? notices.map((notice) => {
+    const title = [tr("n_" + notice.kind), pick(notice.names)].filter(Boolean).join(" · ");
+    const pushes = notice.pushes.length
+      ? notice.pushes.map((push) => el("span", { class: `push push-${push.state}`, "data-channel": push.channel, "data-state": push.state },
+        `${tr("ch_" + push.channel)}: ${tr("p_" + push.state)}`))
+      : [el("span", { class: "push", text: tr("no_pushes") })];
+    return el("li", { class: "card notice", "data-notification-id": notice.id, "data-kind": notice.kind, "data-read": String(notice.read) },
+      el("span", { class: "card-title", text: title }),
+      el("span", { class: `badge notice-${notice.read ? "read" : "unread"}`, text: tr(notice.read ? "n_read" : "n_unread") }),
+      el("span", { class: "card-detail" }, el("time", { dateTime: notice.created_at, text: formatDateTime(notice.created_at, locale) })),
+      el("span", { class: "card-detail pushes" }, ...pushes.flatMap((node, i) => (i ? [" · ", node] : [node]))));
+  }) : [el("li", { class: "empty", text: tr("none") })]));
 }
 
 // ---- start -------------------------------------------------------------------------------------------
