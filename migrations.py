@@ -100,10 +100,18 @@ def _v5_notifications(_conn: Connection, _context: MigrationContext) -> None:
 
 def _v6_notification_pushes(_conn: Connection, _context: MigrationContext) -> None:
     """Version 6, notification pushes (issue 18, item 3): the `notification_pushes` outbox and `push_addresses` (the
-    sealed platform ids of linked users whose user id is a digest) are new (made by create_all before this runs). Notifications raised before the upgrade were raised when nothing was pushed, and
-    stay unpushed: nobody opted into a push channel before there were pushes."""
+    sealed platform ids of linked users whose user id is a digest) are new (made by create_all before this runs).
+    Notifications raised before the upgrade were raised when nothing was pushed, and stay unpushed: nobody opted
+    into a push channel before there were pushes."""
+
+
+def _v7_suspension_time(conn: Connection, context: MigrationContext) -> None:
+    """Version 7: when a wallet credential's current suspension began, so that each suspension is told (a credential
+    suspended again after it was reinstated is news again). Credentials suspended before the upgrade keep no time,
+    and their notification keeps the event it was raised with."""
+    wallet_migrations.add_suspension_time_v7(conn, context)
 
 
 MIGRATIONS: list[Migration] = [_v2_security_audit, _v3_several_nodes, _v4_mobile_id, _v5_notifications,
-                               _v6_notification_pushes]
+                               _v6_notification_pushes, _v7_suspension_time]
 SCHEMA_VERSION = 1 + len(MIGRATIONS)

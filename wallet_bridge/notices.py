@@ -5,10 +5,11 @@ its connection; they only read."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, or_, select
 
+from domain.clock import aware
 from domain.notifications import CREDENTIAL_REVOKED, CREDENTIAL_SUSPENDED, OFFER_UNCLAIMED, Due
 from wallet_bridge.offers import PENDING
 from wallet_bridge.tables import issued_credentials, offers
@@ -21,15 +22,22 @@ LOOKBACK = timedelta(days=30)
 def credentials_due(conn: Connection, now: datetime) -> Iterable[Due]:
     """Revoked (lately) and suspended credentials of known citizens."""
     rows = conn.execute(select(issued_credentials.c.id, issued_credentials.c.citizen_id, issued_credentials.c.doc_type,
-                               issued_credentials.c.revoked_at, issued_credentials.c.suspended).where(
+                               issued_credentials.c.revoked_at, issued_credentials.c.suspended,
+                               issued_credentials.c.suspended_at).where(
         issued_credentials.c.citizen_id.is_not(None),
         or_(issued_credentials.c.revoked_at >= now - LOOKBACK, issued_credentials.c.suspended.is_(True)),
     ).order_by(issued_credentials.c.id)).mappings().all()
     for row in rows:
         revoked = row["revoked_at"] is not None
         kind = CREDENTIAL_REVOKED if revoked else CREDENTIAL_SUSPENDED
-        yield Due(row["citizen_id"], kind, row["id"], "revoked" if revoked else "suspended",
+        yield Due(row["citizen_id"], kind, row["id"], "revoked" if revoked else suspension_event(row["suspended_at"]),
                   {"doc_type": row["doc_type"]})
+
+
+def suspension_event(since: datetime | None) -> str:
+    """The event of one suspension: when it began, so that a credential suspended again after it was reinstated is
+    told again. A suspension from before the time was kept (schema 6) is the plain word, as it was raised then."""
+    return "suspended" if since is None else f"suspended:{aware(since).astimezone(UTC).strftime('%Y%m%dT%H%M%S.%fZ')}"
 
 
 def offers_due(conn: Connection, now: datetime) -> Iterable[Due]:

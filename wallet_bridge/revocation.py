@@ -107,10 +107,12 @@ class CredentialStatusControl:
             if row["revoked_at"] is not None:
                 raise CredentialAlreadyRevoked(credential_id)
             self.status_lists.set_status(conn, row["suspension_list_id"], row["suspension_index"], suspended)
+            # Suspending a suspended credential again keeps the time its suspension began (a retry is no news).
+            since = (row["suspended_at"] if row["suspended"] else self.clock()) if suspended else None
             conn.execute(
                 update(issued_credentials)
                 .where(issued_credentials.c.id == credential_id)
-                .values(suspended=suspended)
+                .values(suspended=suspended, suspended_at=since)
             )
             return _state(self._row(conn, credential_id))
 

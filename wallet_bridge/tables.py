@@ -89,6 +89,8 @@ issued_credentials = Table(
     Column("valid_until", DateTime(timezone=True), nullable=True),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
     Column("suspended", Boolean, nullable=False, default=False),
+    # When the current suspension began (None while not suspended): each suspension is news of its own.
+    Column("suspended_at", DateTime(timezone=True), nullable=True),
     Column("credential_sealed", Text, nullable=False),  # the signed JWT, for an idempotent retry
     UniqueConstraint("revocation_list_id", "revocation_index"),
     UniqueConstraint("suspension_list_id", "suspension_index"),

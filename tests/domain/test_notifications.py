@@ -45,8 +45,8 @@ def rows_for(stores, citizen_id: str) -> list[tuple[str, str, str]]:
             notifications.c.citizen_id == citizen_id)).all())
 
 
-def test_schema_version_is_six():
-    assert SCHEMA_VERSION == 6
+def test_schema_version_is_seven():
+    assert SCHEMA_VERSION == 7
 
 
 def test_demo_seeding_makes_the_income_certificate_reminder_due(stores):
@@ -215,6 +215,8 @@ def test_upgrade_from_version_four_adds_the_tables(tmp_path):
     context = MigrationContext(b"k" * 32, tmp_path)
     db.upgrade(TABLE_MODULES, MIGRATIONS[:3], context)  # a database at version 4
     with db.transaction() as conn:
+        conn.exec_driver_sql("ALTER TABLE wallet_credentials DROP COLUMN suspended_at")
+    with db.transaction() as conn:
         for table in ("push_addresses", "notification_pushes", "notifications", "notification_settings", "scheduler_leases",
                       "certificate_state_reports"):
             conn.exec_driver_sql(f"DROP TABLE {table}")
@@ -223,6 +225,7 @@ def test_upgrade_from_version_four_adds_the_tables(tmp_path):
     with db.read() as conn:
         assert {"notifications", "notification_settings", "scheduler_leases",
                 "certificate_state_reports", "notification_pushes", "push_addresses"} <= set(inspect(conn).get_table_names())
+        assert "suspended_at" in {c["name"] for c in inspect(conn).get_columns("wallet_credentials")}
     db.dispose()
 
 
@@ -250,5 +253,47 @@ def test_an_offer_unclaimed_for_a_day_is_told_once(database_url, tmp_path):
         assert later.scan(SOURCES) == 0
         unclaimed = [n for n in state.notifications.for_citizen("citizen-0001") if n.kind == OFFER_UNCLAIMED]
         assert len(unclaimed) == 1 and set(unclaimed[0].facts) == {"doc_type"}
+    finally:
+        state.stop()
+
+
+def test_each_suspension_of_a_wallet_credential_is_told_once_and_a_revocation_once(tmp_path):
+    """A credential really issued to the demo wallet (the in-process OID4VCI flow): suspended, told once however
+    often the scan runs or the suspension is repeated; reinstated and suspended again, told again; revoked, told."""
+    from domain.notifications import CREDENTIAL_REVOKED, CREDENTIAL_SUSPENDED
+    from services import Services
+    from tests.conftest import make_settings
+    from tests.wallet_bridge.conftest import Holder, redeem_offer
+
+    state = Services(make_settings(tmp_path, load_models=False))
+    try:
+        state.initialize()
+        redeem_offer(state.wallet, Holder())
+        [credential] = state.wallet.status_control.for_citizen("citizen-0001")
+        control = state.wallet.status_control
+
+        def told() -> list[tuple[str, str]]:
+            return [(n.kind, n.event) for n in state.notifications.for_citizen("citizen-0001")
+                    if n.subject == credential.id]
+
+        state.notify_scan()
+        assert told() == []
+        control.suspend(credential.id)
+        control.suspend(credential.id)  # a retried suspension is the same one
+        state.notify_scan()
+        state.notify_scan()
+        [first] = told()
+        assert first[0] == CREDENTIAL_SUSPENDED and first[1].startswith("suspended:")
+        control.resume(credential.id)
+        state.notify_scan()
+        assert told() == [first]
+        control.suspend(credential.id)
+        state.notify_scan()
+        suspensions = [event for kind, event in told() if kind == CREDENTIAL_SUSPENDED]
+        assert len(suspensions) == 2 and len(set(suspensions)) == 2
+        control.revoke(credential.id)
+        state.notify_scan()
+        state.notify_scan()
+        assert [event for kind, event in told() if kind == CREDENTIAL_REVOKED] == ["revoked"]
     finally:
         state.stop()
