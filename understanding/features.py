@@ -20,7 +20,7 @@ from retrieval.normalize import TextNormalizer, clean_text, english_terms, has_h
 from understanding.slots import CODE, CODE_RUN, PLACEHOLDER, SPOKEN_CODE, SlotReading, squash
 
 # Bump when a rule below changes what a text's features are: stored router models become stale.
-FEATURES_VERSION = "2"
+FEATURES_VERSION = "3"
 # Block weights: the lexical block and the embedding are unit vectors; slot evidence is a handful of ones.
 EVIDENCE_WEIGHT = 0.5
 DENSE_WEIGHT = 1.0
@@ -37,16 +37,23 @@ CUES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
               ("how do i", "how can i", "how to", "where can", "where do", "how much", "what do i need", "fee",
                "apply", "get one", "get a", "how does", "how do you use")),
     "off": (("꺼", "끄", "끈", "막", "철회", "중지", "중단", "그만", "끊", "빼", "거부", "싫", "말아", "지마", "안돼",
-             "않", "안줬", "안줄", "안갔", "안가게", "안보냈", "안보내게", "안넘", "차단", "멈"),
+             "않", "안줬", "안줄", "안갔", "안가게", "안보냈", "안보내게", "안넘", "차단", "멈",
+             # "못 보게 해 줘": made unable to, i.e. stopped; "거둬", "없애": taken back; "오프": off said in English
+             "못보", "못가져", "못받", "못쓰", "못넘", "못가게", "못하게", "거둬", "없애", "없던걸로", "오프"),
             ("stop", "revoke", "withdraw", "don't", "dont", "no longer", "anymore", "turn off", "block", "remove",
-             "opt out", "not")),
-    "on": (("켜", "허용", "동의할", "동의해", "해도", "돼도", "보내도", "넘겨도", "줘도", "공유할게", "공유해줘"),
+             "opt out", "not", "can't", "cannot", "shouldn't", "won't", "never", "away from")),
+    "on": (("켜", "허용", "동의할", "동의해", "해도", "돼도", "보내도", "넘겨도", "줘도", "공유할게", "공유해줘", "승인",
+            "괜찮", "상관없"),
            ("allow", "turn on", "let", "start sharing", "resume", "consent", "okay to", "can get", "can have",
             "again", "enable")),
     "share": (("공유", "제공", "넘기", "넘겨", "넘어", "가는", "보내"),
               ("share", "sharing", "shared", "data", "access", "information", "info")),
     "where": (("어디", "누구", "누가", "어떤기관", "기관", "목록", "현황", "뭐뭐", "내역"),
               ("which", "who", "list", "where", "whom")),
+    # Something undone being done again ("꺼 뒀던 공유 다시 켜 줘", "중단했던 제공 재개"): with an off-word in the past,
+    # the request is still to turn it on.
+    "again": (("다시", "재개", "풀어", "도로", "했던", "뒀던", "놨던", "놓았던"),
+              ("again", "back on", "resume", "undo", "unblock", "used to", "before")),
     "wallet": (("지갑",), ("wallet", "phone")),
     "mine": (("내증명서", "내정보", "제정보", "제증명서", "나의", "저의", "제가", "내가"), ("my", "mine", "i")),
     "what": (("뭐야", "뭔가요", "무엇", "뭐예요", "뭔데", "뭐지", "뜻"), ("what is", "what's", "what are", "meaning",

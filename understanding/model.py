@@ -72,6 +72,10 @@ DEFAULT_OUT_OF_DOMAIN_OBJECTS = PROJECT_DATA / "retrieval" / "out_of_domain_obje
 # Questions about the service in a personal request's words, trained as the FAQ class, and the variants of each.
 DEFAULT_SERVICE_QUESTIONS = PROJECT_DATA / "retrieval" / "service_questions.yaml"
 SERVICE_QUESTION_VARIANTS = 8
+# Commands for devices, apps and shops said with the intents' verbs ("에어컨 꺼 줘", "link my uber account"),
+# trained as "none", and the variants of each (politeness, spacing, a misheard syllable).
+DEFAULT_OUT_OF_DOMAIN_COMMANDS = PROJECT_DATA / "retrieval" / "out_of_domain_commands.yaml"
+COMMAND_VARIANTS = 6
 PACKAGE_DIR = Path(__file__).resolve().parent
 _KEYED_MODULES = ("slots.py", "examples.py", "variants.py", "features.py", "model.py")
 _FILES = ("model.npz",)
@@ -99,6 +103,7 @@ class TrainingInputs:
     out_of_domain: dict[str, list[str]]          # locale → requests
     out_of_domain_objects: dict[str, list[str]]  # locale → everyday things that are not government business
     service_questions: dict[str, list[str]]      # locale → questions about the service in a request's words
+    out_of_domain_commands: dict[str, list[str]]  # locale → commands we do not serve, in the intents' verbs
     corpus_hash: str
     out_of_domain_bytes: bytes
     slots_bytes: bytes
@@ -106,14 +111,16 @@ class TrainingInputs:
     @classmethod
     def load(cls, intents_dir: Path, slots_dir: Path, corpus: Corpus, out_of_domain_path: Path,
              objects_path: Path = DEFAULT_OUT_OF_DOMAIN_OBJECTS,
-             service_questions_path: Path = DEFAULT_SERVICE_QUESTIONS) -> TrainingInputs:
+             service_questions_path: Path = DEFAULT_SERVICE_QUESTIONS,
+             commands_path: Path = DEFAULT_OUT_OF_DOMAIN_COMMANDS) -> TrainingInputs:
         requests, objects = Path(out_of_domain_path).read_bytes(), Path(objects_path).read_bytes()
-        questions = Path(service_questions_path).read_bytes()
+        questions, commands = Path(service_questions_path).read_bytes(), Path(commands_path).read_bytes()
         slots_bytes = b"".join(p.name.encode() + b"\0" + p.read_bytes() for p in sorted(Path(slots_dir).glob("*.yaml")))
         return cls(examples=IntentExamples.load(intents_dir), vocabulary=SlotVocabulary.load(slots_dir),
                    faq_entries=tuple(corpus.entries), out_of_domain=_texts_by_locale(requests),
                    out_of_domain_objects=_texts_by_locale(objects), service_questions=_texts_by_locale(questions),
-                   corpus_hash=corpus.content_hash, out_of_domain_bytes=requests + b"\0" + objects + b"\0" + questions,
+                   out_of_domain_commands=_texts_by_locale(commands), corpus_hash=corpus.content_hash,
+                   out_of_domain_bytes=b"\0".join((requests, objects, questions, commands)),
                    slots_bytes=slots_bytes)
 
     def key(self, kind: str, encoder_identity: str | None) -> str:
@@ -190,6 +197,11 @@ def training_rows(inputs: TrainingInputs) -> list[TrainingRow]:
     for locale, requests in sorted(inputs.out_of_domain.items()):
         for request in requests:
             rows.extend(TrainingRow(t, NONE, locale, group) for t in generator.noisy(request, NONE_VARIANTS))
+            group += 1
+    for locale, commands in sorted(inputs.out_of_domain_commands.items()):
+        for command in commands:
+            rows.extend(TrainingRow(t, NONE, locale, group)
+                        for t in generator.variants(command, locale, COMMAND_VARIANTS, lose_words=False))
             group += 1
     for example in inputs.examples.examples:
         objects = inputs.out_of_domain_objects.get(example.locale, [])

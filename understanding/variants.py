@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from hangul import decompose, is_syllable
+from hangul import ONSET_LETTERS, VOWEL_LETTERS, compose, decompose, is_syllable
 from retrieval.calibration import recogniser_variants
 from retrieval.normalize import has_hangul
 from understanding.examples import IntentExample
@@ -32,6 +32,11 @@ _KO_ENDINGS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("해줘", ("해줘", "해 줘", "해 주세요", "해주세요", "해 줄래", "해줄래요", "해 주실래요", "해 주시겠어요", "해 줘요", "해 주십시오",
              "")),
     ("알려줘", ("알려줘", "알려 줘", "알려 주세요", "알려줄래", "알려 줄래요", "알려 주실래요", "알려 주시겠어요", "알려줘요", "")),
+    # Turning something on or off is also said as leaving it so ("꺼 놔", "켜 둬").
+    ("꺼 줘", ("꺼 줘", "꺼줘", "꺼 놔", "꺼 둬", "꺼 놔 줘", "꺼 둬요", "꺼 놓을래", "꺼 주세요", "꺼 놔 주세요")),
+    ("꺼줘", ("꺼줘", "꺼 줘", "꺼 놔", "꺼 둬", "꺼놔줘", "꺼 둬요", "꺼 놓을래", "꺼 주세요", "꺼 놔 주세요")),
+    ("켜 줘", ("켜 줘", "켜줘", "켜 놔", "켜 둬", "켜 놔 줘", "켜 둬요", "켜 놓을래", "켜 주세요", "켜 놔 주세요")),
+    ("켜줘", ("켜줘", "켜 줘", "켜 놔", "켜 둬", "켜놔줘", "켜 둬요", "켜 놓을래", "켜 주세요", "켜 놔 주세요")),
     ("줘", ("줘", " 줘", " 주세요", "주세요", "줄래", " 줄래요", " 주실래요", " 주시겠어요", "줘요")),
     ("됐어", ("됐어", "됐어요", "됐나요", "됐니", "되었나요", "됐습니까", "됐을까", "됐는지 알려 줘")),
     ("있어", ("있어", "있어요", "있나요", "있니", "있습니까", "있을까", "있는지 알려 줘")),
@@ -54,6 +59,11 @@ _EN_VERBS = frozenset({"send", "stop", "share", "turn", "tell", "read", "check",
                        "give", "block", "keep", "find", "get", "move", "save", "store", "unlink", "pair"})
 # Recogniser-like corruption needs something to corrupt: short commands stay as written.
 _MIN_SYLLABLES_TO_CORRUPT = 4
+# Sounds a recogniser hears one for another: onsets of one place of articulation (plain, tense, aspirated:
+# 꺼 → 거, 켜 → 커) and vowels that sound alike (취 → 최, 켜 → 커, 돼 → 되). Unlike the uniform corruption of
+# retrieval's recogniser_variants, these keep a short command sounding like itself ("최소해 줘", "그마내").
+_NEAR_ONSETS = ("ㄱㄲㅋ", "ㄷㄸㅌ", "ㅂㅃㅍ", "ㅈㅉㅊ", "ㅅㅆ")
+_NEAR_VOWELS = ("ㅐㅔ", "ㅓㅕ", "ㅗㅓ", "ㅟㅚㅞ", "ㅙㅚㅞ", "ㅢㅣ", "ㅜㅡ", "ㅛㅗ", "ㅠㅜ")
 _EN_CONTRACTIONS = (("what is", "what's"), ("do not", "don't"), ("i am", "i'm"), ("that is", "that's"),
                     ("it is", "it's"), ("i would", "i'd"))
 # Particles a slot value takes, by type, when the example wrote one or none ("{recipient}에" → 한테, 에게, …).
@@ -115,9 +125,11 @@ class VariantGenerator:
             return []
         return self.variants(template, locale, count, objects=objects)[:count]
 
-    def variants(self, template: str, locale: str, count: int, objects: list[str] | None = None) -> list[str]:
+    def variants(self, template: str, locale: str, count: int, objects: list[str] | None = None,
+                 lose_words: bool = True) -> list[str]:
         """The example itself (slots filled) and up to `count - 1` distinct variants of it. With `objects`,
-        the slots are filled with those instead of slot values."""
+        the slots are filled with those instead of slot values. `lose_words` False: no English word is dropped
+        (a command whose one telling word is "uber" must not become "link my account")."""
         korean = locale.startswith("ko")
         seen: dict[str, None] = {}
         attempts = 0
@@ -126,7 +138,7 @@ class VariantGenerator:
             attempts += 1
             text = self._fill(template, korean, plain, objects)
             if not plain:
-                text = self._restyle_ko(text) if korean else self._restyle_en(text)
+                text = self._restyle_ko(text) if korean else self._restyle_en(text, lose_words)
             text = re.sub(r"\s+", " ", text).strip()
             if text:
                 seen.setdefault(text, None)
@@ -213,9 +225,30 @@ class VariantGenerator:
         if roll < 0.55 and sum(map(is_syllable, text)) >= _MIN_SYLLABLES_TO_CORRUPT:
             variants = recogniser_variants(text, rng)
             return variants[-1] if variants else text
+        if roll < 0.65:
+            return self._mishear(text)
         return text
 
-    def _restyle_en(self, text: str) -> str:
+    def _mishear(self, text: str) -> str:
+        """One syllable heard as a near sound (see _NEAR_ONSETS, _NEAR_VOWELS); the text itself when none has one."""
+        choices = []
+        for i, ch in enumerate(text):
+            parts = decompose(ch) if is_syllable(ch) else None
+            if parts is None:
+                continue
+            onset, medial, final = parts
+            for group in _NEAR_ONSETS:
+                if ONSET_LETTERS[onset] in group:
+                    choices += [(i, ONSET_LETTERS.index(o), medial, final) for o in group if o != ONSET_LETTERS[onset]]
+            for group in _NEAR_VOWELS:
+                if VOWEL_LETTERS[medial] in group:
+                    choices += [(i, onset, VOWEL_LETTERS.index(v), final) for v in group if v != VOWEL_LETTERS[medial]]
+        if not choices:
+            return text
+        i, onset, medial, final = choices[int(self.rng.integers(len(choices)))]
+        return text[:i] + compose(onset, medial, final) + text[i + 1:]
+
+    def _restyle_en(self, text: str, lose_words: bool = True) -> str:
         rng = self.rng
         text = text.lower()
         for long, short in _EN_CONTRACTIONS:
@@ -228,7 +261,7 @@ class VariantGenerator:
         else:
             opener, closer = _EN_OPENERS[int(rng.integers(len(_EN_OPENERS)))], ""
         text = opener + text + closer
-        if len(words) >= 3 and rng.random() < 0.15:
+        if len(words) >= 3 and rng.random() < 0.15 and lose_words:
             variants = recogniser_variants(text, rng)
             text = variants[0] if variants else text
         return text

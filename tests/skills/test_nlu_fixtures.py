@@ -138,11 +138,13 @@ def test_faq_and_out_of_domain_are_well_represented(items):
 
 
 def training_phrasings() -> tuple[set[str], list[re.Pattern[str]], int]:
-    """Every phrasing a router learns from: the FAQ questions, the out-of-domain calibration set, and the
-    intent examples (a template with {placeholders} matches any alias of its slot type)."""
+    """Every phrasing a router learns from: the FAQ questions, the out-of-domain calibration set, the commands the
+    router learns as out of domain, and the intent examples (a template with {placeholders} matches any alias of
+    its slot type)."""
     phrasings = {normalised(p) for entry in load_corpus(PROJECT_DATA / "faq").entries for p in entry.phrasings}
-    out_of_domain = yaml.safe_load((PROJECT_DATA / "retrieval" / "out_of_domain.yaml").read_text(encoding="utf-8"))
-    phrasings |= {normalised(text) for texts in out_of_domain.values() for text in texts}
+    for name in ("out_of_domain.yaml", "out_of_domain_commands.yaml"):
+        out_of_domain = yaml.safe_load((PROJECT_DATA / "retrieval" / name).read_text(encoding="utf-8"))
+        phrasings |= {normalised(text) for texts in out_of_domain.values() for text in texts}
     aliases: dict[str, list[str]] = {}
     for slot_type in SLOT_TYPES:
         raw = yaml.safe_load((PROJECT_DATA / "slots" / f"{slot_type}.yaml").read_text(encoding="utf-8"))
