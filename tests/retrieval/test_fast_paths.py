@@ -60,6 +60,19 @@ def test_the_forward_pass_gives_the_packages_embeddings(encoder, normalizer, tun
         assert np.abs(encoder.encode([text]) - encoder.reference_encode([text])).max() < 1e-5
 
 
+def test_the_encoder_runs_blas_on_one_thread_even_after_someone_set_more(encoder):
+    from threadpoolctl import ThreadpoolController, threadpool_limits
+
+    # numpy's own BLAS: the one its matrix products (the encoder's) run on.
+    numpy_blas = [library for library in ThreadpoolController().select(user_api="blas").lib_controllers
+                  if "numpy" in library.filepath]
+    assert numpy_blas
+    threadpool_limits(limits=2, user_api="blas")  # what a `threadpool_limits(1)` block entered earlier restores
+    assert all(library.get_num_threads() == 2 for library in numpy_blas)
+    encoder.encode(["등본 떼려면 어떻게 해"])
+    assert all(library.get_num_threads() == 1 for library in numpy_blas)
+
+
 def test_prepared_tokens_change_no_embedding(encoder, normalizer, tuning_texts, faq_questions):
     """A sentence whose tokens were computed ahead embeds as one whose tokens are computed on the spot, including
     a text with no prepared token at all and one of a single token."""
