@@ -45,7 +45,8 @@ INDEX_FORMAT = "faq-index/1"
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_OUT_OF_DOMAIN = PROJECT_DATA / "retrieval" / "out_of_domain.yaml"
 # The modules whose code decides the index content; editing one makes stored indexes stale.
-_KEYED_MODULES = ("normalize.py", "lexical.py", "dense.py", "scoring.py", "calibration.py", "index.py")
+_KEYED_MODULES = ("normalize.py", "lexical.py", "dense.py", "use_forward.py", "scoring.py", "calibration.py",
+                  "index.py")
 _FILES = ("dense.faiss", "index.npz")
 
 

@@ -95,10 +95,20 @@ class Bm25Index:
             if near:
                 columns.extend(near)
                 weights.extend([MISHEARD_WEIGHT / len(near)] * len(near))
+        scores = np.zeros(self.n_docs, dtype=np.float32)
         if not columns:
-            return np.zeros(self.n_docs, dtype=np.float32), mass
-        scores = self.weights[:, np.asarray(columns, dtype=np.int64)] @ np.asarray(weights, dtype=np.float32)
-        return np.asarray(scores, dtype=np.float32).ravel(), mass
+            return scores, mass
+        # The chosen columns' entries, column after column, each times its column's weight, added up per document in
+        # that order: what scipy's column slice times a vector computes (the same float32 sums), without building
+        # the slice (0.2 ms of a query's 0.25).
+        chosen = np.asarray(columns, dtype=np.int64)
+        starts = self.weights.indptr[chosen]
+        counts = self.weights.indptr[chosen + 1] - starts
+        first_of_each = np.cumsum(counts) - counts
+        entries = np.arange(int(counts.sum()), dtype=np.int64) + np.repeat(starts - first_of_each, counts)
+        terms = self.weights.data[entries] * np.repeat(np.asarray(weights, dtype=np.float32), counts)
+        np.add.at(scores, self.weights.indices[entries], terms)
+        return scores, mass
 
     def known_share(self, query_terms: list[str], exclude_doc: int = -1) -> float:
         """Share of the query's words (morphemes ``m:`` and English words ``w:``) that the corpus

@@ -74,7 +74,7 @@ def entry_evidence(
     n_rows = lexical_index.n_docs
     excluded = exclude_rows if exclude_rows is not None else [-1] * len(texts)
     lex_rows = np.zeros((len(texts), n_rows), dtype=np.float32)
-    dense_rows = np.full((len(texts), n_rows), -1.0, dtype=np.float32)
+    dense_rows = np.full((len(texts), n_rows), -1.0, dtype=np.float32)  # the lexical ranker alone: no dense score
     coverage = np.zeros(len(texts), dtype=np.float32)
     if ranker != "dense":
         for i, text in enumerate(texts):
@@ -87,8 +87,7 @@ def entry_evidence(
         if embeddings is not None and len(embeddings) != len(texts):
             raise ValueError("one embedding per text")
         vectors = embeddings if embeddings is not None else embed_queries(normalizer, encoder, texts)
-        sims, ids = dense_index.scores(vectors, k=n_rows)
-        np.put_along_axis(dense_rows, ids, sims, axis=1)
+        dense_rows = dense_index.all_scores(vectors)
     rows = np.asarray(excluded, dtype=np.int64)
     hidden = np.nonzero(rows >= 0)[0]
     lex_rows[hidden, rows[hidden]] = 0.0

@@ -72,6 +72,11 @@ class FaqSearcher:
         self._out_of_domain_path = Path(out_of_domain_path)
         self._reload_lock = threading.Lock()
         self._next_disk_check = time.monotonic() + DISK_CHECK_SECONDS
+        self._prepare_encoder(index)
+
+    def _prepare_encoder(self, index: FaqIndex) -> None:
+        """Lets the encoder compute ahead what it can for the corpus's words, which queries use most."""
+        self._encoder.prepare([self._normalizer.dense_text(p) for entry in index.entries for p in entry.phrasings])
 
     @property
     def index(self) -> FaqIndex:
@@ -110,6 +115,7 @@ class FaqSearcher:
         with self._reload_lock:
             index = _load_or_build_index(self._data_dir, self._corpus_dir, self._normalizer,
                                          self._encoder, self._out_of_domain_path, False, force=force)
+            self._prepare_encoder(index)
             self._index = index
             return index
 
@@ -168,7 +174,9 @@ class FaqSearcher:
             directory = index_directory(self._data_dir)
             if key != self._index.key and stored_key(directory) == key:
                 with index_lock(directory, exclusive=False):
-                    self._index = load_index(directory, corpus, key)
+                    index = load_index(directory, corpus, key)
+                self._prepare_encoder(index)
+                self._index = index
                 log.info("picked up the FAQ index another process stored")
         except Exception:  # noqa: BLE001 - whatever is on disk must not take searches down
             log.exception("could not pick up the stored FAQ index; keeping the current one")

@@ -109,7 +109,16 @@ class IntentRouter:
         """Routes with the dense model from now on (the FAQ loader calls this once the encoder is loaded)."""
         if model.kind != DENSE:
             raise ValueError("attach takes the dense model")
+        # The words of requests (the intent examples and the slot values' aliases) are common in turns too: the
+        # encoder computes their tokens' own work once (the FAQ searcher has it do the same for the corpus).
+        encoder.prepare([normalizer.dense_text(text) for text in self._request_words()])
         self._dense = (model, normalizer, encoder)
+
+    def _request_words(self) -> list[str]:
+        texts = [PLACEHOLDER.sub(" ", example.template) for example in self.examples.examples]
+        texts += [alias for values in self.vocabulary.types.values() for value in values.values()
+                  for alias in value.aliases]
+        return texts
 
     def lexical_model(self) -> RouterModel:
         if self._lexical is None:
