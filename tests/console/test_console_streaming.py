@@ -34,8 +34,10 @@ def turns(driver):
 
 
 def partial_shown(turn) -> str:
-    shown = turn.find_elements(By.CSS_SELECTOR, "[data-role=partial]")
-    return shown[0].text.strip() if shown else ""
+    # Read in one script call: the page replaces the partial element as new words come, so an element found by one
+    # WebDriver call can be gone (stale) by the next.
+    return turn.parent.execute_script(
+        "const p = arguments[0].querySelector('[data-role=partial]'); return p ? p.innerText.trim() : '';", turn)
 
 
 def test_push_to_talk_shows_the_partial_transcript_before_release_and_plays_the_reply(browser, live_server):
