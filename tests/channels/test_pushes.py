@@ -31,25 +31,13 @@ from tests.fake_platforms import (
 )
 from tests.nodes import run_together, running_nodes
 from tests.security.test_logs import assert_not_logged, captured_logs
+from tests.wallet_bridge.conftest import SettableClock
 
 # Noon in Seoul: outside the default quiet hours (21:00–08:00).
 NOON_KST = datetime(2026, 11, 30, 12, 0, tzinfo=KST).astimezone(UTC)
 KAKAO_USER = "kakao-bot-user-key-7a6b"
 ALEXA_USER = "amzn1.ask.account.TESTPUSHUSER0001"
 PERSONAL = ("가족관계", "family-relation-certificate", "김푸시", "cert-p-", "scourt", "citizen-p-")
-
-
-class TestClock:
-    __test__ = False
-
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 @pytest.fixture()
@@ -64,7 +52,7 @@ def node(tmp_path: Path) -> Iterator[Services]:
         yield nodes[0]
 
 
-def delivery(node: Services, clock: TestClock, config: PushConfig, node_id: str = "node-a") -> PushDelivery:
+def delivery(node: Services, clock: SettableClock, config: PushConfig, node_id: str = "node-a") -> PushDelivery:
     """The node's pushes on the test clock (its state changes too), aimed at the fakes."""
     node.clock = clock
     node.notifications.clock = clock
@@ -101,7 +89,7 @@ def push_states(node: Services, who: dict) -> dict[str, str]:
 
 
 def test_one_kakao_event_and_one_alexa_event_of_the_documented_shape(node, platforms):
-    clock = TestClock(NOON_KST)
+    clock = SettableClock(NOON_KST)
     pushes = delivery(node, clock, platforms.config())
     who = citizen(node)
     with captured_logs() as logs:
@@ -137,7 +125,7 @@ def test_one_kakao_event_and_one_alexa_event_of_the_documented_shape(node, platf
 
 
 def test_an_alexa_user_id_too_long_to_keep_is_addressed_by_the_id_its_channel_sealed(node, platforms):
-    pushes = delivery(node, TestClock(NOON_KST), platforms.config())
+    pushes = delivery(node, SettableClock(NOON_KST), platforms.config())
     who = citizen(node, ("alexa",), link=False)
     # Real Alexa userIds are longer than a user id may be: the service keeps a digest (channels/speaker_ids.py).
     long_id = "amzn1.ask.account." + secrets.token_hex(110).upper()
@@ -159,7 +147,7 @@ def test_an_alexa_user_id_too_long_to_keep_is_addressed_by_the_id_its_channel_se
 
 
 def test_an_english_speaking_citizen_gets_the_english_text(node, platforms):
-    pushes = delivery(node, TestClock(NOON_KST), platforms.config())
+    pushes = delivery(node, SettableClock(NOON_KST), platforms.config())
     who = citizen(node, ("kakao",), locale="en-US")
     issue(node, who)
     pushes.dispatch_due()
@@ -169,7 +157,7 @@ def test_an_english_speaking_citizen_gets_the_english_text(node, platforms):
 
 def test_quiet_hours_hold_pushes_until_they_end_and_the_spoken_headline_is_unaffected(node, platforms):
     late = datetime(2026, 11, 30, 23, 0, tzinfo=KST).astimezone(UTC)
-    clock = TestClock(late)
+    clock = SettableClock(late)
     pushes = delivery(node, clock, platforms.config())
     who = citizen(node)
     issue(node, who)
@@ -187,7 +175,7 @@ def test_quiet_hours_hold_pushes_until_they_end_and_the_spoken_headline_is_unaff
 
 
 def test_a_citizens_own_quiet_hours(node, platforms):
-    clock = TestClock(NOON_KST)
+    clock = SettableClock(NOON_KST)
     pushes = delivery(node, clock, platforms.config())
     who = citizen(node, ("kakao",), quiet_start="11:30", quiet_end="13:15")
     issue(node, who)
@@ -197,7 +185,7 @@ def test_a_citizens_own_quiet_hours(node, platforms):
 
 
 def test_a_failing_platform_is_retried_with_backoff_and_marked_failed_after_a_day(node, platforms):
-    clock = TestClock(NOON_KST)
+    clock = SettableClock(NOON_KST)
     pushes = delivery(node, clock, platforms.config())
     who = citizen(node, ("kakao",), quiet_start="00:00", quiet_end="00:00")  # no quiet hours: retried all day
     issue(node, who)
@@ -234,7 +222,7 @@ def test_a_failing_platform_is_retried_with_backoff_and_marked_failed_after_a_da
 
 
 def test_alexa_token_cached_then_refreshed_once_on_401(node, platforms):
-    clock = TestClock(NOON_KST)
+    clock = SettableClock(NOON_KST)
     pushes = delivery(node, clock, platforms.config())
     first, second, third = (citizen(node, ("alexa",)) for _ in range(3))
     issue(node, first)
@@ -256,21 +244,21 @@ def test_alexa_token_cached_then_refreshed_once_on_401(node, platforms):
 
 def test_an_unconfigured_platform_sends_nothing_and_says_so(node, platforms):
     config = platforms.config(alexa_client_secret="", alexa_events_url="")
-    pushes = delivery(node, TestClock(NOON_KST), config)
+    pushes = delivery(node, SettableClock(NOON_KST), config)
     who = citizen(node)
     issue(node, who)
     assert pushes.dispatch_due().outcomes == {SENT: 1, NOT_CONFIGURED: 1}
     assert push_states(node, who) == {"kakao": SENT, "alexa": NOT_CONFIGURED}
     assert platforms.all("alexa") == [] and platforms.all("token") == []
     # Nothing at all configured (the service's defaults): nothing sent, no error.
-    bare = delivery(node, TestClock(NOON_KST), PushConfig.from_settings(node.settings))
+    bare = delivery(node, SettableClock(NOON_KST), PushConfig.from_settings(node.settings))
     other = citizen(node)
     issue(node, other, "court-2")
     assert bare.dispatch_due().outcomes == {NOT_CONFIGURED: 2}
 
 
 def test_citizens_nobody_can_reach_keep_their_notifications_for_the_app(node, platforms):
-    pushes = delivery(node, TestClock(NOON_KST), platforms.config())
+    pushes = delivery(node, SettableClock(NOON_KST), platforms.config())
     unlinked = citizen(node, link=False)
     no_pushes = citizen(node, ())
     issue(node, unlinked)
@@ -284,7 +272,7 @@ def test_citizens_nobody_can_reach_keep_their_notifications_for_the_app(node, pl
 
 
 def test_a_channel_turned_off_before_the_push_went_out_sends_nothing(node, platforms):
-    pushes = delivery(node, TestClock(NOON_KST), platforms.config())
+    pushes = delivery(node, SettableClock(NOON_KST), platforms.config())
     who = citizen(node)
     issue(node, who)
     node.notifications.save_settings(who["id"], NotificationSettings(channels=("alexa",)))
@@ -294,7 +282,7 @@ def test_a_channel_turned_off_before_the_push_went_out_sends_nothing(node, platf
 
 
 def test_the_wallet_gets_credential_events_only(node, platforms):
-    clock = TestClock(NOON_KST)
+    clock = SettableClock(NOON_KST)
     pushes = delivery(node, clock, platforms.config())
     who = citizen(node, ("wallet",))
     node.wallets.register(f"wallet-{who['id']}", who["id"], secrets.token_hex(8), push_url=platforms.wallet_url)
@@ -316,7 +304,7 @@ def pg_nodes(postgres, tmp_path: Path) -> Iterator[list[Services]]:
 
 
 def test_two_nodes_racing_send_each_push_once(pg_nodes, platforms):
-    clock = TestClock(NOON_KST)
+    clock = SettableClock(NOON_KST)
     node_a, node_b = pg_nodes
     first = delivery(node_a, clock, platforms.config(), node_id="node-a")
     second = delivery(node_b, clock, platforms.config(), node_id="node-b")
@@ -335,7 +323,7 @@ def test_two_nodes_racing_send_each_push_once(pg_nodes, platforms):
 
 
 def test_a_crashed_nodes_claim_runs_out_and_another_node_sends_the_push(pg_nodes, platforms):
-    clock = TestClock(NOON_KST)
+    clock = SettableClock(NOON_KST)
     node_a, node_b = pg_nodes
     crashed = delivery(node_a, clock, platforms.config(), node_id="node-a")
     survivor = delivery(node_b, clock, platforms.config(), node_id="node-b")
