@@ -12,7 +12,6 @@ import pytest
 import yaml
 
 from retrieval.dense import SentenceEncoder
-from retrieval.lexical import MISHEARD_WEIGHT
 from retrieval.scoring import embed_queries
 from retrieval.search import FaqSearcher
 from retrieval.use_forward import UseForward
@@ -88,22 +87,9 @@ def test_prepared_tokens_change_no_embedding(encoder, normalizer, tuning_texts, 
 
 def test_bm25_scores_equal_a_scipy_column_slice(searcher, normalizer, tuning_texts, faq_questions):
     index = searcher.index.lexical
-    unseen_idf = float(np.log1p((index.n_docs - 0.5) / 1.5))
     for text in tuning_texts + faq_questions + ["인간증명서 발급받는 곳", "quux zzyzx"]:
         terms = normalizer.lexical_terms(text)
-        columns, weights, mass = [], [], 0.0
-        for term in dict.fromkeys(terms):
-            column = index.vocabulary.get(term)
-            if column is not None:
-                columns.append(column)
-                weights.append(1.0)
-                mass += float(index.idf[column])
-                continue
-            mass += unseen_idf
-            near = index._near(term) if term[:2] in ("m:", "w:") else set()
-            if near:
-                columns.extend(near)
-                weights.extend([MISHEARD_WEIGHT / len(near)] * len(near))
+        columns, weights, mass = index.query_columns(terms)
         expected = (np.asarray(index.weights[:, np.asarray(columns, dtype=np.int64)]
                                @ np.asarray(weights, dtype=np.float32), dtype=np.float32).ravel()
                     if columns else np.zeros(index.n_docs, dtype=np.float32))
