@@ -22,10 +22,11 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -153,34 +154,19 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def save_index(index: FaqIndex, directory: Path) -> None:
-    """Write ``index`` to ``directory`` atomically (temporary sibling, then rename)."""
-    import faiss
-
+def publish_artifact(directory: Path, files: Sequence[str], manifest: dict[str, Any],
+                     write: Callable[[Path], None]) -> None:
+    """Builds an artefact (FAQ index, router model) in a temporary sibling of ``directory`` with ``write``, seals it
+    with a manifest of ``files``' digests, then puts it in place by renames, so that a reader (or a crash) sees the
+    old artefact or the new one, never half of one."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
-        flat = faiss.IndexFlatIP(index.dense.vectors.shape[1])
-        flat.add(index.dense.vectors)
-        faiss.write_index(flat, str(staging / "dense.faiss"))
-        arrays = index.lexical.to_arrays()
-        arrays["row_entry"] = index.row_entry
-        arrays["entry_ids"] = np.asarray([e.id for e in index.entries], dtype=str)
-        for ranker in RANKERS:
-            arrays[f"calibrator_{ranker}"] = index.calibrators[ranker].to_array()
-        with (staging / "index.npz").open("wb") as f:
-            np.savez(f, **arrays)
-        manifest = {
-            "format": INDEX_FORMAT,
-            "key": index.key,
-            "entries": len(index.entries),
-            "phrasings": int(len(index.row_entry)),
-            "build_seconds": round(index.build_seconds, 2),
-            "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "sha256": {name: file_sha256(staging / name) for name in _FILES},
-        }
-        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        write(staging)
+        sealed = {**manifest, "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                  "sha256": {name: file_sha256(staging / name) for name in files}}
+        (staging / "manifest.json").write_text(json.dumps(sealed, indent=2))
         retired = None
         if directory.exists():
             retired = directory.with_name(f".{directory.name}.retired-{os.getpid()}-{time.monotonic_ns()}")
@@ -191,6 +177,27 @@ def save_index(index: FaqIndex, directory: Path) -> None:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def save_index(index: FaqIndex, directory: Path) -> None:
+    """Write ``index`` to ``directory`` atomically (see `publish_artifact`)."""
+    import faiss
+
+    def write(staging: Path) -> None:
+        flat = faiss.IndexFlatIP(index.dense.vectors.shape[1])
+        flat.add(index.dense.vectors)
+        faiss.write_index(flat, str(staging / "dense.faiss"))
+        arrays = index.lexical.to_arrays()
+        arrays["row_entry"] = index.row_entry
+        arrays["entry_ids"] = np.asarray([e.id for e in index.entries], dtype=str)
+        for ranker in RANKERS:
+            arrays[f"calibrator_{ranker}"] = index.calibrators[ranker].to_array()
+        with (staging / "index.npz").open("wb") as f:
+            np.savez(f, **arrays)
+
+    publish_artifact(directory, _FILES, {"format": INDEX_FORMAT, "key": index.key, "entries": len(index.entries),
+                                         "phrasings": int(len(index.row_entry)),
+                                         "build_seconds": round(index.build_seconds, 2)}, write)
 
 
 def stored_key(directory: Path) -> str | None:

@@ -20,11 +20,7 @@ identity, normaliser version and this package's code.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,7 +34,7 @@ from scipy import sparse
 
 from retrieval.corpus import Corpus, FaqEntry
 from retrieval.dense import Encoder
-from retrieval.index import file_sha256, index_lock, stored_key, verified_manifest
+from retrieval.index import index_lock, publish_artifact, stored_key, verified_manifest
 from retrieval.normalize import NORMALIZER_VERSION, TextNormalizer
 from settings import PROJECT_DATA
 from understanding.examples import IntentExamples
@@ -308,11 +304,8 @@ def model_directory(data_dir: Path, kind: str) -> Path:
 
 
 def save_model(model: RouterModel, directory: Path) -> None:
-    """Writes the model atomically (a temporary sibling directory, then a rename)."""
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
+    """Writes the model atomically (see `publish_artifact`)."""
+    def write(staging: Path) -> None:
         featurizer = model.featurizer
         lexical = sorted(featurizer.lexical_vocabulary, key=featurizer.lexical_vocabulary.__getitem__)
         evidence = sorted(featurizer.evidence_vocabulary, key=featurizer.evidence_vocabulary.__getitem__)
@@ -321,21 +314,10 @@ def save_model(model: RouterModel, directory: Path) -> None:
                      temperature=np.asarray([model.temperature]), lexical_terms=np.asarray(lexical, dtype=str),
                      idf=featurizer.idf, evidence_terms=np.asarray(evidence, dtype=str),
                      known_words=np.asarray(sorted(featurizer.known_words), dtype=str))
-        manifest = {"format": MODEL_FORMAT, "kind": model.kind, "key": model.key, "rows": model.rows,
-                    "classes": list(model.classes), "train_seconds": round(model.train_seconds, 2),
-                    "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    "sha256": {name: file_sha256(staging / name) for name in _FILES}}
-        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
-        retired = None
-        if directory.exists():
-            retired = directory.with_name(f".{directory.name}.retired-{os.getpid()}-{time.monotonic_ns()}")
-            directory.rename(retired)
-        staging.rename(directory)
-        if retired is not None:
-            shutil.rmtree(retired, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+
+    publish_artifact(directory, _FILES, {"format": MODEL_FORMAT, "kind": model.kind, "key": model.key,
+                                         "rows": model.rows, "classes": list(model.classes),
+                                         "train_seconds": round(model.train_seconds, 2)}, write)
 
 
 def load_model(directory: Path, expected_key: str, normalizer: TextNormalizer | None) -> RouterModel:
