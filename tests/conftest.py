@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +19,7 @@ from app import QuietRequestHandler, create_app
 from domain.notifications import NotificationSettings
 from services import Services
 from settings import Settings
+from tests.loopback import LoopbackServer
 from tests.postgres import PostgresCluster, start_cluster
 from understanding.router import IntentRouter, Routing
 from understanding.slots import squash
@@ -72,11 +72,9 @@ def client(app):
 def live_server(app) -> Iterator[str]:
     """The shared app behind a real threaded HTTP server on loopback; yields its base URL."""
     # The request handler `python app.py serve` uses: no access log lines with query strings.
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietRequestHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
+    with LoopbackServer(make_server("127.0.0.1", 0, app, threaded=True,
+                                    request_handler=QuietRequestHandler)) as server:
+        yield server.url
 
 
 BACKENDS = ("sqlite", "postgresql")

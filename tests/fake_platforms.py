@@ -17,12 +17,13 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs
 
 from channels.pushes import PushConfig
 from outbound import OutboundPolicy
+from tests.loopback import LoopbackServer
 
 KAKAO_BOT_ID = "bot-test-0001"
 KAKAO_REST_KEY = "kakao-rest-key-test-9f8e7d"
@@ -155,15 +156,9 @@ def fake_platforms() -> Iterator[FakePlatforms]:
         def log_message(self, *_args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    platforms.base = f"http://127.0.0.1:{server.server_port}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with LoopbackServer(Handler) as server:
+        platforms.base = server.url
         yield platforms
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @contextmanager

@@ -7,9 +7,8 @@ the verifier gets that CA's root as its trust store and an in-memory certificate
 from __future__ import annotations
 
 import json
-import threading
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -24,6 +23,7 @@ from channels.alexa.verification import (
 )
 from outbound import OutboundPolicy
 from tests.channels.signing_ca import CERT_URL, SKILL_ID, SigningCA, alexa_body
+from tests.loopback import LoopbackServer
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "speakers" / "alexa"
 
@@ -323,12 +323,8 @@ class _ChainHandler(BaseHTTPRequestHandler):
 @pytest.fixture
 def chain_server(ca):
     handler = type("Handler", (_ChainHandler,), {"pem": ca.chain_pem(), "hits": 0})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", handler
-    server.shutdown()
-    server.server_close()
+    with LoopbackServer(handler) as server:
+        yield server.url, handler
 
 
 # The chain server is plain http on 127.0.0.1, which the outbound policy refuses in production: these two

@@ -8,7 +8,7 @@ import secrets
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 from sqlalchemy import func, select
@@ -19,6 +19,7 @@ from channels.schemas import response_validator
 from outbound import OutboundPolicy
 from skills.sessions import dialog_sessions
 from tests.channels.conftest import DEMO_CITIZEN, DEMO_PIN, load_fixture
+from tests.loopback import LoopbackServer
 
 TOKEN = "test-kakao-" + secrets.token_hex(8)
 
@@ -196,12 +197,8 @@ class CallbackRecorder(BaseHTTPRequestHandler):
 @pytest.fixture
 def callback_server():
     handler = type("Recorder", (CallbackRecorder,), {"received": [], "arrived": threading.Event()})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", handler
-    server.shutdown()
-    server.server_close()
+    with LoopbackServer(handler) as server:
+        yield server.url, handler
 
 
 @pytest.fixture

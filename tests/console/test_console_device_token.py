@@ -4,7 +4,6 @@ which typed help turns do not need)."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 
 import pytest
@@ -15,6 +14,7 @@ from selenium.webdriver.support.ui import Select
 from app import create_app, dev_server
 from tests.conftest import make_settings
 from tests.console.conftest import open_console, wait_for
+from tests.loopback import LoopbackServer
 
 
 @pytest.fixture(scope="module")
@@ -26,11 +26,8 @@ def microphone():
 def plain_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, object]]:
     settings = make_settings(tmp_path_factory.mktemp("no-demo"), demo=False, load_models=False)
     app = create_app(settings)
-    server = dev_server(app, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}", app.extensions["minwon"]
-    server.shutdown()
+    with LoopbackServer(dev_server(app, "127.0.0.1", 0)) as server:
+        yield server.url, app.extensions["minwon"]
     app.extensions["minwon"].stop()
 
 

@@ -14,7 +14,6 @@ import logging
 import re
 import secrets
 import socket
-import threading
 import time
 import traceback
 from collections.abc import Iterator
@@ -34,6 +33,7 @@ from observability import JsonFormatter, TextFormatter, _apply_recognisers, conf
 from settings import Settings
 from tests.channels.test_kakao_webhook import TOKEN as KAKAO_TOKEN
 from tests.channels.test_kakao_webhook import valid
+from tests.loopback import LoopbackServer
 from tests.wallet_bridge.conftest import Holder
 
 GRANT = "urn:ietf:params:oauth:grant-type:pre-authorized_code"
@@ -198,29 +198,22 @@ def socket_closed_port() -> Iterator[int]:
 def test_dev_server_logs_the_url_to_open_and_no_request_lines_with_query_strings(app, services):
     user_key = "voice-user-" + secrets.token_hex(6)
     speech = services.components["tts"].synthesize("도움말", "ko-KR")
-    with captured_logs() as logs:
-        server = dev_server(app, "127.0.0.1", 0)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            base = f"http://127.0.0.1:{server.port}"
-            query = f"user_id={user_key}&device_id=dev-{user_key}"
-            first = requests.post(f"{base}/v1/voice?{query}", data=speech, headers={"Content-Type": "audio/wav"},
-                                  timeout=60)
-            assert first.status_code == 200, first.text
-            session_id = first.json()["response"]["session_id"]
-            query += f"&session_id={session_id}"
-            again = requests.post(f"{base}/v1/voice?{query}", data=speech, headers={"Content-Type": "audio/wav"},
-                                  timeout=60)
-            assert again.status_code == 200 and again.json()["response"]["session_id"] == session_id
-            requests.get(f"{base}/health?pin=7319", timeout=10)
-            # A request line werkzeug refuses: its error message would quote the line, query string and all.
-            with socket.create_connection(("127.0.0.1", server.port)) as raw:
-                raw.sendall(f"GET /v1/voice?{query} HTTP/9\r\n\r\n".encode())
-                raw.recv(1024)
-        finally:
-            server.shutdown()
-            server.server_close()
+    with captured_logs() as logs, LoopbackServer(dev_server(app, "127.0.0.1", 0)) as server:
+        base = server.url
+        query = f"user_id={user_key}&device_id=dev-{user_key}"
+        first = requests.post(f"{base}/v1/voice?{query}", data=speech, headers={"Content-Type": "audio/wav"},
+                              timeout=60)
+        assert first.status_code == 200, first.text
+        session_id = first.json()["response"]["session_id"]
+        query += f"&session_id={session_id}"
+        again = requests.post(f"{base}/v1/voice?{query}", data=speech, headers={"Content-Type": "audio/wav"},
+                              timeout=60)
+        assert again.status_code == 200 and again.json()["response"]["session_id"] == session_id
+        requests.get(f"{base}/health?pin=7319", timeout=10)
+        # A request line werkzeug refuses: its error message would quote the line, query string and all.
+        with socket.create_connection(("127.0.0.1", server.port)) as raw:
+            raw.sendall(f"GET /v1/voice?{query} HTTP/9\r\n\r\n".encode())
+            raw.recv(1024)
     opened = [m for m in logs.messages() if m.startswith("Minwon Voice: open ")]
     assert opened == [f"Minwon Voice: open http://127.0.0.1:{server.port}/ "
                       "(development server; `make serve-prod` for production)"]
@@ -235,15 +228,8 @@ def test_dev_server_logs_the_url_to_open_and_no_request_lines_with_query_strings
 def test_werkzeug_default_handler_would_have_logged_the_query_string(app):
     """The control for the test above: the capture does see werkzeug's own access log line."""
     secret = "q-" + secrets.token_hex(8)
-    with captured_logs() as logs:
-        server = make_server("127.0.0.1", 0, app, threaded=True)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            requests.get(f"http://127.0.0.1:{server.port}/health?user_id={secret}", timeout=10)
-        finally:
-            server.shutdown()
-            server.server_close()
+    with captured_logs() as logs, LoopbackServer(make_server("127.0.0.1", 0, app, threaded=True)) as server:
+        requests.get(f"{server.url}/health?user_id={secret}", timeout=10)
     assert secret in logs.outputs()["raw"]
     assert secret not in logs.outputs()["json"] and secret not in logs.outputs()["text"]  # query values redacted
 

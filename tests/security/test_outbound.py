@@ -46,6 +46,7 @@ from settings import Settings
 from tests.channels.conftest import load_fixture
 from tests.channels.signing_ca import CERT_URL, SKILL_ID, SigningCA, alexa_body
 from tests.channels.test_alexa_verification import RecordingFetcher
+from tests.loopback import LoopbackServer
 from wallet_bridge.tables import outbox
 
 # Tests-only: lets a first hop on 127.0.0.1 answer over plain http (see the module docstring).
@@ -104,11 +105,8 @@ class Redirector(BaseHTTPRequestHandler):
 def redirector(listener: Listener) -> Iterator[str]:
     """An http server on 127.0.0.1 that redirects to the listener; yields its base URL."""
     handler = type("ToListener", (Redirector,), {"location": f"http://127.0.0.1:{listener.port}/stolen"})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with LoopbackServer(handler) as server:
+        yield server.url
 
 
 # -- wallet push URLs: registration ---------------------------------------------------------------------
@@ -244,7 +242,7 @@ def test_name_resolving_to_a_non_public_address_is_refused_at_send_time(answers)
     assert asked == ["wallet.example"]  # refused after resolving, before connecting
 
 
-def _tls_server(names: list[str], tmp_path: Path) -> tuple[ThreadingHTTPServer, str, list]:
+def _tls_server(names: list[str], tmp_path: Path) -> tuple[LoopbackServer, str, list]:
     """An https server on 127.0.0.1 with a certificate for `names`; returns (server, CA file, SNI names seen)."""
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
@@ -278,8 +276,7 @@ def _tls_server(names: list[str], tmp_path: Path) -> tuple[ThreadingHTTPServer, 
     context.sni_callback = lambda _sock, name, _ctx: seen.append(("sni", name))
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, str(cert_file), seen
+    return LoopbackServer(server), str(cert_file), seen
 
 
 def test_dns_rebinding_cannot_move_the_connection_after_the_check(tmp_path):
@@ -290,7 +287,7 @@ def test_dns_rebinding_cannot_move_the_connection_after_the_check(tmp_path):
     own. A certificate for another name is still refused: pinning did not turn verification off. The server
     can only be on loopback, hence the tests-only switch."""
     server, ca_file, seen = _tls_server(["wallet.test"], tmp_path)
-    port = server.server_address[1]
+    port = server.port
     asked: list[str] = []
 
     def rebinding(host: str, port: int) -> list[str]:
@@ -307,8 +304,7 @@ def test_dns_rebinding_cannot_move_the_connection_after_the_check(tmp_path):
             impostor.post_json(f"https://impostor.test:{port}/push", {"n": 2})
         assert not any(entry[0] == "host" and entry[2] == {"n": 2} for entry in seen)
     finally:
-        server.shutdown()
-        server.server_close()
+        server.close()
 
 
 def test_redirect_from_an_allowed_target_is_not_followed(redirector, listener):

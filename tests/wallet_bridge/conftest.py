@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from domain.crypto import public_jwk, sign_compact
 from services import Services
 from settings import Settings
 from storage import Database, metadata
+from tests.loopback import LoopbackServer
 from wallet_bridge.bridge import WalletBridge
 from wallet_bridge.config import WalletConfig
 from wallet_bridge.holder import ReferenceHolder
@@ -205,14 +206,11 @@ class PushReceiver:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/push"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self._server = LoopbackServer(Handler)
+        self.url = f"{self._server.url}/push"
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._server.close()
 
 
 # --- issue 16: linking a speaker by presenting the mobile ID --------------------------------------------------
@@ -232,10 +230,8 @@ def mobile_id_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
     # which the test's HTTP client would time out on.
     app.extensions["minwon"].router.lexical_model()
     server.app = app  # the port had to exist before the app could know its own issuer URL
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield url, app.extensions["minwon"]
-    server.shutdown()
+    with LoopbackServer(server):
+        yield url, app.extensions["minwon"]
     app.extensions["minwon"].wallet.outbox_worker.stop()
 
 

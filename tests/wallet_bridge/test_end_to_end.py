@@ -11,7 +11,6 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ from domain.crypto import parse_compact
 from domain.signing_keys import KEY_CACHE_TTL_S
 from settings import Settings
 from tests.conftest import ROOT
+from tests.loopback import LoopbackServer
 from tests.wallet_bridge.conftest import fixture_json
 from wallet_bridge.holder import HolderError, ReferenceHolder
 
@@ -39,14 +39,12 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]
     settings = Settings.from_env({"MINWON_DEMO": "1", "MINWON_DATA_DIR": str(data_dir), "MINWON_ISSUER_URL": url}, load_models=False)
     app = create_app(settings)
     server.app = app  # the port had to exist before the app could know its own issuer URL
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    # The demo seeding put a mobile ID offer into wallet-0001's mailbox; a holder of its own takes it (with the
-    # published tx_code), so these tests see only the offers their spoken requests make.
-    seeded = ReferenceHolder(url, "wallet-0001", "demo-wallet-token-0001", data_dir / "mobile-id-holder")
-    assert len(seeded.run(lambda _entry: "135790")) == 1
-    yield url, data_dir
-    server.shutdown()
+    with LoopbackServer(server):
+        # The demo seeding put a mobile ID offer into wallet-0001's mailbox; a holder of its own takes it (with the
+        # published tx_code), so these tests see only the offers their spoken requests make.
+        seeded = ReferenceHolder(url, "wallet-0001", "demo-wallet-token-0001", data_dir / "mobile-id-holder")
+        assert len(seeded.run(lambda _entry: "135790")) == 1
+        yield url, data_dir
     app.extensions["minwon"].wallet.outbox_worker.stop()
 
 
@@ -166,12 +164,13 @@ def test_cli_errors(live, tmp_path):
 
 def test_holder_refuses_an_issuer_that_requires_encryption(tmp_path):
     """The OID4VCI example metadata says encryption_required: this holder does not encrypt, so it stops."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from http.server import BaseHTTPRequestHandler
 
     metadata = fixture_json("oid4vci/credential_issuer_metadata_sd_jwt_long.json")
 
     class Issuer(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802
+            base = f"http://127.0.0.1:{self.server.server_address[1]}"
             body = json.dumps({**metadata, "credential_issuer": base}).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
@@ -182,15 +181,9 @@ def test_holder_refuses_an_issuer_that_requires_encryption(tmp_path):
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Issuer)
-    base = f"http://127.0.0.1:{server.server_address[1]}"
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with LoopbackServer(Issuer) as issuer:
         offer = fixture_json("oid4vci/credential_offer_pre-authz_code.json")
-        offer["credential_issuer"] = base
-        holder = ReferenceHolder(base, "w", "t", tmp_path / "holder")
+        offer["credential_issuer"] = issuer.url
+        holder = ReferenceHolder(issuer.url, "w", "t", tmp_path / "holder")
         with pytest.raises(HolderError, match="encryption is required"):
             holder.redeem({"offer_id": "x", "credential_offer": offer}, "1234")
-    finally:
-        server.shutdown()
-        server.server_close()
