@@ -4,11 +4,14 @@ what the examples say.
 
 "{recipient}에 {data_item} 공유 꺼줘" becomes "건보한테 소득 정보 공유 꺼 주세요", "국세청에소득공유꺼줄래", … and
 "stop sharing my {data_item} with {recipient}" becomes "please stop sharing my income data with the nts".
-Deterministic for a given seed: the same examples always give the same training set.
+Deterministic for a given seed: the same examples always give the same training set. Each example's variants
+come from a random sequence of its own, keyed to the seed and the example (`stable_key`), so that adding, editing
+or removing one example changes that example's variants only, not every other one's.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from collections.abc import Iterable
@@ -22,9 +25,12 @@ from understanding.examples import IntentExample
 from understanding.slots import PLACEHOLDER, SlotVocabulary
 
 # Utterances generated per intent and locale, spread over its examples (each example at least MIN, at most MAX).
-PER_INTENT = 360
+# Which variants are drawn moves the tuning figures by a few utterances from one seed to the next; 540 (was 360)
+# made the tuning accuracy the same over three seeds (0.983 each; at 360 it was 0.975-0.979) for about a third
+# more training rows.
+PER_INTENT = 540
 MIN_PER_EXAMPLE = 4
-MAX_PER_EXAMPLE = 40
+MAX_PER_EXAMPLE = 60
 
 # Sentence endings and the other politeness levels a citizen may use instead (longest ending first).
 _KO_ENDINGS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -33,8 +39,11 @@ _KO_ENDINGS: tuple[tuple[str, tuple[str, ...]], ...] = (
              "")),
     ("알려줘", ("알려줘", "알려 줘", "알려 주세요", "알려줄래", "알려 줄래요", "알려 주실래요", "알려 주시겠어요", "알려줘요", "")),
     # Turning something on or off is also said as leaving it so ("꺼 놔", "켜 둬").
-    ("꺼 줘", ("꺼 줘", "꺼줘", "꺼 놔", "꺼 둬", "꺼 놔 줘", "꺼 둬요", "꺼 놓을래", "꺼 주세요", "꺼 놔 주세요")),
-    ("꺼줘", ("꺼줘", "꺼 줘", "꺼 놔", "꺼 둬", "꺼놔줘", "꺼 둬요", "꺼 놓을래", "꺼 주세요", "꺼 놔 주세요")),
+    # 꺼 is also heard without its tension ("거 줘"); 켜 keeps its aspiration better and is left as said.
+    ("꺼 줘", ("꺼 줘", "꺼줘", "꺼 놔", "꺼 둬", "꺼 놔 줘", "꺼 둬요", "꺼 놓을래", "꺼 주세요", "꺼 놔 주세요", "거 줘",
+              "거 놔")),
+    ("꺼줘", ("꺼줘", "꺼 줘", "꺼 놔", "꺼 둬", "꺼놔줘", "꺼 둬요", "꺼 놓을래", "꺼 주세요", "꺼 놔 주세요", "거줘",
+             "거 놔 줘")),
     ("켜 줘", ("켜 줘", "켜줘", "켜 놔", "켜 둬", "켜 놔 줘", "켜 둬요", "켜 놓을래", "켜 주세요", "켜 놔 주세요")),
     ("켜줘", ("켜줘", "켜 줘", "켜 놔", "켜 둬", "켜놔줘", "켜 둬요", "켜 놓을래", "켜 주세요", "켜 놔 주세요")),
     ("줘", ("줘", " 줘", " 주세요", "주세요", "줄래", " 줄래요", " 주실래요", " 주시겠어요", "줘요")),
@@ -47,6 +56,9 @@ _KO_ENDINGS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("돼", ("돼", "돼요", "되나요", "됩니까")),
     ("해", ("해", "해요", "합니다", "하세요")),
 )
+# A promise or a wish in the first person (-ㄹ게, -ㄹ래: "마칠게", "끝낼래") said formally ("마치겠습니다").
+_KO_FORMAL_FIRST_PERSON = ("겠습니다", "겠어요", "겠습니다")
+_FINAL_RIEUL = 8  # ㄹ as a final consonant (hangul.decompose)
 # Endings that take 요 to become polite ("그만해" → "그만해요"), when no rule above applied.
 _TAKES_YO = tuple("어아해여줘와워돼게지네래") + ("거든",)
 _KO_OPENERS = ("", "", "", "", "저기 ", "음 ", "혹시 ", "그럼 ")
@@ -76,6 +88,24 @@ _SPOKEN_DIGITS_KO = "공일이삼사오육칠팔구"
 _SPOKEN_DIGITS_EN = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
+def stable_key(*parts: object) -> int:
+    """A 63-bit number that depends on `parts` only (not on what else is being generated or in which order)."""
+    digest = hashlib.sha256("\0".join(map(str, parts)).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+def _formal_first_person(text: str) -> str | None:
+    """The stem of a sentence ending in -ㄹ게 or -ㄹ래 ("이만 마칠게" → "이만 마치"), for -겠습니다; None otherwise."""
+    if len(text) < 2 or text[-1] not in "게래":
+        return None
+    parts = decompose(text[-2])
+    if parts is None or parts[2] != _FINAL_RIEUL:
+        return None
+    if text[-2] == "을":  # "먹을게" → "먹"
+        return text[:-2]
+    return text[:-2] + compose(parts[0], parts[1], 0)
+
+
 def has_final_consonant(word: str) -> bool:
     """Whether the last Hangul syllable of `word` ends in a consonant (을 vs 를); Latin words as spoken in Korean
     are taken to end in a vowel."""
@@ -91,6 +121,8 @@ def has_final_consonant(word: str) -> bool:
 class VariantGenerator:
     def __init__(self, vocabulary: SlotVocabulary, seed: int) -> None:
         self.vocabulary = vocabulary
+        self.seed = seed
+        # Reset per example (`_draw_for`); the pieces below all draw from it.
         self.rng = np.random.default_rng(seed)
         # slot type → [(value id, surface form)] per language ("ko": Hangul forms, "en": Latin ones)
         self.surfaces: dict[str, dict[str, list[str]]] = {}
@@ -102,19 +134,21 @@ class VariantGenerator:
             self.surfaces[slot_type] = by_language
 
     def for_examples(self, examples: Iterable[IntentExample]) -> list[tuple[str, str, str, int]]:
-        """(text, intent, locale, group) for every example; `group` numbers the example it came from (for
-        calibration folds that keep an example's variants together)."""
+        """(text, intent, locale, group) for every example; `group` identifies the example it came from (for
+        calibration folds that keep an example's variants together), the same number whatever other examples
+        there are."""
         grouped: dict[tuple[str, str], list[IntentExample]] = {}
         for example in examples:
             grouped.setdefault((example.intent, example.locale), []).append(example)
         rows: list[tuple[str, str, str, int]] = []
-        group = 0
         for (intent, locale), members in sorted(grouped.items()):
+            # One more example of an intent lowers its siblings' count by a little; each example's variants are
+            # drawn in a fixed order, so the ones it keeps are the same as before (a prefix).
             per_example = min(MAX_PER_EXAMPLE, max(MIN_PER_EXAMPLE, math.ceil(PER_INTENT / len(members))))
             for example in members:
-                for text in self.variants(example.template, locale, per_example):
+                group = stable_key("example", intent, locale, example.template)
+                for text in self.variants(example.template, locale, per_example, key=intent):
                     rows.append((text, intent, locale, group))
-                group += 1
         return rows
 
     def decoys(self, template: str, locale: str, objects: list[str], count: int) -> list[str]:
@@ -123,13 +157,16 @@ class VariantGenerator:
         slots = PLACEHOLDER.findall(template)
         if not objects or not slots or any(s not in _KO_PARTICLES for s in slots):
             return []
-        return self.variants(template, locale, count, objects=objects)[:count]
+        return self.variants(template, locale, count, objects=objects, key="decoy")[:count]
 
     def variants(self, template: str, locale: str, count: int, objects: list[str] | None = None,
-                 lose_words: bool = True) -> list[str]:
+                 lose_words: bool = True, key: str = "") -> list[str]:
         """The example itself (slots filled) and up to `count - 1` distinct variants of it. With `objects`,
         the slots are filled with those instead of slot values. `lose_words` False: no English word is dropped
-        (a command whose one telling word is "uber" must not become "link my account")."""
+        (a command whose one telling word is "uber" must not become "link my account"). The draws depend on the
+        seed, `key` (e.g. the intent), the locale and the template only: the same call gives the same variants,
+        and a smaller `count` a prefix of them."""
+        self._draw_for("variants", key, locale, template, objects is not None, lose_words)
         korean = locale.startswith("ko")
         seen: dict[str, None] = {}
         attempts = 0
@@ -145,7 +182,9 @@ class VariantGenerator:
         return list(seen)
 
     def noisy(self, text: str, count: int) -> list[str]:
-        """The text and recogniser-like variants of it (spaces lost, a misheard syllable, a word lost)."""
+        """The text and recogniser-like variants of it (spaces lost, a misheard syllable, a word lost), drawn
+        for this text alone."""
+        self._draw_for("noisy", text)
         out = dict.fromkeys([text])
         for variant in recogniser_variants(text, self.rng):
             if len(out) > count:
@@ -156,6 +195,10 @@ class VariantGenerator:
         return list(out)[: count + 1]
 
     # -- pieces ------------------------------------------------------------------------------------------
+
+    def _draw_for(self, *parts: object) -> None:
+        """Starts the random sequence of one item (see the module's docstring)."""
+        self.rng = np.random.default_rng(stable_key(self.seed, *parts))
 
     def _fill(self, template: str, korean: bool, plain: bool, objects: list[str] | None = None) -> str:
         parts = PLACEHOLDER.split(template)
@@ -211,7 +254,10 @@ class VariantGenerator:
                 bare = bare[: -len(ending)] + alternatives[int(rng.integers(len(alternatives)))]
                 break
         else:
-            if bare.endswith(_TAKES_YO) and rng.random() < 0.5:
+            formal = _formal_first_person(bare)
+            if formal and rng.random() < 0.5:
+                bare = formal + _KO_FORMAL_FIRST_PERSON[int(rng.integers(len(_KO_FORMAL_FIRST_PERSON)))]
+            elif bare.endswith(_TAKES_YO) and rng.random() < 0.5:
                 bare += "요"
         if rng.random() < 0.25:
             bare = bare.replace("내 ", "제 ", 1) if "내 " in bare and rng.random() < 0.5 else bare
