@@ -20,13 +20,14 @@ import logging
 import re
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal, Protocol, TypeVar
 
 import numpy as np
 import vosk
@@ -37,6 +38,7 @@ from settings import PROJECT_DATA
 from voice.audio import TARGET_RATE
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 LOCALE_LANGUAGES = {"ko-KR": "ko", "en-US": "en", "ko": "ko", "en": "en"}
 MODEL_SETTINGS = {"ko": "MINWON_ASR_MODEL_KO", "en": "MINWON_ASR_MODEL_EN"}
@@ -463,6 +465,28 @@ def dithered(block: bytes, first_sample: int) -> bytes:
     return np.clip(samples + DITHER[places], -32768, 32767).astype("<i2").tobytes()
 
 
+def _side_by_side(main: Callable[[], T], beside: Callable[[], object]) -> T:
+    """`main()` on this thread while `beside()` runs on a short-lived one; both finish before this returns, and an
+    exception from either is raised here."""
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            beside()
+        except BaseException as exc:  # noqa: BLE001 - re-raised on the caller's thread below
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, name="asr-beside", daemon=True)
+    thread.start()
+    try:
+        result = main()
+    finally:
+        thread.join()
+    if failure:
+        raise failure[0]
+    return result
+
+
 class RecognitionStream:
     """One request's recognition: `accept()` 16 kHz int16 audio as it arrives, then `finish()`."""
 
@@ -480,6 +504,7 @@ class RecognitionStream:
         self._fed = 0
         self._pending = bytearray()
         self.decode_s = 0.0
+        self.ended = False
 
     @property
     def mode(self) -> str:
@@ -500,10 +525,18 @@ class RecognitionStream:
         if not whole:
             return None
         blocks, self._pending = bytes(self._pending[:whole]), self._pending[whole:]
-        closed = None
-        for start in range(0, whole, FEED_BYTES):
-            closed = self._feed(blocks[start:start + FEED_BYTES]) or closed
-        return closed
+
+        def decode() -> Segment | None:
+            closed = None
+            for start in range(0, whole, FEED_BYTES):
+                closed = self._feed(blocks[start:start + FEED_BYTES]) or closed
+            return closed
+
+        spotter = self._spotter
+        if spotter is None:
+            return decode()
+        # The command spotter hears the same blocks on a thread of its own, so the recogniser never waits for it.
+        return _side_by_side(decode, lambda: spotter.accept(blocks))
 
     def _feed(self, block: bytes) -> Segment | None:
         started = time.perf_counter()
@@ -513,8 +546,6 @@ class RecognitionStream:
         if self._recognizer.AcceptWaveform(noisy):
             closed = self._take(json.loads(self._recognizer.Result()))
         self.decode_s += time.perf_counter() - started
-        if self._spotter is not None:
-            self._spotter.accept(block)
         return closed
 
     def partial(self) -> str:
@@ -529,14 +560,36 @@ class RecognitionStream:
         return self._samples / TARGET_RATE
 
     def finish(self) -> Transcript:
-        self.close_segment()
+        self.end()
         return self.transcript()
+
+    def end(self) -> list[Segment]:
+        """End of the audio: `close_segment()`, with the command spotter's final pass run beside the recogniser's on
+        a thread of its own (Vosk releases the GIL inside Kaldi), so that on a second core the spotter adds nothing
+        to the time from the last chunk to the transcript. Returns what `close_segment()` returns."""
+        rest = self._rest()
+        spotter = self._spotter
+        if spotter is None or spotter.ended:
+            closed = self._final_pass(rest)
+        else:
+            closed = _side_by_side(lambda: self._final_pass(rest), spotter.end)
+        self.ended = True
+        return closed
 
     def close_segment(self) -> list[Segment]:
         """Flush the recogniser (end of the audio): the stretches of speech this closes (none, one, or two when
         the last partial block also reached an endpoint)."""
-        closed = [self._feed(bytes(self._pending))] if self._pending else []
-        self._pending = bytearray()
+        return self._final_pass(self._rest())
+
+    def _rest(self) -> bytes:
+        """The audio short of a whole block, out of the buffer; the spotter is handed its copy."""
+        rest, self._pending = bytes(self._pending), bytearray()
+        if rest and self._spotter is not None:
+            self._spotter.accept(rest)
+        return rest
+
+    def _final_pass(self, rest: bytes) -> list[Segment]:
+        closed = [self._feed(rest)] if rest else []
         started = time.perf_counter()
         closed.append(self._take(json.loads(self._recognizer.FinalResult())))
         self.decode_s += time.perf_counter() - started
@@ -548,7 +601,9 @@ class RecognitionStream:
         transcript.duration_s = self._samples / TARGET_RATE
         transcript.decode_s = self.decode_s
         if self._spotter is not None:
-            spotted = self._spotter.finish()
+            if not self._spotter.ended:
+                self._spotter.end()
+            spotted = self._spotter.transcript()
             transcript.decode_s += spotted.decode_s
             if spotted.understood:
                 # A command the grammar pass is sure of beats the open transcript, which stays first

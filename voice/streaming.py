@@ -270,7 +270,7 @@ class StreamSession:
         stream = self._started()
         if self._decoder is not None and self._decoder.source_frames:
             stream.accept(self._decoder.finish())   # the resampler's tail
-        closed = stream.close_segment()
+        closed = stream.end()
         self.transcript = stream.transcript()
         self.ended = True
         *earlier, last = self._results(closed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -218,3 +219,41 @@ def test_open_mode_spots_a_spoken_command(recognizer, speak, command):
 def test_open_mode_does_not_take_a_request_for_a_command(recognizer, speak, request_text):
     result = recognizer.recognize(speak(request_text), "ko-KR", OPEN_SPEECH, commands=COMMANDS)
     assert not result.spotted and result.text not in COMMANDS
+
+
+def test_the_command_spotters_final_pass_runs_beside_the_recognisers_and_leaves_no_thread(recognizer, speak):
+    audio = speak("도움말")
+    stream = recognizer.start("ko-KR", OPEN_SPEECH, commands=COMMANDS)
+    spotter = stream._spotter  # noqa: SLF001 - the pass under test
+    assert spotter is not None
+    passes: list[str] = []
+    spotter_end = spotter.end
+
+    def spotter_ends() -> list:
+        passes.append(threading.current_thread().name)
+        return spotter_end()
+
+    spotter.end = spotter_ends
+    stream.accept(audio)
+    result = stream.finish()
+    assert passes == ["asr-beside"] and spotter.ended and stream.ended
+    assert result.spotted and result.text == "도움말"
+    assert not [t for t in threading.enumerate() if t.name == "asr-beside"]
+    # The upload path decodes the same audio to the same result.
+    uploaded = recognizer.recognize(audio, "ko-KR", OPEN_SPEECH, commands=COMMANDS)
+    assert (uploaded.text, uploaded.alternatives, uploaded.spotted) == (result.text, result.alternatives, True)
+
+
+def test_a_failure_in_the_command_spotters_final_pass_reaches_the_caller(recognizer, speak):
+    stream = recognizer.start("ko-KR", OPEN_SPEECH, commands=COMMANDS)
+    spotter = stream._spotter  # noqa: SLF001 - the pass under test
+    assert spotter is not None
+
+    def broken() -> list:
+        raise RuntimeError("spotter failed")
+
+    spotter.end = broken
+    stream.accept(speak("도움말"))
+    with pytest.raises(RuntimeError, match="spotter failed"):
+        stream.finish()
+    assert not [t for t in threading.enumerate() if t.name == "asr-beside"]
