@@ -27,7 +27,7 @@ from sqlalchemy import Column, Connection, DateTime, String, Table, Text, or_, s
 
 from domain.clock import aware, utc_now
 from domain.crypto import FieldCipher
-from storage import Database, StorageUnavailable, insert_or_update, insert_unless_present, instance_id, metadata
+from storage import Database, StorageUnavailable, insert_or_update, insert_unless_present, metadata
 
 log = logging.getLogger(__name__)
 
@@ -166,11 +166,13 @@ EXPIRY_REFRESH = timedelta(seconds=60)
 
 
 class SessionStore:
-    def __init__(self, db: Database, ttl_s: int, cipher: FieldCipher) -> None:
+    def __init__(self, db: Database, ttl_s: int, cipher: FieldCipher, *, node_id: str) -> None:
         self.db = db
         self.ttl = timedelta(seconds=ttl_s)
         self.cipher = cipher
-        self.node_id = instance_id()
+        # The process's name among the nodes (`storage.instance_id`, made once by the caller): the owner of
+        # this store's request claims.
+        self.node_id = node_id
         # The request ids this process is answering now: a claim of this node's that is not among them was
         # left by a turn that failed (its database went away before the claim could be dropped).
         self._answering: set[tuple[str, str]] = set()

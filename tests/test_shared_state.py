@@ -198,6 +198,15 @@ def test_spent_budgets_are_purged_by_either_node(two_nodes):
     assert node_b.rate_limits.purge() == 11 and rows() == 0
 
 
+def test_each_node_has_one_name_that_every_claim_it_takes_is_made_under(two_nodes):
+    # Request claims, offer and push outbox claims and the notification scan lease: one owner name per process,
+    # so that a claim a node left behind is recognised as its own by every part of it, and never by the other.
+    names = [{state.node_id, state.sessions.node_id, state.wallet.outbox.node_id, state.pushes.node_id}
+             for state in two_nodes]
+    assert [len(each) for each in names] == [1, 1]
+    assert names[0] != names[1]
+
+
 # -- signing keys -----------------------------------------------------------------------------------------------
 
 
