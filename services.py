@@ -82,7 +82,10 @@ class Services:
         key = self.settings.secret_key
         self.accounts = Accounts(self.db, key)
         self.devices = DeviceTokens(self.db, key)
-        self.sessions = SessionStore(self.db, self.settings.session_ttl_s, self.accounts.cipher)
+        # This process's one name among the nodes sharing the database: the owner of its request claims, outbox
+        # claims and leases, whichever part of the service takes them.
+        self.node_id = instance_id()
+        self.sessions = SessionStore(self.db, self.settings.session_ttl_s, self.accounts.cipher, node_id=self.node_id)
         self.certificates = CertificateRecords(self.db)
         self.consents = ConsentLedger(self.db, key)
         self.citizen_tokens = CitizenTokens(self.db, key)
@@ -90,14 +93,13 @@ class Services:
         self.citizen_data = CitizenData(self.db, self.accounts.cipher)
         self.wallets = WalletRegistry(self.db, key)
         self.notifications = Notifications(self.db, self.clock)
-        self.node_id = instance_id()
         self.notify_scan_interval_s = float(self.settings.get("MINWON_NOTIFY_SCAN_S", str(NOTIFY_SCAN_INTERVAL_S)))
         # Every request to a URL from outside (wallet push, Kakao callback, Alexa certificate) follows this policy.
         self.outbound = OutboundPolicy.from_settings(self.settings)
         self.wallet = WalletBridge(
             self.db, wallet_config(self.settings),
             CertificateDocuments(self.certificates, self.accounts, self.clock), self.clock,
-            outbound=self.outbound, wallets=self.wallets,
+            outbound=self.outbound, wallets=self.wallets, node_id=self.node_id,
         )
         # Notification pushes (Kakao, Alexa, the wallet): the same claimed-outbox delivery as the wallet's offers.
         self.push_addresses = PushAddresses(self.db, self.accounts.cipher, self.clock)

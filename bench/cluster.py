@@ -11,7 +11,7 @@ and caches) and the cluster's one database, `MINWON_SECRET_KEY` and admin key. T
 first node's `app.py init` with MINWON_DEMO=1 (as `make serve-prod` runs `init` before gunicorn); the nodes then
 serve without demo mode, so the demo device tokens work and the console asks for one.
 
-PostgreSQL comes from the tests' throwaway cluster (`tests/postgres.py`: `initdb` into a temporary directory as
+PostgreSQL is a throwaway cluster (`local_postgres.py`, as in the tests: `initdb` into a temporary directory as
 the `postgres` user when run as root, a free loopback port, no fsync). nginx runs from a configuration written into
 `<state dir>/nginx/` (never the system's), listens on loopback only and spreads requests round-robin; it keeps no
 request bodies or responses on disk, so its worker processes need no writable directory.
@@ -330,7 +330,7 @@ class LocalCluster:
             raise RuntimeError(NGINX_INSTALL_HINT)
         with ExitStack() as stack:
             if not self.database_url:
-                from tests.postgres import start_cluster
+                from local_postgres import start_cluster
 
                 postgres = start_cluster()
                 stack.callback(postgres.stop)

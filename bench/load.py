@@ -115,8 +115,8 @@ def postgres_databases(server_url: str) -> Iterator[Callable[[], str]]:
 
 @contextmanager
 def local_postgres() -> Iterator[str]:
-    """A throwaway PostgreSQL server (the tests' `tests/postgres.py`); yields its admin URL."""
-    from tests.postgres import start_cluster
+    """A throwaway PostgreSQL server (`local_postgres`, as the tests start); yields its admin URL."""
+    from local_postgres import start_cluster
 
     cluster = start_cluster()
     try:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Connection, String, Table, bindparam, case, delete, select
+from sqlalchemy import BigInteger, Column, Connection, String, Table, TextClause, bindparam, case, delete, select, text
 
 from domain.clock import Clock, utc_now
 from domain.crypto import keyed_hash
@@ -54,8 +54,8 @@ class RateLimit:
     """One budget: `limit` events per `window_s` seconds, `burst` of them at once (default: `limit`).
 
     `hit`, `count` and `exhausted` run in the caller's transaction (the token endpoint and link codes count
-    in the transaction that checks the guess); `RequestLimits` charges HTTP budgets with `hit` on a connection
-    of its own, each charge one statement that commits by itself. `name` keeps budgets with the same keys apart (a user's requests and the same user's link-code guesses)."""
+    in the transaction that checks the guess); `RequestLimits` charges a request's HTTP budgets together, in one
+    statement that commits by itself. `name` keeps budgets with the same keys apart (a user's requests and the same user's link-code guesses)."""
 
     def __init__(self, name: str, limit: int, window_s: float, secret_key: bytes, *, burst: int | None = None,
                  clock: Clock = utc_now) -> None:
@@ -79,14 +79,18 @@ class RateLimit:
         (nothing is counted then, so a client held back does not push its own budget further away)."""
         now = _micros(self.clock())
         digest = self.digest(key)
-        statements = _statements(conn)
-        if conn.execute(statements.charge, self._parameters(digest, now)).first() is not None:
+        if conn.execute(_statements(conn).charge, self._parameters(digest, now)).first() is not None:
             return None
-        # Refused. In a transaction the row is still locked (ON CONFLICT DO UPDATE on PostgreSQL, the writer lock on
+        return self.wait(conn, digest, now)
+
+    def wait(self, conn: Connection, digest: str, now: int) -> int:
+        """The whole seconds (at least 1) until the key of `digest` may have its next event, `now` being the
+        instant (in microseconds) an event was just refused at."""
+        # In a transaction the row is still locked (ON CONFLICT DO UPDATE on PostgreSQL, the writer lock on
         # SQLite), so this is the instant the refusal was based on; on an autocommit connection (`RequestLimits`)
         # it may be a moment newer, which can only make the wait a little longer, and the row may even be gone
         # (purged once its instant passed), which means the budget is back: the shortest wait.
-        tat = conn.execute(statements.read, {"key": digest}).scalar()
+        tat = conn.execute(_statements(conn).read, {"key": digest}).scalar()
         if tat is None:
             return 1
         return max(1, math.ceil((tat - self.tolerance_us - now) / 1_000_000))
@@ -148,6 +152,51 @@ def _statements(conn: Connection) -> _Statements:
     return built
 
 
+_CHARGE_ALL: dict[tuple[str, int], TextClause] = {}
+
+
+def _charge_all(dialect: str, count: int) -> TextClause:
+    """One statement charging `count` budgets (parameters key<i>, now<i>, step<i>, allowance<i>, in the request's
+    order), on SQLite or PostgreSQL; it returns the keys it counted an event for.
+
+    Which budgets it charges: those before the first one whose stored instant refuses the event (the `refused`
+    step), each with `RateLimit.hit`'s UPSERT, whose WHERE checks the budget once more on the row as it is when
+    written. On PostgreSQL the `locked` step first locks the rows that exist, in key order, so the refusal is
+    decided on the rows as the last writer left them and no other node's charge comes between that decision and
+    the writes (SQLite's one writer lock does the same); a key without a row is a full budget, which another
+    node's first charge of the same instant can only leave with one event less. Rows are written in key order
+    too, so two requests that share keys lock them in the same order."""
+    built = _CHARGE_ALL.get((dialect, count))
+    if built is not None:
+        return built
+
+    def per_key(name: str) -> str:
+        # The conflicting row's own value of `name`: ON CONFLICT's SET and WHERE see only the proposed row
+        # (`excluded`), which carries the key; the rest comes by the key.
+        whens = " ".join(f"WHEN :key{i} THEN CAST(:{name}{i} AS BIGINT)" for i in range(count))
+        return f"(CASE excluded.key {whens} END)"
+
+    now, allowance = per_key("now"), per_key("allowance")
+    # max(TAT, now) + interval; the proposed row's TAT is now + interval, the interval of its budget.
+    later = f"(CASE WHEN rate_limits.tat_us > {now} THEN rate_limits.tat_us ELSE {now} END + (excluded.tat_us - {now}))"
+    charges = ", ".join(f"({i}, CAST(:key{i} AS VARCHAR(64)), CAST(:now{i} AS BIGINT), CAST(:step{i} AS BIGINT),"
+                        f" CAST(:allowance{i} AS BIGINT))" for i in range(count))
+    lock = " ORDER BY rate_limits.key FOR UPDATE OF rate_limits" if dialect == "postgresql" else ""
+    built = text(
+        f"WITH charge (ord, key, now_us, step, allowance) AS (VALUES {charges}),"
+        " locked AS (SELECT charge.ord, charge.now_us, charge.step, charge.allowance, rate_limits.tat_us"
+        f"  FROM charge JOIN rate_limits ON rate_limits.key = charge.key{lock}),"
+        # max(TAT, now) + interval - now > burst × interval; a TAT at or before now never refuses (burst >= 1).
+        " refused (ord) AS (SELECT MIN(ord) FROM locked WHERE tat_us - now_us + step > allowance)"
+        " INSERT INTO rate_limits (key, tat_us)"
+        " SELECT charge.key, charge.now_us + charge.step FROM charge"
+        f"  WHERE charge.ord < COALESCE((SELECT refused.ord FROM refused), {count}) ORDER BY charge.key"
+        f" ON CONFLICT (key) DO UPDATE SET tat_us = {later} WHERE {later} - {now} <= {allowance}"
+        " RETURNING key")
+    _CHARGE_ALL[(dialect, count)] = built
+    return built
+
+
 def purge_expired(conn: Connection, now: datetime) -> int:
     """Deletes every key whose budget is full again (its TAT has passed): such a row means what no row means."""
     return conn.execute(delete(rate_limits).where(rate_limits.c.tat_us <= _micros(now))).rowcount or 0
@@ -158,11 +207,11 @@ class RequestLimits:
     work and never inside a caller's transaction, so a refused request has written nothing else and a request's
     own transaction does not hold the counter rows while it works.
 
-    Each charge is one atomic UPSERT that commits by itself (`Database.autocommit`): the row of a busy key (every
-    request from one address charges the same one) is locked only while its statement runs, not from the first
-    charge to a COMMIT a thread switch later, and a charge costs one round trip instead of a BEGIN, the charges and
-    a COMMIT. The numbers are the same as in one transaction: each statement counts its event or refuses it on the
-    row as the last writer left it, on whatever node."""
+    All of a request's charges are one statement (`_charge_all`), which commits by itself (`Database.autocommit`):
+    one round trip whatever the number of budgets, and on PostgreSQL the row of a busy key (every request from one
+    address charges the same one) is locked only while that statement runs. The numbers are those of charging the
+    budgets one `RateLimit.hit` after another: each budget's event is counted on its row as the last writer left
+    it, on whatever node, and the budgets from the first refusing one on are not charged."""
 
     def __init__(self, db: Database, budgets: Mapping[str, RateLimit], clock: Clock = utc_now) -> None:
         self.db = db
@@ -171,15 +220,25 @@ class RequestLimits:
 
     def retry_after(self, charges: Iterable[tuple[str, str]]) -> int:
         """Charges each (kind, key) in turn: 0 when every budget allowed the request, else the seconds to wait
-        for the first that did not (the budgets before it were charged, as the request was made)."""
-        charges = list(charges)
-        if not charges:
+        for the first that did not (the budgets before it were charged, as the request was made; those after it
+        were not)."""
+        charged = [(self.budgets[kind], key) for kind, key in charges]
+        if not charged:
             return 0
+        rows = [(budget, budget.digest(key), _micros(budget.clock())) for budget, key in charged]
+        digests = [digest for _budget, digest, _now in rows]
+        if len(set(digests)) != len(digests):
+            # One statement cannot charge a row twice (PostgreSQL refuses it), and no caller charges a budget twice.
+            raise ValueError("a request charges each budget at most once")
+        parameters: dict[str, object] = {}
+        for i, (budget, digest, now) in enumerate(rows):
+            parameters |= {f"key{i}": digest, f"now{i}": now, f"step{i}": budget.interval_us,
+                           f"allowance{i}": budget.burst * budget.interval_us}
         with self.db.autocommit() as conn:
-            for kind, key in charges:
-                wait = self.budgets[kind].hit(conn, key)
-                if wait is not None:
-                    return wait
+            counted = set(conn.execute(_charge_all(conn.dialect.name, len(rows)), parameters).scalars())
+            for budget, digest, now in rows:
+                if digest not in counted:
+                    return budget.wait(conn, digest, now)
         return 0
 
     def purge(self) -> int:

@@ -362,12 +362,16 @@ class DialogEngine:
         if reply.end_session:
             session.pending = None
         # A turn that changed nothing (the same question again, a repeat) and has no reply to keep for a retry
-        # writes nothing: no transaction, no write lock.
-        if turn.request_id or self.sessions.needs_save(session):
+        # writes nothing: no transaction, no write lock. One that only writes its session writes it in one
+        # statement, which is atomic by itself: no BEGIN and COMMIT around it (two round trips on PostgreSQL).
+        # The session and the reply kept for a retry are one transaction, so a retry finds both or neither.
+        if turn.request_id:
             with self.db.transaction() as conn:
                 self.sessions.save(conn, session)
-                if turn.request_id:
-                    self.sessions.store_reply(conn, turn.user_id, session.id, turn.request_id, asdict(reply))
+                self.sessions.store_reply(conn, turn.user_id, session.id, turn.request_id, asdict(reply))
+        elif self.sessions.needs_save(session):
+            with self.db.autocommit() as conn:
+                self.sessions.save(conn, session)
         if self.observe_turn is not None:
             self.observe_turn(reply.skill or "engine", reply.intent, started)
         log.info("turn", extra={"channel": turn.channel, "intent": reply.intent, "skill": reply.skill,

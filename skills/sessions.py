@@ -27,7 +27,7 @@ from sqlalchemy import Column, Connection, DateTime, String, Table, Text, or_, s
 
 from domain.clock import aware, utc_now
 from domain.crypto import FieldCipher
-from storage import Database, StorageUnavailable, insert_unless_present, instance_id, metadata
+from storage import Database, StorageUnavailable, insert_or_update, insert_unless_present, metadata
 
 log = logging.getLogger(__name__)
 
@@ -166,11 +166,13 @@ EXPIRY_REFRESH = timedelta(seconds=60)
 
 
 class SessionStore:
-    def __init__(self, db: Database, ttl_s: int, cipher: FieldCipher) -> None:
+    def __init__(self, db: Database, ttl_s: int, cipher: FieldCipher, *, node_id: str) -> None:
         self.db = db
         self.ttl = timedelta(seconds=ttl_s)
         self.cipher = cipher
-        self.node_id = instance_id()
+        # The process's name among the nodes (`storage.instance_id`, made once by the caller): the owner of
+        # this store's request claims.
+        self.node_id = node_id
         # The request ids this process is answering now: a claim of this node's that is not among them was
         # left by a turn that failed (its database went away before the claim could be dropped).
         self._answering: set[tuple[str, str]] = set()
@@ -223,17 +225,20 @@ class SessionStore:
         return session.stored_expires_at - utc_now() < self.ttl - EXPIRY_REFRESH
 
     def save(self, conn: Connection, session: DialogSession) -> None:
-        """Writes the session (insert when new, else update) and remembers what was written."""
+        """Writes the session in one statement (an insert when new, else an upsert) and remembers what was
+        written. One statement is atomic by itself, so `conn` may be in autocommit."""
         state = session.to_json()
         expires_at = utc_now() + self.ttl
         values = {"user_id": session.user_id,
                   "state": self.cipher.encrypt(state, ("dialog_sessions", "state", session.id)),
                   "expires_at": expires_at, "platform_session": session.platform_session}
-        # A new session's id is fresh and random: no row to update. A loaded one may have been deleted since
-        # (relinked, purged); it is then written anew.
-        if session.is_new or conn.execute(
-                dialog_sessions.update().where(dialog_sessions.c.id == session.id).values(**values)).rowcount == 0:
-            conn.execute(dialog_sessions.insert().values(id=session.id, **values))
+        statement = dialog_sessions.insert()
+        if not session.is_new:
+            # A new session's id is fresh and random: nothing to update. A loaded one is updated, or written anew
+            # when it was deleted since (relinked, purged).
+            statement = insert_or_update(conn, dialog_sessions).on_conflict_do_update(
+                index_elements=[dialog_sessions.c.id], set_=values)
+        conn.execute(statement.values(id=session.id, **values))
         session.is_new = False
         session.stored_state, session.stored_expires_at = state, expires_at
 

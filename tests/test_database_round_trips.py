@@ -29,9 +29,10 @@ from tests.nodes import node_apps
 
 DEMO_PIN = "1357"
 AUTHORIZATION = {"Authorization": f"Bearer {DEMO_DEVICE_TOKENS['demo-user-ko']}"}
-# Five reads (device token, session, link with its citizen and lockout, certificates, wallet copies) and the two
-# limit charges (the speaker user and the calling address), one round trip each, nothing around them.
-CERTIFICATE_TURN_ROUND_TRIPS = 7
+# Five reads (device token, session, link with its citizen and lockout, certificates, wallet copies) and the
+# limit charges (the speaker user and the calling address, in one statement), one round trip each, nothing around them.
+CERTIFICATE_TURN_ROUND_TRIPS = 6
+CHARGE = "WITH charge (ord,"  # the statement that charges a request's budgets
 
 
 class RoundTrips:
@@ -128,15 +129,26 @@ def test_a_certificate_turn_makes_one_round_trip_per_statement_and_no_more_than_
     assert (counted.counts["begin"], counted.counts["commit"], counted.counts["rollback"], counted.counts["ping"]) == (
         0, 0, 0, 0), counted.counts
     assert counted.round_trips == counted.counts["statement"] <= CERTIFICATE_TURN_ROUND_TRIPS, counted.statements
-    assert [s for s in counted.statements if s.startswith("INSERT")] == ["INSERT INTO rate_limits"] * 2
+    assert [s for s in counted.statements if s.startswith(("INSERT", "WITH"))] == [CHARGE]
 
 
-def test_a_first_faq_turn_writes_its_new_session_in_one_transaction_and_charges_limits_without_one(app, round_trips):
+def test_a_first_faq_turn_makes_two_round_trips_its_limits_and_its_new_session(app, round_trips):
     with round_trips.counting() as counted:
         converse(app, "등본 떼려면 어떻게 해?")
-    assert counted.statements == ["INSERT INTO rate_limits", "INSERT INTO rate_limits", "INSERT INTO dialog_sessions"]
-    # The session insert is the turn's one transaction.
-    assert (counted.counts["begin"], counted.counts["commit"], counted.counts["rollback"]) == (1, 1, 0)
+    assert counted.statements == [CHARGE, "INSERT INTO dialog_sessions"]
+    # Each is one statement, atomic by itself: no BEGIN, COMMIT or ROLLBACK around either.
+    assert (counted.counts["begin"], counted.counts["commit"], counted.counts["rollback"]) == (0, 0, 0)
+    assert counted.round_trips == 2
+
+
+def test_a_turn_with_a_request_id_keeps_its_session_and_reply_in_one_transaction(app, round_trips):
+    with round_trips.counting() as counted:
+        response = app.test_client().post("/v1/converse", json={"text": "등본 떼려면 어떻게 해?",
+                                                                "request_id": "faq-once"})
+    assert response.status_code == 200
+    writes = [s for s in counted.statements if s.startswith(("INSERT", "UPDATE", "DELETE"))]
+    assert "INSERT INTO dialog_sessions" in writes and "INSERT INTO turn_replies" in writes, counted.statements
+    assert counted.counts["begin"] >= 1 and counted.counts["commit"] == counted.counts["begin"], counted.counts
 
 
 def test_a_connection_idle_past_the_threshold_is_pinged_before_use(app, round_trips, monkeypatch):

@@ -16,7 +16,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 import pytest
@@ -111,6 +111,60 @@ def test_a_rate_limit_holds_when_both_nodes_are_hit_at_the_same_moment(two_nodes
     assert sorted(waits) == [0] * 20 + [3] * 10
 
 
+def micros(moment: datetime) -> int:
+    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+
+
+def tat_of(state: Services, kind: str, key: str) -> int | None:
+    """The stored instant of one budget's key, or None when it has no row (a full budget)."""
+    with state.db.read() as conn:
+        return conn.execute(select(rate_limits.c.tat_us).where(
+            rate_limits.c.key == state.rate_limits.budgets[kind].digest(key))).scalar()
+
+
+def test_a_request_charges_its_budgets_up_to_the_one_that_refuses_it_and_none_after(two_nodes):
+    node_a, node_b = two_nodes
+    clock = Frozen()
+    for state in two_nodes:
+        for budget in state.rate_limits.budgets.values():
+            budget.clock = clock
+    for _ in range(20):  # the device's budget, spent on node b
+        assert node_b.rate_limits.retry_after([("device", "spent-device")]) == 0
+    charges = [("user", "some-user"), ("device", "spent-device"), ("ip", "203.0.113.77")]
+    spent = tat_of(node_a, "device", "spent-device")
+    assert node_a.rate_limits.retry_after(charges) == 3
+    # The user's budget (before the refusing one) was charged, once; the device's was not pushed further away;
+    # the address's (after it) was not touched.
+    interval = node_a.rate_limits.budgets["user"].interval_us
+    assert tat_of(node_a, "user", "some-user") == micros(clock.now) + interval
+    assert tat_of(node_a, "device", "spent-device") == spent
+    assert tat_of(node_a, "ip", "203.0.113.77") is None
+    assert node_b.rate_limits.retry_after(charges) == 3
+    assert tat_of(node_a, "user", "some-user") == micros(clock.now) + 2 * interval
+    # Every budget allowing it: all three are charged, in one statement.
+    clock.now += timedelta(seconds=3)
+    assert node_a.rate_limits.retry_after(charges) == 0
+    assert tat_of(node_a, "ip", "203.0.113.77") is not None
+    assert tat_of(node_a, "device", "spent-device") == spent + node_a.rate_limits.budgets["device"].interval_us
+    with pytest.raises(ValueError):
+        node_a.rate_limits.retry_after([("user", "twice"), ("user", "twice")])
+
+
+def test_requests_charging_several_budgets_on_both_nodes_at_once_are_counted_exactly(two_nodes):
+    clock = Frozen()
+    for state in two_nodes:
+        for budget in state.rate_limits.budgets.values():
+            budget.clock = clock
+    limits = [state.rate_limits for state in two_nodes]
+    charges = [("user", "racing-user-2"), ("device", "racing-device"), ("ip", "203.0.113.78")]
+    waits = run_together([lambda limits=limits[i % 2]: limits.retry_after(charges) for i in range(30)])
+    assert sorted(waits) == [0] * 20 + [3] * 10
+    # Each budget counted the 20 requests it allowed and none of the 10 refused ones.
+    for kind, key in charges:
+        budget = two_nodes[0].rate_limits.budgets[kind]
+        assert tat_of(two_nodes[0], kind, key) == micros(clock.now) + 20 * budget.interval_us
+
+
 def test_link_code_guesses_from_both_nodes_at_once_are_counted_exactly(two_nodes):
     # Several rounds, each with a new speaker user and address but the one total budget: the rows of the first
     # two are made by the round's guesses while the last exists, the case in which locking the budgets in
@@ -142,6 +196,15 @@ def test_spent_budgets_are_purged_by_either_node(two_nodes):
     assert node_b.rate_limits.purge() == 0  # every budget is still being refilled
     clock.now += timedelta(seconds=60)
     assert node_b.rate_limits.purge() == 11 and rows() == 0
+
+
+def test_each_node_has_one_name_that_every_claim_it_takes_is_made_under(two_nodes):
+    # Request claims, offer and push outbox claims and the notification scan lease: one owner name per process,
+    # so that a claim a node left behind is recognised as its own by every part of it, and never by the other.
+    names = [{state.node_id, state.sessions.node_id, state.wallet.outbox.node_id, state.pushes.node_id}
+             for state in two_nodes]
+    assert [len(each) for each in names] == [1, 1]
+    assert names[0] != names[1]
 
 
 # -- signing keys -----------------------------------------------------------------------------------------------

@@ -66,7 +66,10 @@ class WalletBridge:
         clock: Clock = utc_now,
         outbound: OutboundPolicy | None = None,
         wallets: WalletRegistry | None = None,
+        node_id: str | None = None,
     ) -> None:
+        """`node_id`: the process's name among the nodes (`storage.instance_id`), for the outbox's claims; made
+        here when the caller has none."""
         self.db = db
         # Push URLs are checked against this policy when registered and again (resolved) when used.
         self.outbound = outbound or OutboundPolicy()
@@ -82,7 +85,7 @@ class WalletBridge:
             db, config, self.keyring, self.status_lists, self.nonces, self.offers, documents, clock
         )
         self.status_control = CredentialStatusControl(db, self.status_lists, clock)
-        self.outbox = OfferOutbox(db, config, self.offers, clock, self.outbound)
+        self.outbox = OfferOutbox(db, config, self.offers, clock, self.outbound, node_id=node_id)
         self.outbox_worker = OutboxWorker(self.outbox)
         self.wallets = wallets or WalletRegistry(db, config.secret_key)
         self.pairings = SpeakerPairings(db, config, self.keyring, self.verify_presentation, clock)
