@@ -17,10 +17,10 @@ from werkzeug.serving import make_server
 
 from app import QuietRequestHandler, create_app
 from domain.notifications import NotificationSettings
+from local_postgres import PostgresCluster, start_cluster
 from services import Services
 from settings import Settings
 from tests.loopback import LoopbackServer
-from tests.postgres import PostgresCluster, start_cluster
 from understanding.router import IntentRouter, Routing
 from understanding.slots import squash
 

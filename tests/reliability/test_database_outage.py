@@ -19,11 +19,11 @@ from sqlalchemy import event, func, select
 from sqlalchemy.engine import Engine
 
 from domain.consent_ledger import consent_chain_head, consent_events, consent_records
+from local_postgres import NOT_INSTALLED, PostgresCluster, find_bin_dir
 from skills.sessions import turn_claims, turn_replies
 from tests.channels.conftest import load_fixture
 from tests.conftest import DEMO_DEVICE_TOKENS, Conversation
 from tests.nodes import node_apps
-from tests.postgres import NOT_INSTALLED, PostgresCluster, find_bin_dir
 from wallet_bridge.tables import offers, outbox
 
 NUGU_TOKEN = "test-nugu-" + secrets.token_hex(8)

@@ -32,10 +32,10 @@ from bench.cluster import ServiceNode, cluster_env, start_nodes
 from domain.certificates import Certificate
 from domain.clock import korean_today
 from domain.consent_ledger import consent_events, consent_records, idempotency_key
+from local_postgres import PostgresCluster
 from services import Services
 from settings import Settings
 from tests.conftest import ROOT
-from tests.postgres import PostgresCluster
 from understanding.model import LEXICAL, model_directory, save_model
 from wallet_bridge.holder import ReferenceHolder
 from wallet_bridge.tables import issued_credentials, offers
