@@ -23,7 +23,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app import create_app
-from domain.attempts import rate_limits
+from domain.attempts import RequestLimits, rate_limits
 from domain.citizens import LINK_FAILURES_PER_USER
 from domain.clock import utc_now
 from domain.consent_ledger import consent_events
@@ -100,12 +100,17 @@ def test_a_rate_limit_counts_the_requests_of_both_nodes_together(two_nodes):
     assert clients[0].post("/v1/converse", json={"text": "도움말"}, headers=DEMO_DEVICE).status_code == 429
 
 
-def test_a_rate_limit_holds_when_both_nodes_are_hit_at_the_same_moment(two_nodes):
+def limits_at_one_instant(two_nodes: list[Services]) -> list[RequestLimits]:
+    """Both nodes' request limits, every budget's clock stopped at one instant (a race, not a sequence)."""
     clock = Frozen()
     for state in two_nodes:
         for budget in state.rate_limits.budgets.values():
             budget.clock = clock
-    limits = [state.rate_limits for state in two_nodes]
+    return [state.rate_limits for state in two_nodes]
+
+
+def test_a_rate_limit_holds_when_both_nodes_are_hit_at_the_same_moment(two_nodes):
+    limits = limits_at_one_instant(two_nodes)
     waits = run_together([lambda limits=limits[i % 2]: limits.retry_after([("user", "racing-user")])
                           for i in range(30)])
     assert sorted(waits) == [0] * 20 + [3] * 10
@@ -151,18 +156,14 @@ def test_a_request_charges_its_budgets_up_to_the_one_that_refuses_it_and_none_af
 
 
 def test_requests_charging_several_budgets_on_both_nodes_at_once_are_counted_exactly(two_nodes):
-    clock = Frozen()
-    for state in two_nodes:
-        for budget in state.rate_limits.budgets.values():
-            budget.clock = clock
-    limits = [state.rate_limits for state in two_nodes]
+    limits = limits_at_one_instant(two_nodes)
     charges = [("user", "racing-user-2"), ("device", "racing-device"), ("ip", "203.0.113.78")]
     waits = run_together([lambda limits=limits[i % 2]: limits.retry_after(charges) for i in range(30)])
     assert sorted(waits) == [0] * 20 + [3] * 10
     # Each budget counted the 20 requests it allowed and none of the 10 refused ones.
     for kind, key in charges:
         budget = two_nodes[0].rate_limits.budgets[kind]
-        assert tat_of(two_nodes[0], kind, key) == micros(clock.now) + 20 * budget.interval_us
+        assert tat_of(two_nodes[0], kind, key) == micros(budget.clock()) + 20 * budget.interval_us
 
 
 def test_link_code_guesses_from_both_nodes_at_once_are_counted_exactly(two_nodes):
