@@ -56,8 +56,12 @@ _KO_ENDINGS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("돼", ("돼", "돼요", "되나요", "됩니까")),
     ("해", ("해", "해요", "합니다", "하세요")),
 )
-# A promise or a wish in the first person (-ㄹ게, -ㄹ래: "마칠게", "끝낼래") said formally ("마치겠습니다").
-_KO_FORMAL_FIRST_PERSON = ("겠습니다", "겠어요", "겠습니다")
+# A promise or a wish in the first person (-ㄹ게, -ㄹ래: "마칠게", "끝낼래") said formally ("마치겠습니다"), with the
+# weight of each ending among the draws: -겠습니다 is the usual formal one, -겠어요 the softer one.
+_KO_FORMAL_FIRST_PERSON: tuple[tuple[str, float], ...] = (("겠습니다", 2.0), ("겠어요", 1.0))
+_KO_FORMAL_ENDINGS = tuple(ending for ending, _ in _KO_FORMAL_FIRST_PERSON)
+_KO_FORMAL_SHARES = np.asarray([weight for _, weight in _KO_FORMAL_FIRST_PERSON]) / sum(
+    weight for _, weight in _KO_FORMAL_FIRST_PERSON)
 _FINAL_RIEUL = 8  # ㄹ as a final consonant (hangul.decompose)
 # Endings that take 요 to become polite ("그만해" → "그만해요"), when no rule above applied.
 _TAKES_YO = tuple("어아해여줘와워돼게지네래") + ("거든",)
@@ -256,7 +260,7 @@ class VariantGenerator:
         else:
             formal = _formal_first_person(bare)
             if formal and rng.random() < 0.5:
-                bare = formal + _KO_FORMAL_FIRST_PERSON[int(rng.integers(len(_KO_FORMAL_FIRST_PERSON)))]
+                bare = formal + _KO_FORMAL_ENDINGS[int(rng.choice(len(_KO_FORMAL_ENDINGS), p=_KO_FORMAL_SHARES))]
             elif bare.endswith(_TAKES_YO) and rng.random() < 0.5:
                 bare += "요"
         if rng.random() < 0.25:
