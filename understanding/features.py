@@ -20,7 +20,7 @@ from retrieval.normalize import TextNormalizer, clean_text, english_terms, has_h
 from understanding.slots import CODE, CODE_RUN, PLACEHOLDER, SPOKEN_CODE, SlotReading, squash
 
 # Bump when a rule below changes what a text's features are: stored router models become stale.
-FEATURES_VERSION = "3"
+FEATURES_VERSION = "4"
 # Block weights: the lexical block and the embedding are unit vectors; slot evidence is a handful of ones.
 EVIDENCE_WEIGHT = 0.5
 DENSE_WEIGHT = 1.0
@@ -66,6 +66,13 @@ CUES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "duration": (("얼마동안", "며칠", "몇달", "유효기간은", "얼마나걸", "언제나와"),
                  ("how long", "how many days", "for how long", "how soon")),
     "expire": (("만료", "기한", "끝나"), ("expire", "expiring", "expired", "renew", "renewing", "overdue")),
+    # Asking whether something is so ("건보공단에 소득 정보 가고 있나요", "is my income shared with the tax office"),
+    # not asking for it to be done: with a recipient and a data item, the consent list rather than a consent.
+    # The English words are the auxiliaries a yes-or-no question starts with ("can you …" is a request: left out).
+    "asks": (("있나", "있니", "있냐", "있는지", "나요", "는지", "습니까", "고있어", "고있지", "돼있", "되어있", "중이야", "중인가",
+              "중이에", "중인지"),
+             ("is my", "are my", "am i", "do i", "does", "did i", "has my", "have i", "is anyone", "is anybody",
+              "is there", "is it", "are you", "are they", "do they", "have they")),
 }
 # Word-like terms, for the share of an utterance's words that the domain's training texts use at all.
 _WORD_KINDS = ("m:", "w:", "b:")
