@@ -128,6 +128,19 @@ def configured_model(directory: Path, frames_per_chunk: int | None = None) -> It
         shutil.rmtree(copy, ignore_errors=True)
 
 
+# The acoustic network's chunk for the models this service loads, in 10 ms feature frames (Kaldi rounds it up to a
+# multiple of the frame subsampling, 3). While audio is still arriving, Kaldi's looped decodable only computes whole
+# chunks once the network's right context (36 frames for the packaged Korean model) has arrived behind them, so up to
+# a chunk less one frame of audio waits for the end of the input on top of that context. The packaged model's own
+# setting is Kaldi's default, 24 frames: at 12, what is left to decode when the speaker stops shrinks by about 6
+# frames on average (up to 12), for about 3 % more CPU per audio second (smaller matrix products); 6 and 3 cost
+# 8–11 % and 25 % more and shortened nothing further in the measurements (bench/voice.py --chunks).
+# The chunk changes which online i-vector each chunk's frames are computed with, so open-speech words can change
+# with it (they did on 6 of the 8 espeak benchmark questions, all of whose outputs were noise either way); grammar
+# recognition (yes/no, PIN digits, short answers) was the same. Upload and stream load the one model, so they agree.
+FRAMES_PER_CHUNK = 12
+
+
 def _frames_per_chunk(value: str) -> int | None:
     if not value.strip():
         return None
@@ -163,8 +176,9 @@ class AsrConfig:
     # Short decoys swallow short commands ("음악" for a synthesised "도움말"): the command pass only
     # uses decoys of at least this many syllables.
     spot_decoy_syllables: int = 3
-    # The acoustic network's chunk, in 10 ms frames (configured_model); None keeps the model's own setting.
-    frames_per_chunk: int | None = None
+    # The acoustic network's chunk, in 10 ms frames (configured_model, FRAMES_PER_CHUNK); None keeps the model's own
+    # (MINWON_ASR_FRAMES_PER_CHUNK set empty).
+    frames_per_chunk: int | None = FRAMES_PER_CHUNK
 
     @classmethod
     def from_settings(cls, settings: SettingsLike) -> AsrConfig:
@@ -184,7 +198,7 @@ class AsrConfig:
             spot_commands=settings.flag("MINWON_ASR_SPOT_COMMANDS", True),
             spot_margin=float(settings.get("MINWON_ASR_SPOT_MARGIN", "0")),
             match_threshold=float(settings.get("MINWON_ASR_MATCH_THRESHOLD", "75")),
-            frames_per_chunk=_frames_per_chunk(settings.get("MINWON_ASR_FRAMES_PER_CHUNK", "")),
+            frames_per_chunk=_frames_per_chunk(settings.get("MINWON_ASR_FRAMES_PER_CHUNK", str(FRAMES_PER_CHUNK))),
         )
 
 

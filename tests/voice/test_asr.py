@@ -195,7 +195,12 @@ def test_the_model_copy_carries_the_acoustic_chunk_setting(tmp_path):
 
 
 def test_the_chunk_setting_is_read_from_the_environment():
+    from voice.asr import FRAMES_PER_CHUNK
+
+    assert AsrConfig.from_settings(Settings.from_env({})).frames_per_chunk == FRAMES_PER_CHUNK == 12
     assert AsrConfig.from_settings(Settings.from_env({"MINWON_ASR_FRAMES_PER_CHUNK": "9"})).frames_per_chunk == 9
+    # Set empty: the model's own setting (Kaldi's default, 24 frames for the packaged model).
+    assert AsrConfig.from_settings(Settings.from_env({"MINWON_ASR_FRAMES_PER_CHUNK": ""})).frames_per_chunk is None
     with pytest.raises(ValueError, match="MINWON_ASR_FRAMES_PER_CHUNK"):
         AsrConfig.from_settings(Settings.from_env({"MINWON_ASR_FRAMES_PER_CHUNK": "0"}))
 
