@@ -36,11 +36,12 @@ import numpy as np
 import psutil
 import requests
 import vosk
+from rapidfuzz.distance import Levenshtein
 
 from bench.load import ROOT, GunicornServer, machine
 from settings import Settings
 from understanding.answers import YES_NO_PHRASES
-from voice.asr import AsrConfig, Expectation, SpeechRecognizer
+from voice.asr import OPEN_SPEECH, AsrConfig, Expectation, SpeechRecognizer
 from voice.audio import TARGET_RATE, decode_audio
 from voice.commands import command_phrases, spoken_commands
 from voice.tts import SpeechSynthesizer
@@ -195,6 +196,7 @@ def stream_one(url: str, wav: bytes, query: str = "dialog=1&locale=ko-KR",
     sender = threading.Thread(target=send)
     sender.start()
     result: dict[str, Any] = {"audio_s": len(pcm) / 2 / TARGET_RATE}
+    answered: list[float] = []      # arrival of the server's answer to each audio piece, in order
     try:
         while True:
             frame = ws.recv_frame()
@@ -213,6 +215,8 @@ def stream_one(url: str, wav: bytes, query: str = "dialog=1&locale=ko-KR",
                 marks["reply"] = now
             elif "error" in body:
                 result["error"] = body["error"]["code"]
+            elif len(answered) < len(pieces):
+                answered.append(now)
     except (websocket.WebSocketException, OSError):
         result.setdefault("close", None)
     sender.join()
@@ -221,6 +225,11 @@ def stream_one(url: str, wav: bytes, query: str = "dialog=1&locale=ko-KR",
     for name in ("final", "reply", "audio"):
         if name in marks and "speech_end" in marks:
             result[name] = marks[name] - marks["speech_end"]
+    if "speech_end" in marks and len(answered) == len(pieces):
+        # Every piece is answered once decoded. At the end of speech the last piece has only just left, so a
+        # decoder that keeps up owes that one; any more were still queued or being decoded (it fell behind).
+        result["behind_pieces"] = sum(1 for t in answered if t > marks["speech_end"]) - 1
+        result["last_piece"] = answered[-1] - marks["speech_end"]
     return result
 
 
@@ -250,34 +259,69 @@ def _cpu_s(process: psutil.Process) -> float:
     return times.user + times.system
 
 
-def streamed_vs_uploaded(server: GunicornServer, clips: list[tuple[str, bytes]]) -> dict[str, Any]:
-    assert server.process is not None
-    worker = psutil.Process(server.process.pid).children()[0]
+def _rotated(items: list[Any], by: int) -> list[Any]:
+    """`items` starting from a different one each time, so that no setting always goes first."""
+    by %= len(items)
+    return items[by:] + items[:by]
+
+
+def _behind(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """How far the receiving thread was behind when speech ended, and when the last piece's answer came."""
+    counts = [r["behind_pieces"] for r in rows if "behind_pieces" in r]
+    if not counts:
+        return {}
+    return {"streams_behind": sum(1 for c in counts if c > 0), "max_pieces_behind": max(counts), "of": len(counts),
+            "last_piece_answered": _latency(rows, "last_piece")}
+
+
+def streamed_vs_uploaded(servers: dict[str, GunicornServer], clips: list[tuple[str, bytes]],
+                         repeats: int = 1) -> dict[str, dict[str, Any]]:
+    """Each clip uploaded and streamed on every server in turn (so that load from other work hits them alike),
+    `repeats` times over; the first pass also uploads each clip again. Latencies are given over the first pass (one
+    sample per clip) and, with repeats, over all of them."""
+    workers = {}
+    for label, server in servers.items():
+        assert server.process is not None
+        workers[label] = psutil.Process(server.process.pid).children()[0]
     http = requests.Session()
-    streamed, uploaded, repeated = [], [], []
-    stream_cpu = upload_cpu = 0.0
-    for _text, wav in clips:
-        before = _cpu_s(worker)
-        uploaded.append(upload_one(http, server.url, wav))
-        upload_cpu += _cpu_s(worker) - before
-        before = _cpu_s(worker)
-        streamed.append(stream_one(server.url, wav))
-        stream_cpu += _cpu_s(worker) - before
-        repeated.append(upload_one(http, server.url, wav))
-    audio_s = sum(r["audio_s"] for r in streamed)
-    same = sum(1 for s, u in zip(streamed, uploaded, strict=True) if s.get("text") == u["text"])
-    uploads_same = sum(1 for a, b in zip(uploaded, repeated, strict=True) if a["text"] == b["text"])
-    return {
-        "clips": len(clips), "audio_s": round(audio_s, 2),
-        "streamed": {name: _latency(streamed, name) for name in ("final", "reply", "audio")}
-                    | {"cpu_s_per_audio_s": round(stream_cpu / audio_s, 3)},
-        "uploaded": {name: _latency(uploaded, name) for name in ("final", "reply", "audio")}
-                    | {"cpu_s_per_audio_s": round(upload_cpu / audio_s, 3)},
-        "same_transcript_streamed_vs_uploaded": f"{same}/{len(clips)}",
-        "same_transcript_upload_vs_upload": f"{uploads_same}/{len(clips)}",
-        "transcripts": [{"said": t, "streamed": s.get("text"), "uploaded": u["text"], "uploaded_again": r["text"]}
-                        for (t, _), s, u, r in zip(clips, streamed, uploaded, repeated, strict=True)],
-    }
+    rows: dict[str, dict[str, list[dict[str, Any]]]] = {
+        label: {"streamed": [], "uploaded": [], "repeated": []} for label in servers}
+    cpu = {label: {"streamed": 0.0, "uploaded": 0.0} for label in servers}
+    for repeat in range(repeats):
+        for n, (_text, wav) in enumerate(clips):
+            for label in _rotated(list(servers), n + repeat):
+                url, worker = servers[label].url, workers[label]
+                before = _cpu_s(worker)
+                rows[label]["uploaded"].append(upload_one(http, url, wav))
+                cpu[label]["uploaded"] += _cpu_s(worker) - before
+                before = _cpu_s(worker)
+                rows[label]["streamed"].append(stream_one(url, wav))
+                cpu[label]["streamed"] += _cpu_s(worker) - before
+                if repeat == 0:
+                    rows[label]["repeated"].append(upload_one(http, url, wav))
+    out = {}
+    for label in servers:
+        streamed, uploaded, repeated = (rows[label][k] for k in ("streamed", "uploaded", "repeated"))
+        audio_s = sum(r["audio_s"] for r in streamed)
+        first, first_up = streamed[:len(clips)], uploaded[:len(clips)]
+        same = sum(1 for s, u in zip(streamed, uploaded, strict=True) if s.get("text") == u["text"])
+        uploads_same = sum(1 for a, b in zip(first_up, repeated, strict=True) if a["text"] == b["text"])
+        result = {
+            "clips": len(clips), "passes": repeats, "audio_s": round(audio_s / repeats, 2),
+            "streamed": {name: _latency(first, name) for name in ("final", "reply", "audio")}
+                        | {"cpu_s_per_audio_s": round(cpu[label]["streamed"] / audio_s, 3)},
+            "uploaded": {name: _latency(first_up, name) for name in ("final", "reply", "audio")}
+                        | {"cpu_s_per_audio_s": round(cpu[label]["uploaded"] / audio_s, 3)},
+            "same_transcript_streamed_vs_uploaded": f"{same}/{len(streamed)}",
+            "same_transcript_upload_vs_upload": f"{uploads_same}/{len(clips)}",
+            "receiving_thread": _behind(streamed),
+            "transcripts": [{"said": t, "streamed": s.get("text"), "uploaded": u["text"], "uploaded_again": r["text"]}
+                            for (t, _), s, u, r in zip(clips, first, first_up, repeated, strict=True)],
+        }
+        if repeats > 1:
+            result["streamed_all_passes"] = {name: _latency(streamed, name) for name in ("final", "reply", "audio")}
+        out[label] = result
+    return out
 
 
 def streams_at_once(url: str, wavs: list[bytes], query: str = "locale=ko-KR") -> list[dict[str, Any]]:
@@ -313,18 +357,28 @@ def limited_streamed_vs_uploaded(url: str, clips: list[tuple[str, bytes]], phras
             "same_transcript": f"{same}/{len(clips)}"}
 
 
-def concurrent_streams(url: str, clips: list[tuple[str, bytes]], levels: tuple[int, ...] = (1, 2, 4),
-                       rounds: int = 2) -> dict[str, Any]:
+def concurrent_streams(urls: dict[str, str], clips: list[tuple[str, bytes]], levels: tuple[int, ...] = (1, 2, 4),
+                       repeats: int = 1) -> dict[str, dict[str, Any]]:
     """`level` streams at once on one worker (transcript only, no dialog, so that synthesis does not queue them),
-    over `rounds` rounds of different clips."""
-    out: dict[str, Any] = {}
+    round after round until every clip has been streamed `repeats` times; with several servers, each round runs on
+    each server in turn. Latencies over the first pass (each clip once) and over all passes."""
+    rows: dict[str, dict[int, list[dict[str, Any]]]] = {label: {level: [] for level in levels} for label in urls}
     for level in levels:
-        rows: list[dict[str, Any]] = []
-        for round_no in range(rounds):
-            rows += streams_at_once(url, [clips[(round_no * level + i) % len(clips)][1] for i in range(level)])
-            time.sleep(1.0)     # the server frees a stream's slot just after its close reaches the client
-        out[str(level)] = {"streams": len(rows), "final": _latency(rows, "final"),
-                           "errors": sorted({r["error"] for r in rows if "error" in r})}
+        for round_no in range(repeats * -(-len(clips) // level)):
+            for label in _rotated(list(urls), round_no):
+                wavs = [clips[(round_no * level + i) % len(clips)][1] for i in range(level)]
+                rows[label][level] += streams_at_once(urls[label], wavs)
+                time.sleep(1.0)     # the server frees a stream's slot just after its close reaches the client
+    out: dict[str, dict[str, Any]] = {}
+    for label in urls:
+        out[label] = {}
+        for level, streams in rows[label].items():
+            first = streams[:max(len(clips), level)]
+            out[label][str(level)] = {"streams": len(first), "final": _latency(first, "final"),
+                                      "errors": sorted({r["error"] for r in streams if "error" in r}),
+                                      "receiving_thread": _behind(streams)}
+            if repeats > 1:
+                out[label][str(level)]["all_passes"] = {"streams": len(streams), "final": _latency(streams, "final")}
     return out
 
 
@@ -336,18 +390,112 @@ def over_the_limit(url: str, wav: bytes, limit: int) -> dict[str, Any]:
             "refused_busy": sum(1 for r in rows if r.get("error") == "busy" and r.get("close") == 1013)}
 
 
-def run_streaming(clips: list[tuple[str, bytes]], limited: list[tuple[str, bytes]], limit: int = 4) -> dict[str, Any]:
+def run_streaming(clips: list[tuple[str, bytes]], limited: list[tuple[str, bytes]], limit: int = 4,
+                  repeats: int = 1) -> dict[str, Any]:
     """The streaming part alone on its own server (`python -m bench.voice --streaming`); run() includes it."""
     env = {"MINWON_STREAM_LIMIT": str(limit), "MINWON_TTS_CACHE_ENTRIES": "0"}
     with GunicornServer(workers=1, threads=8, env=env) as server:
         stream_one(server.url, clips[0][1])     # warm-up: pages the model in, starts the synthesis worker
         results = {"server": {"workers": 1, "threads": 8, "MINWON_STREAM_LIMIT": limit, "tts_cache": "off"},
-                   "paths": streamed_vs_uploaded(server, clips),
+                   "paths": streamed_vs_uploaded({"": server}, clips, repeats)[""],
                    "limited": limited_streamed_vs_uploaded(server.url, limited,
                                                            YES_NO_PHRASES["ko"] + PIN_PHRASES + ["도움말"]),
-                   "concurrency": concurrent_streams(server.url, clips),
+                   "concurrency": concurrent_streams({"": server.url}, clips, repeats=repeats)[""],
                    "over_limit": over_the_limit(server.url, clips[0][1], limit)}
     return results
+
+
+LIMITED_PHRASES = YES_NO_PHRASES["ko"] + PIN_PHRASES + ["도움말"]
+
+
+def run_streaming_side_by_side(clips: list[tuple[str, bytes]], limited: list[tuple[str, bytes]],
+                               chunks: list[int], repeats: int = 1) -> dict[str, Any]:
+    """The streaming benchmark on one server per acoustic chunk setting (MINWON_ASR_FRAMES_PER_CHUNK), all up at
+    once and used in turn clip by clip, so that a shared machine's load falls on every setting alike
+    (`python -m bench.voice --streaming --chunks 24,12`)."""
+    env = {"MINWON_STREAM_LIMIT": "4", "MINWON_TTS_CACHE_ENTRIES": "0"}
+    with contextlib.ExitStack() as stack:
+        servers = {str(c): stack.enter_context(GunicornServer(workers=1, threads=8, env={
+            **env, "MINWON_ASR_FRAMES_PER_CHUNK": str(c)})) for c in chunks}
+        for server in servers.values():
+            stream_one(server.url, clips[0][1])     # warm-up
+        paths = streamed_vs_uploaded(servers, clips, repeats)
+        limited_rows = {label: limited_streamed_vs_uploaded(server.url, limited, LIMITED_PHRASES)
+                        for label, server in servers.items()}
+        concurrency = concurrent_streams({label: server.url for label, server in servers.items()}, clips,
+                                         levels=(2,), repeats=repeats)
+    return {"server": {"workers": 1, "threads": 8, "MINWON_STREAM_LIMIT": 4, "tts_cache": "off"},
+            "settings": {label: {"paths": paths[label], "limited": limited_rows[label],
+                                 "concurrency": concurrency[label]} for label in servers}}
+
+
+# --- the acoustic network's chunk, in this process (issue 17) --------------------------------------
+
+def _cer(heard: str, reference: str) -> float:
+    """Character error rate on the letters, spaces left out (the model's word splits are not errors)."""
+    reference, heard = reference.replace(" ", ""), heard.replace(" ", "")
+    return Levenshtein.distance(heard, reference) / max(len(reference), 1)
+
+
+def stream_in_process(recognizer: SpeechRecognizer, pcm: bytes, expectation: Expectation,
+                      commands: list[str]) -> dict[str, Any]:
+    """One clip through a RecognitionStream in 0.1 s pieces, as the WebSocket route feeds it. Each piece is decoded
+    before the next comes, as at real-time pace while the decoder keeps up, so the tail (the last piece and the end
+    of audio → transcript) is what a stream waits for after the speaker stops, without the network."""
+    size = int(TARGET_RATE * STREAM_CHUNK_S) * 2
+    pieces = [pcm[i:i + size] for i in range(0, len(pcm), size)]
+    stream = recognizer.start("ko-KR", expectation, commands)
+    cpu = time.process_time()        # the whole process: the recogniser and the command spotter's thread
+    for piece in pieces[:-1]:
+        stream.accept(piece)
+    started = time.perf_counter()
+    stream.accept(pieces[-1])
+    transcript = stream.finish()
+    return {"tail": time.perf_counter() - started, "cpu_s": time.process_time() - cpu,
+            "audio_s": len(pcm) / 2 / TARGET_RATE, "text": transcript.text, "heard": transcript.heard}
+
+
+def chunk_settings(chunks: list[int], clips: list[tuple[str, bytes]], limited: list[tuple[str, bytes]],
+                   tts: SpeechSynthesizer, repeats: int = 3, choices: bool = True) -> dict[str, Any]:
+    """The same clips decoded with each acoustic chunk setting, one model copy per setting in this process, clip by
+    clip in turn (`python -m bench.voice --chunks 24,12,9,6,3`; the first setting is the baseline): the tail after
+    the last piece, CPU per audio second, and what was heard, against the baseline and against the text said."""
+    base = AsrConfig.from_settings(Settings.from_env())
+    recognizers = {c: SpeechRecognizer.load(replace(base, frames_per_chunk=c)) for c in chunks}
+    commands = command_phrases("ko-KR")
+    kinds = {"open": (clips, OPEN_SPEECH, commands), "limited": (limited, Expectation.limited(LIMITED_PHRASES), [])}
+    rows: dict[int, dict[str, list[dict[str, Any]]]] = {c: {kind: [] for kind in kinds} for c in chunks}
+    for repeat in range(repeats):
+        for kind, (items, expectation, spoken) in kinds.items():
+            for n, (said, wav) in enumerate(items):
+                pcm = decode_audio(wav, "audio/wav").pcm_bytes
+                for chunk in _rotated(chunks, n + repeat):
+                    row = stream_in_process(recognizers[chunk], pcm, expectation, spoken)
+                    rows[chunk][kind].append({"said": said, "pass": repeat, **row})
+    baseline = rows[chunks[0]]
+    out: dict[str, Any] = {"baseline": chunks[0], "passes": repeats, "settings": {}}
+    for chunk in chunks:
+        opened, short = rows[chunk]["open"], rows[chunk]["limited"]
+        first = opened[:len(clips)]
+        pairs = list(zip(first, baseline["open"][:len(clips)], strict=True))
+        result = {
+            "tail_ms": {"first_pass": _latency(first, "tail"), "all_passes": _latency(opened, "tail"),
+                        "max": _ms(max(r["tail"] for r in opened))},
+            "cpu_s_per_audio_s": round(sum(r["cpu_s"] for r in opened) / sum(r["audio_s"] for r in opened), 3),
+            "open_heard_as_baseline": f"{sum(1 for a, b in pairs if a['heard'] == b['heard'])}/{len(pairs)}",
+            "open_text_as_baseline": f"{sum(1 for a, b in pairs if a['text'] == b['text'])}/{len(pairs)}",
+            "open_same_every_pass": all(r["heard"] == first[i % len(clips)]["heard"] for i, r in enumerate(opened)),
+            "cer_vs_baseline": round(statistics.mean(_cer(a["heard"], b["heard"]) for a, b in pairs), 3),
+            "cer_vs_said": round(statistics.mean(_cer(r["heard"], r["said"]) for r in first), 3),
+            "limited_as_baseline": f"{sum(1 for a, b in zip(short, baseline['limited'], strict=True) if a['text'] == b['text'])}"
+                                   f"/{len(short)}",
+            "heard": [{"said": r["said"], "heard": r["heard"], "text": r["text"]} for r in first],
+            "limited_heard": [{"said": r["said"], "text": r["text"]} for r in short[:len(limited)]],
+        }
+        if choices:
+            result["recognition_choices"] = recognition_choices(recognizers[chunk], tts, commands)
+        out["settings"][str(chunk)] = result
+    return out
 
 
 # --- TTS -----------------------------------------------------------------------------------------
@@ -420,11 +568,12 @@ def recognition_choices(recognizer: SpeechRecognizer, tts: SpeechSynthesizer, co
     matcher_intents = {"도움말": "help", "도와줘": "help", "취소": "cancel", "그만": "stop", "종료": "stop",
                        "다시 말해줘": "repeat", "한 번 더": "repeat"}
     command_of = {text: intent for intent, phrases in spoken_commands()["ko-KR"].items() for text in phrases}
-    spotted = sum(1 for text in COMMAND_CLIPS for rate in rates
-                  if (r := recognizer.recognize(speech(text, rate), "ko-KR", commands=commands)).spotted
-                  and command_of.get(r.text) == matcher_intents[text])
-    wrongly_spotted = sum(1 for text in REQUEST_CLIPS for rate in rates
-                          if recognizer.recognize(speech(text, rate), "ko-KR", commands=commands).spotted)
+    missed = [f"{text} @{rate}" for text in COMMAND_CLIPS for rate in rates
+              if not ((r := recognizer.recognize(speech(text, rate), "ko-KR", commands=commands)).spotted
+                      and command_of.get(r.text) == matcher_intents[text])]
+    taken = [f"{text} @{rate}" for text in REQUEST_CLIPS for rate in rates
+             if recognizer.recognize(speech(text, rate), "ko-KR", commands=commands).spotted]
+    spotted, wrongly_spotted = len(COMMAND_CLIPS) * len(rates) - len(missed), len(taken)
     return {
         "speaking_rates_wpm": list(rates),
         "yes_no_limited": {"correct": correct, "of": len(answers) * len(rates),
@@ -432,7 +581,8 @@ def recognition_choices(recognizer: SpeechRecognizer, tts: SpeechSynthesizer, co
                            "without_decoys": {"correct": correct_without, "false_accepts": false_without}},
         "command_spotting_open": {"recognised": spotted, "of": len(COMMAND_CLIPS) * len(rates),
                                   "requests_taken_for_commands": wrongly_spotted,
-                                  "of_requests": len(REQUEST_CLIPS) * len(rates)},
+                                  "of_requests": len(REQUEST_CLIPS) * len(rates),
+                                  "missed": missed, "requests_taken": taken},
         "settings": {"decoy_margin": recognizer.config.decoy_margin, "spot_margin": recognizer.config.spot_margin,
                      "spot_decoy_syllables": recognizer.config.spot_decoy_syllables,
                      "min_confidence_limited": recognizer.config.min_confidence_limited},
@@ -501,6 +651,17 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _pair(latency: dict[str, Any]) -> str:
+    return f"{latency.get('p50_ms', '-')} / {latency.get('p95_ms', '-')}"
+
+
+def _behind_cell(behind: dict[str, Any]) -> str:
+    if not behind:
+        return "-"
+    return (f"{behind['streams_behind']}/{behind['of']} streams behind (most {behind['max_pieces_behind']} pieces); "
+            f"last piece answered {_pair(behind['last_piece_answered'])} ms after it was sent")
+
+
 def streaming_table(streaming: dict[str, Any]) -> list[str]:
     paths = streaming["paths"]
     lines = [f"streamed vs uploaded, {paths['clips']} clips, {paths['audio_s']} s of audio, one stream "
@@ -510,36 +671,134 @@ def streaming_table(streaming: dict[str, Any]) -> list[str]:
         row = paths[name]
         cells = "   ".join(f"{row[k]['p50_ms']:>7} / {row[k]['p95_ms']:>7}" for k in ("final", "reply", "audio"))
         lines.append(f"  {name:9} {cells}   CPU {row['cpu_s_per_audio_s']}")
+    if "streamed_all_passes" in paths:
+        row = paths["streamed_all_passes"]
+        cells = "   ".join(f"{row[k]['p50_ms']:>7} / {row[k]['p95_ms']:>7}" for k in ("final", "reply", "audio"))
+        lines.append(f"  streamed, all {paths['passes']} passes ({row['final']['n']} samples): {cells}")
     lines.append(f"  same transcript: streamed vs uploaded {paths['same_transcript_streamed_vs_uploaded']}, "
                  f"upload vs upload again {paths['same_transcript_upload_vs_upload']}")
+    lines.append(f"  receiving thread at the end of speech: {_behind_cell(paths['receiving_thread'])}")
     limited = streaming["limited"]
     lines.append(f"  limited mode ({limited['clips']} short answers, end of speech → transcript): streamed p50 "
                  f"{limited['streamed'].get('p50_ms')} / p95 {limited['streamed'].get('p95_ms')} ms, uploaded p50 "
                  f"{limited['uploaded'].get('p50_ms')} / p95 {limited['uploaded'].get('p95_ms')} ms, same transcript "
                  f"{limited['same_transcript']}")
     for level, row in streaming["concurrency"].items():
+        more = f"; all passes {_pair(row['all_passes']['final'])} ms over {row['all_passes']['streams']}" \
+            if "all_passes" in row else ""
         lines.append(f"  {level} concurrent stream(s): final transcript p50 {row['final'].get('p50_ms')} ms, "
-                     f"p95 {row['final'].get('p95_ms')} ms over {row['streams']} streams {row['errors'] or ''}")
+                     f"p95 {row['final'].get('p95_ms')} ms over {row['streams']} streams{more} {row['errors'] or ''}")
     over = streaming["over_limit"]
     lines.append(f"  over the limit: {over['opened']} opened, {over['served']} served, {over['refused_busy']} "
                  "refused busy (1013)")
     return lines
 
 
-if __name__ == "__main__":
-    import sys
+def side_by_side_table(results: dict[str, Any]) -> list[str]:
+    """One column per chunk setting, the first being the baseline."""
+    settings = results["settings"]
+    labels = list(settings)
+    width = 26
 
-    if "--streaming" in sys.argv:
-        synthesizer = SpeechSynthesizer()
-        try:
-            clips = [(t, synthesizer.synthesize(t, "ko", sample_rate=TARGET_RATE)) for t in OPEN_CLIPS]
-            limited = [(t, synthesizer.synthesize(t, "ko", sample_rate=TARGET_RATE)) for t in LIMITED_CLIPS]
-        finally:
-            synthesizer.close()
-        streaming = run_streaming(clips, limited)
-        out = ROOT / "bench" / "out"
-        out.mkdir(parents=True, exist_ok=True)
+    def row(name: str, cell: Any) -> str:
+        return f"  {name:44}" + "".join(f"{str(cell(settings[label])):>{width}}" for label in labels)
+
+    lines = ["streaming, one server per frames-per-chunk setting, clip by clip in turn (p50 / p95 ms):",
+             f"  {'frames per chunk':44}" + "".join(f"{label:>{width}}" for label in labels)]
+    lines.append(row("end of speech → final transcript (first pass)",
+                     lambda r: _pair(r["paths"]["streamed"]["final"])))
+    if "streamed_all_passes" in settings[labels[0]]["paths"]:
+        lines.append(row(f"  all passes (n={settings[labels[0]]['paths']['streamed_all_passes']['final']['n']})",
+                         lambda r: _pair(r["paths"]["streamed_all_passes"]["final"])))
+    lines.append(row("→ reply JSON", lambda r: _pair(r["paths"]["streamed"]["reply"])))
+    lines.append(row("→ first reply audio byte", lambda r: _pair(r["paths"]["streamed"]["audio"])))
+    lines.append(row("uploaded: end → transcript", lambda r: _pair(r["paths"]["uploaded"]["final"])))
+    lines.append(row("worker CPU s per audio s, streamed", lambda r: r["paths"]["streamed"]["cpu_s_per_audio_s"]))
+    lines.append(row("same transcript streamed vs uploaded",
+                     lambda r: r["paths"]["same_transcript_streamed_vs_uploaded"]))
+    lines.append(row("upload vs upload again", lambda r: r["paths"]["same_transcript_upload_vs_upload"]))
+    lines.append(row("two streams: final transcript (first pass)", lambda r: _pair(r["concurrency"]["2"]["final"])))
+    if "all_passes" in settings[labels[0]]["concurrency"]["2"]:
+        lines.append(row(f"  all passes (n={settings[labels[0]]['concurrency']['2']['all_passes']['streams']})",
+                         lambda r: _pair(r["concurrency"]["2"]["all_passes"]["final"])))
+    lines.append(row("short answers streamed / uploaded",
+                     lambda r: f"{r['limited']['streamed'].get('p95_ms')} / {r['limited']['uploaded'].get('p95_ms')}"))
+    lines.append(row("short answers same streamed vs uploaded", lambda r: r["limited"]["same_transcript"]))
+    for label in labels:
+        lines.append(f"  [{label}] one stream, receiving thread: {_behind_cell(settings[label]['paths']['receiving_thread'])}")
+        lines.append(f"  [{label}] two streams, receiving thread: "
+                     f"{_behind_cell(settings[label]['concurrency']['2']['receiving_thread'])}")
+    base = settings[labels[0]]["paths"]["transcripts"]
+    for label in labels[1:]:
+        other = settings[label]["paths"]["transcripts"]
+        same = sum(1 for a, b in zip(base, other, strict=True) if a["streamed"] == b["streamed"])
+        lines.append(f"  streamed transcripts, {label} as {labels[0]}: {same}/{len(base)}")
+    return lines
+
+
+def chunk_table(results: dict[str, Any]) -> list[str]:
+    settings = results["settings"]
+    lines = [f"acoustic chunk settings in one process, baseline {results['baseline']}, {results['passes']} passes "
+             "(tail = last 0.1 s piece + end of audio → transcript, ms):",
+             f"  {'frames':>6} {'tail p50/p95 (8)':>18} {'p50/p95 (all)':>16} {'max':>6} {'CPU/s':>6} "
+             f"{'heard=base':>10} {'text=base':>9} {'CER base':>8} {'CER said':>8} {'limited=':>8} {'yes/no':>7} "
+             f"{'false':>5} {'spot':>5} {'wrong':>5}"]
+    for label, r in settings.items():
+        choices = r.get("recognition_choices")
+        yn = choices["yes_no_limited"] if choices else {}
+        spot = choices["command_spotting_open"] if choices else {}
+        lines.append(f"  {label:>6} {_pair(r['tail_ms']['first_pass']):>18} {_pair(r['tail_ms']['all_passes']):>16} "
+                     f"{r['tail_ms']['max']:>6} {r['cpu_s_per_audio_s']:>6} {r['open_heard_as_baseline']:>10} "
+                     f"{r['open_text_as_baseline']:>9} {r['cer_vs_baseline']:>8} {r['cer_vs_said']:>8} "
+                     f"{r['limited_as_baseline']:>8} {yn.get('correct', '-')!s:>7} {yn.get('false_accepts', '-')!s:>5} "
+                     f"{spot.get('recognised', '-')!s:>5} {spot.get('requests_taken_for_commands', '-')!s:>5}")
+    return lines
+
+
+def _synthesised(texts: list[str]) -> list[tuple[str, bytes]]:
+    synthesizer = SpeechSynthesizer()
+    try:
+        return [(t, synthesizer.synthesize(t, "ko", sample_rate=TARGET_RATE)) for t in texts]
+    finally:
+        synthesizer.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bench.voice", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--streaming", action="store_true", help="the streaming benchmark alone")
+    parser.add_argument("--chunks", help="frames-per-chunk settings side by side, baseline first (e.g. 24,12): "
+                                         "with --streaming one server each, without it in this process")
+    parser.add_argument("--repeats", type=int, default=1, help="passes over the clips (p95 over more samples)")
+    parser.add_argument("--no-choices", action="store_true", help="--chunks without --streaming: skip the yes/no "
+                                                                  "and command-spotting clips")
+    args = parser.parse_args(argv)
+    out = ROOT / "bench" / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    chunks = [int(c) for c in args.chunks.split(",")] if args.chunks else None
+    if not args.streaming and not chunks:
+        run()
+        return
+    clips, limited = _synthesised(OPEN_CLIPS), _synthesised(LIMITED_CLIPS)
+    if args.streaming and chunks:
+        results = run_streaming_side_by_side(clips, limited, chunks, args.repeats)
+        (out / "voice_chunks_streaming.json").write_text(json.dumps(results, indent=2, ensure_ascii=False))
+        print("\n".join(side_by_side_table(results)))
+    elif args.streaming:
+        streaming = run_streaming(clips, limited, repeats=args.repeats)
         (out / "voice_streaming.json").write_text(json.dumps(streaming, indent=2, ensure_ascii=False))
         print("\n".join(streaming_table(streaming)))
     else:
-        run()
+        assert chunks is not None
+        tts = SpeechSynthesizer()
+        try:
+            results = chunk_settings(chunks, clips, limited, tts, max(args.repeats, 1), choices=not args.no_choices)
+        finally:
+            tts.close()
+        (out / "voice_chunks.json").write_text(json.dumps(results, indent=2, ensure_ascii=False))
+        print("\n".join(chunk_table(results)))
+
+
+if __name__ == "__main__":
+    main()

