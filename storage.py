@@ -62,6 +62,9 @@ LOCK_TIMEOUT_MS = 10_000
 PING_AFTER_IDLE_S = 3.0
 # The transaction-level advisory lock that makes concurrent upgrades (several nodes starting at once) take turns.
 UPGRADE_LOCK_ID = 0x6D696E776F6E  # "minwon"
+# How long a starting node keeps trying while another node holds the schema: far longer than a request may wait,
+# since a node that gives up here does not start at all.
+UPGRADE_WAIT_S = 60.0
 
 
 class StorageUnavailable(RuntimeError):
@@ -256,6 +259,19 @@ class Database:
         version i+1 to i+2."""
         for name in table_modules:
             importlib.import_module(name)
+        deadline = time.monotonic() + UPGRADE_WAIT_S
+        while True:
+            try:
+                return self._upgrade_once(migrations, context)
+            except StorageUnavailable:
+                # Another node is creating or upgrading the schema and holds the write lock longer than the busy
+                # timeout (a loaded machine): the transaction rolled back, so trying again is safe.
+                if time.monotonic() >= deadline:
+                    raise
+                log.warning("schema busy, trying again")
+                time.sleep(0.25)
+
+    def _upgrade_once(self, migrations: Sequence[Migration], context: MigrationContext) -> int:
         target_version = 1 + len(migrations)
         with self.transaction() as conn:
             if conn.dialect.name == "postgresql":
