@@ -58,6 +58,8 @@ OPEN_CLIPS = [
 ]
 LIMITED_CLIPS = ["예", "아니요", "네", "오 삼 사 이", "오 사 오 삼", "도움말"]
 PIN_PHRASES = ["공", "영", "일", "이", "삼", "사", "오", "육", "칠", "팔", "구"]
+# What the dialog's yes/no and PIN questions listen for: the limited-mode clips are decoded against these.
+LIMITED_PHRASES = YES_NO_PHRASES["ko"] + PIN_PHRASES + ["도움말"]
 YES = {"네", "예", "응", "그래"}
 NOT_ANSWERS = ["도움말", "오늘 날씨 어때", "주민등록등본 발급", "안녕하세요", "감사합니다", "전화번호 알려줘",
                "다시 말해줘", "몰라요", "인증서 상태 알려줘", "동의 철회", "지갑으로 보내줘", "여권 재발급"]
@@ -100,7 +102,7 @@ def compare_raw_and_service(url: str, recognizer: SpeechRecognizer, clips: dict[
     out: dict[str, Any] = {}
     for mode, items in clips.items():
         limited = mode == "limited"
-        phrases = YES_NO_PHRASES["ko"] + PIN_PHRASES + ["도움말"]
+        phrases = LIMITED_PHRASES
         grammar = recognizer.grammar_for("ko-KR", phrases).vosk_phrases if limited else None
         n_best = recognizer.config.n_best_limited if limited else recognizer.config.n_best
         params = {"phrase": phrases} if limited else {}
@@ -398,14 +400,10 @@ def run_streaming(clips: list[tuple[str, bytes]], limited: list[tuple[str, bytes
         stream_one(server.url, clips[0][1])     # warm-up: pages the model in, starts the synthesis worker
         results = {"server": {"workers": 1, "threads": 8, "MINWON_STREAM_LIMIT": limit, "tts_cache": "off"},
                    "paths": streamed_vs_uploaded({"": server}, clips, repeats)[""],
-                   "limited": limited_streamed_vs_uploaded(server.url, limited,
-                                                           YES_NO_PHRASES["ko"] + PIN_PHRASES + ["도움말"]),
+                   "limited": limited_streamed_vs_uploaded(server.url, limited, LIMITED_PHRASES),
                    "concurrency": concurrent_streams({"": server.url}, clips, repeats=repeats)[""],
                    "over_limit": over_the_limit(server.url, clips[0][1], limit)}
     return results
-
-
-LIMITED_PHRASES = YES_NO_PHRASES["ko"] + PIN_PHRASES + ["도움말"]
 
 
 def run_streaming_side_by_side(clips: list[tuple[str, bytes]], limited: list[tuple[str, bytes]],
@@ -600,8 +598,7 @@ def run(repeats: int = 3, out_dir: Path | None = None) -> dict[str, Any]:
         started = time.perf_counter()
         recognizer = SpeechRecognizer.load(AsrConfig.from_settings(Settings.from_env()))
         results["model_load_s"] = round(time.perf_counter() - started, 2)
-        clips = {"open": [(t, tts.synthesize(t, "ko", sample_rate=TARGET_RATE)) for t in OPEN_CLIPS],
-                 "limited": [(t, tts.synthesize(t, "ko", sample_rate=TARGET_RATE)) for t in LIMITED_CLIPS]}
+        clips = {"open": _synthesised(tts, OPEN_CLIPS), "limited": _synthesised(tts, LIMITED_CLIPS)}
         with GunicornServer(workers=1, threads=4) as server:
             # Warm-up outside the measurement: first requests page the model in.
             for _text, wav in clips["limited"][:2] + clips["open"][:1]:
@@ -610,14 +607,13 @@ def run(repeats: int = 3, out_dir: Path | None = None) -> dict[str, Any]:
             results["streamed"] = {
                 "open": streamed_latency(server.url, clips["open"], {}),
                 "limited": streamed_latency(server.url, clips["limited"],
-                                            {"phrase": YES_NO_PHRASES["ko"] + PIN_PHRASES + ["도움말"]}),
+                                            {"phrase": LIMITED_PHRASES}),
             }
             results["tts"] = tts_timing(server.url, ["무엇을 도와드릴까요", "주민등록등본을 지갑으로 보냈어요",
                                                      "본인 확인을 위해 네 자리 비밀번호를 말씀해 주세요",
                                                      "Here is what I can do for you"])
             results["memory"] = serving_memory(server)
-        open_16k = [(t, tts.synthesize(t, "ko", sample_rate=TARGET_RATE)) for t in OPEN_CLIPS]
-        results["streaming"] = run_streaming(open_16k, clips["limited"])
+        results["streaming"] = run_streaming(clips["open"], clips["limited"])
         commands = command_phrases("ko-KR")
         results["recognition_choices"] = recognition_choices(recognizer, tts, commands)
     finally:
@@ -755,12 +751,9 @@ def chunk_table(results: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _synthesised(texts: list[str]) -> list[tuple[str, bytes]]:
-    synthesizer = SpeechSynthesizer()
-    try:
-        return [(t, synthesizer.synthesize(t, "ko", sample_rate=TARGET_RATE)) for t in texts]
-    finally:
-        synthesizer.close()
+def _synthesised(tts: SpeechSynthesizer, texts: list[str]) -> list[tuple[str, bytes]]:
+    """The benchmark's Korean clips, each text with its 16 kHz WAV."""
+    return [(t, tts.synthesize(t, "ko", sample_rate=TARGET_RATE)) for t in texts]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -780,24 +773,24 @@ def main(argv: list[str] | None = None) -> None:
     if not args.streaming and not chunks:
         run()
         return
-    clips, limited = _synthesised(OPEN_CLIPS), _synthesised(LIMITED_CLIPS)
-    if args.streaming and chunks:
-        results = run_streaming_side_by_side(clips, limited, chunks, args.repeats)
-        (out / "voice_chunks_streaming.json").write_text(json.dumps(results, indent=2, ensure_ascii=False))
-        print("\n".join(side_by_side_table(results)))
-    elif args.streaming:
-        streaming = run_streaming(clips, limited, repeats=args.repeats)
-        (out / "voice_streaming.json").write_text(json.dumps(streaming, indent=2, ensure_ascii=False))
-        print("\n".join(streaming_table(streaming)))
-    else:
-        assert chunks is not None
-        tts = SpeechSynthesizer()
-        try:
+    tts = SpeechSynthesizer()
+    try:
+        clips, limited = _synthesised(tts, OPEN_CLIPS), _synthesised(tts, LIMITED_CLIPS)
+        if args.streaming and chunks:
+            results = run_streaming_side_by_side(clips, limited, chunks, args.repeats)
+            (out / "voice_chunks_streaming.json").write_text(json.dumps(results, indent=2, ensure_ascii=False))
+            print("\n".join(side_by_side_table(results)))
+        elif args.streaming:
+            streaming = run_streaming(clips, limited, repeats=args.repeats)
+            (out / "voice_streaming.json").write_text(json.dumps(streaming, indent=2, ensure_ascii=False))
+            print("\n".join(streaming_table(streaming)))
+        else:
+            assert chunks is not None
             results = chunk_settings(chunks, clips, limited, tts, max(args.repeats, 1), choices=not args.no_choices)
-        finally:
-            tts.close()
-        (out / "voice_chunks.json").write_text(json.dumps(results, indent=2, ensure_ascii=False))
-        print("\n".join(chunk_table(results)))
+            (out / "voice_chunks.json").write_text(json.dumps(results, indent=2, ensure_ascii=False))
+            print("\n".join(chunk_table(results)))
+    finally:
+        tts.close()
 
 
 if __name__ == "__main__":
