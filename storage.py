@@ -18,6 +18,7 @@ import os
 import secrets
 import select as io_select
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -62,8 +63,8 @@ LOCK_TIMEOUT_MS = 10_000
 PING_AFTER_IDLE_S = 3.0
 # The transaction-level advisory lock that makes concurrent upgrades (several nodes starting at once) take turns.
 UPGRADE_LOCK_ID = 0x6D696E776F6E  # "minwon"
-# How long a starting node keeps trying while another node holds the schema: far longer than a request may wait,
-# since a node that gives up here does not start at all.
+# How long a starting node keeps trying while another node holds the schema's lock: far longer than a request may
+# wait, since a node that gives up here does not start at all.
 UPGRADE_WAIT_S = 60.0
 
 
@@ -71,11 +72,13 @@ class StorageUnavailable(RuntimeError):
     """The database is locked or unreachable for the moment; the caller answers 503 and may retry.
 
     `detail` is one line for an operator (the driver's first line: "connection refused", "database is locked",
-    "canceling statement due to statement timeout"); it never holds statement parameters."""
+    "canceling statement due to statement timeout"); it never holds statement parameters. `locked` says the
+    statement lost a race for a lock another transaction holds (the database itself answered)."""
 
-    def __init__(self, message: str, detail: str = "") -> None:
+    def __init__(self, message: str, detail: str = "", locked: bool = False) -> None:
         super().__init__(message)
         self.detail = detail
+        self.locked = locked
 
 
 # Errors that mean "not now" rather than "wrong": a locked SQLite file, an unreachable or restarting PostgreSQL
@@ -83,10 +86,22 @@ class StorageUnavailable(RuntimeError):
 _UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeout)
 
 
+# PostgreSQL's SQLSTATEs for a statement that lost a race for a lock: lock timeout, serialisation failure, deadlock.
+_LOCK_SQLSTATES = frozenset({"55P03", "40001", "40P01"})
+
+
+def _lost_a_lock(origin: BaseException) -> bool:
+    if getattr(origin, "sqlstate", None) in _LOCK_SQLSTATES:
+        return True
+    # SQLite: "database is locked" (busy timeout), "database table is locked", "database schema is locked".
+    return isinstance(origin, sqlite3.OperationalError) and "is locked" in str(origin)
+
+
 def _unavailable(exc: BaseException) -> StorageUnavailable:
     origin = getattr(exc, "orig", None) or exc
     lines = [line.strip() for line in str(origin).splitlines() if line.strip()]
-    return StorageUnavailable("storage is busy or unavailable", lines[0] if lines else type(origin).__name__)
+    return StorageUnavailable("storage is busy or unavailable", lines[0] if lines else type(origin).__name__,
+                              locked=_lost_a_lock(origin))
 
 
 def describe_url(url: str) -> str:
@@ -263,10 +278,11 @@ class Database:
         while True:
             try:
                 return self._upgrade_once(migrations, context)
-            except StorageUnavailable:
+            except StorageUnavailable as exc:
                 # Another node is creating or upgrading the schema and holds the write lock longer than the busy
-                # timeout (a loaded machine): the transaction rolled back, so trying again is safe.
-                if time.monotonic() >= deadline:
+                # timeout (a loaded machine): the transaction rolled back, so trying again is safe. A database that
+                # cannot be reached is reported at once: the CLI exits, and the service retries on its own.
+                if not exc.locked or time.monotonic() >= deadline:
                     raise
                 log.warning("schema busy, trying again")
                 time.sleep(0.25)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import socket
 import sqlite3
@@ -11,6 +12,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psycopg
 import pytest
 from sqlalchemy import DateTime, MetaData, create_engine, inspect, text
 
@@ -18,7 +20,7 @@ from app import create_app
 from domain.citizens import Accounts
 from migrations import MIGRATIONS, SCHEMA_VERSION, TABLE_MODULES
 from services import Services
-from storage import Database, MigrationContext
+from storage import Database, MigrationContext, StorageUnavailable, _unavailable
 from tests.conftest import ROOT, make_settings
 from tests.security.test_data_at_rest import FIXTURE_V1_EVENTS, v1_data_dir, v1_services
 
@@ -61,6 +63,52 @@ def test_nodes_starting_at_once_upgrade_once(tmp_path, database_url):
     for db in databases:
         db.dispose()
     assert errors == [] and results == [SCHEMA_VERSION] * len(databases)
+
+
+def test_a_schema_locked_by_another_node_is_waited_for(tmp_path, caplog):
+    """Another node holds the SQLite file's write lock past the busy timeout (3 s): the starting node's upgrade
+    rolls back, says so and tries again once the lock is gone, instead of failing to start."""
+    path = tmp_path / "held.sqlite3"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("PRAGMA journal_mode=WAL")    # as the service makes it
+    holder.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(4.0, holder.execute, args=("ROLLBACK",))
+    release.start()
+    db = Database(f"sqlite:///{path}")
+    try:
+        with caplog.at_level(logging.WARNING, logger="storage"):
+            assert db.upgrade(TABLE_MODULES, MIGRATIONS, MigrationContext(b"k", tmp_path)) == SCHEMA_VERSION
+        assert "schema busy, trying again" in caplog.text
+    finally:
+        release.join()
+        holder.close()
+        db.dispose()
+
+
+def test_an_unreachable_database_fails_the_upgrade_without_waiting(tmp_path, caplog):
+    """Only a lost race for a lock is waited out: a server that is not there is reported at once (the CLI exits with
+    code 3, the service names the storage on /health and retries by itself)."""
+    db = Database(f"postgresql+psycopg://minwon:pw@127.0.0.1:{closed_port()}/minwon")
+    try:
+        with caplog.at_level(logging.WARNING, logger="storage"), pytest.raises(StorageUnavailable) as failure:
+            db.upgrade(TABLE_MODULES, MIGRATIONS, MigrationContext(b"k", tmp_path))
+        assert not failure.value.locked and "schema busy" not in caplog.text
+    finally:
+        db.dispose()
+
+
+@pytest.mark.parametrize(("error", "locked"), [
+    (sqlite3.OperationalError("database is locked"), True),
+    (sqlite3.OperationalError("database table is locked"), True),
+    (sqlite3.OperationalError("unable to open database file"), False),
+    (psycopg.errors.LockNotAvailable("canceling statement due to lock timeout"), True),
+    (psycopg.errors.SerializationFailure("could not serialize access"), True),
+    (psycopg.errors.DeadlockDetected("deadlock detected"), True),
+    (psycopg.errors.QueryCanceled("canceling statement due to statement timeout"), False),
+    (psycopg.OperationalError("connection refused"), False),
+])
+def test_a_lost_race_for_a_lock_is_told_from_an_unreachable_database(error, locked):
+    assert _unavailable(error).locked is locked
 
 
 def test_a_version_1_database_upgrades_and_keeps_its_secrets_working(tmp_path):
