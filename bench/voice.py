@@ -18,7 +18,8 @@
   open-mode command spotting, so the margins in voice/asr.py rest on numbers.
 
 The clips are espeak-ng speech made by the project's own TTS: the only Korean speech this machine can
-make. espeak-ng Korean is hard for the model (see the README), so open-mode RTF is on the slow side.
+make. espeak-ng Korean is hard for the model (see the README), so open-mode RTF is on the slow side. With
+`--recordings DIR` the streaming and chunk benchmarks use recordings of people instead (recorded_clips).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from rapidfuzz.distance import Levenshtein
 from bench.load import ROOT, GunicornServer, machine
 from settings import Settings
 from understanding.answers import YES_NO_PHRASES
-from voice.asr import OPEN_SPEECH, AsrConfig, Expectation, SpeechRecognizer
+from voice.asr import OPEN_SPEECH, AsrConfig, Expectation, SpeechRecognizer, normalize_text
 from voice.audio import TARGET_RATE, decode_audio
 from voice.commands import command_phrases, spoken_commands
 from voice.tts import SpeechSynthesizer
@@ -430,8 +431,9 @@ def run_streaming_side_by_side(clips: list[tuple[str, bytes]], limited: list[tup
 # --- the acoustic network's chunk, in this process (issue 17) --------------------------------------
 
 def _cer(heard: str, reference: str) -> float:
-    """Character error rate on the letters, spaces left out (the model's word splits are not errors)."""
-    reference, heard = reference.replace(" ", ""), heard.replace(" ", "")
+    """Character error rate on the letters, spaces and punctuation left out (the model's word splits are not
+    errors, and it writes no punctuation)."""
+    reference, heard = normalize_text(reference).replace(" ", ""), normalize_text(heard).replace(" ", "")
     return Levenshtein.distance(heard, reference) / max(len(reference), 1)
 
 
@@ -756,6 +758,32 @@ def _synthesised(tts: SpeechSynthesizer, texts: list[str]) -> list[tuple[str, by
     return [(t, tts.synthesize(t, "ko", sample_rate=TARGET_RATE)) for t in texts]
 
 
+# The utterance lengths the streaming targets are set for (issue 17).
+RECORDED_S = (2.0, 5.0)
+
+
+def recorded_clips(directory: Path, count: int) -> list[tuple[str, bytes]]:
+    """Recordings of people speaking, in place of the synthesised questions (`--recordings DIR`): `count` of the WAV
+    files in `directory` that last 2–5 s, spread evenly over their sorted names, each with what was said from the
+    directory's `transcripts.tsv` (file name without .wav, a tab, the text) when it has one. espeak-ng Korean is
+    harder for the model than people are (it searches wider, so decoding costs more CPU per audio second), so the
+    streaming figures are only fair on recordings; none ship with the project (see the README)."""
+    said: dict[str, str] = {}
+    listing = directory / "transcripts.tsv"
+    if listing.is_file():
+        for line in listing.read_text(encoding="utf-8").splitlines():
+            name, _, text = line.partition("\t")
+            said[name.strip()] = text.strip()
+    fitting = []
+    for path in sorted(directory.glob("*.wav")):
+        wav = path.read_bytes()
+        if RECORDED_S[0] <= decode_audio(wav, "audio/wav").duration_s <= RECORDED_S[1]:
+            fitting.append((said.get(path.stem, ""), wav))
+    if len(fitting) < count:
+        raise SystemExit(f"{directory} has {len(fitting)} WAV recordings of 2–5 s; {count} were asked for")
+    return [fitting[i * len(fitting) // count] for i in range(count)]
+
+
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
@@ -764,6 +792,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--chunks", help="frames-per-chunk settings side by side, baseline first (e.g. 24,12): "
                                          "with --streaming one server each, without it in this process")
     parser.add_argument("--repeats", type=int, default=1, help="passes over the clips (p95 over more samples)")
+    parser.add_argument("--recordings", type=Path, help="a directory of WAV recordings (and transcripts.tsv) to use "
+                                                         "in place of the synthesised open questions")
+    parser.add_argument("--clips", type=int, default=24, help="with --recordings: how many recordings")
     parser.add_argument("--no-choices", action="store_true", help="--chunks without --streaming: skip the yes/no "
                                                                   "and command-spotting clips")
     args = parser.parse_args(argv)
@@ -775,7 +806,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     tts = SpeechSynthesizer()
     try:
-        clips, limited = _synthesised(tts, OPEN_CLIPS), _synthesised(tts, LIMITED_CLIPS)
+        clips = recorded_clips(args.recordings, args.clips) if args.recordings else _synthesised(tts, OPEN_CLIPS)
+        limited = _synthesised(tts, LIMITED_CLIPS)
         if args.streaming and chunks:
             results = run_streaming_side_by_side(clips, limited, chunks, args.repeats)
             (out / "voice_chunks_streaming.json").write_text(json.dumps(results, indent=2, ensure_ascii=False))
