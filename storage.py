@@ -215,7 +215,7 @@ class Database:
         """One transaction: committed when the block ends, rolled back on any exception."""
         lock = self._write_lock
         if lock is not None and not lock.acquire(timeout=10):
-            raise StorageUnavailable("storage is busy")
+            raise StorageUnavailable("storage is busy", locked=True)
         try:
             with self.engine.connect() as conn:
                 conn.execution_options(minwon_write=True)
